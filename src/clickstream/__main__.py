@@ -1,0 +1,3 @@
+from clickstream.cli import main
+
+main()

@@ -1,0 +1,200 @@
+"""The ``clickstream`` command. It parses options and builds objects; the work is elsewhere."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clickstream import __version__
+from clickstream.broker.embedded import IN_MEMORY_WARNING, EmbeddedBroker
+from clickstream.errors import ClickstreamError
+from clickstream.settings import Settings, load_settings
+
+
+class Context:
+    def __init__(self, settings: Settings, debug: bool) -> None:
+        self.settings = settings
+        self.debug = debug
+
+    def client_settings(self) -> Settings:
+        """Settings for a command that talks to Kafka: the configured cluster, or the embedded
+        broker at its configured address (started elsewhere with ``clickstream broker``)."""
+        if self.settings.kafka.bootstrap_servers:
+            return self.settings
+        broker = self.settings.broker
+        if broker.port == 0:
+            raise ClickstreamError(
+                "no Kafka address: set CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS to the broker's address"
+            )
+        return self.settings.with_bootstrap(f"{broker.host}:{broker.port}")
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def _err(message: str) -> None:
+    click.secho(message, err=True, fg="yellow")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file (default: ./clickstream.toml if present).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(__version__, prog_name="clickstream")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
+    """Real-time user-event analytics: Kafka in, Spark in the middle, dashboards out."""
+    ctx.meta["debug"] = debug
+    ctx.obj = Context(load_settings(config_file), debug)
+
+
+@cli.command()
+@click.option("--port", type=int, help="Port to listen on (0: a free one). Default: broker.port.")
+@pass_context
+def broker(ctx: Context, port: int | None) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
+    from clickstream.kafka.admin import wait_for_cluster
+    from clickstream.stack import stop_signals
+
+    settings = ctx.settings
+    if not settings.embedded_broker:
+        wait_for_cluster(settings)
+        click.echo(
+            f"kafka.bootstrap_servers is set: using the cluster at "
+            f"{settings.kafka.bootstrap_servers}; no embedded broker started"
+        )
+        return
+    broker_settings = settings.broker
+    if port is not None:
+        broker_settings = broker_settings.model_copy(update={"port": port})
+    with stop_signals() as stop:
+        embedded = EmbeddedBroker(broker_settings)
+        embedded.start()
+        try:
+            click.echo(f"broker listening on {embedded.bootstrap} (pid {embedded.pid})")
+            _err(f"note: {IN_MEMORY_WARNING}")
+            while not stop.wait(0.5):
+                if not embedded.running():
+                    raise ClickstreamError("the broker exited unexpectedly")
+        finally:
+            embedded.stop()
+            click.echo("broker stopped")
+
+
+@cli.group()
+def topics() -> None:
+    """List and create Kafka topics."""
+
+
+@topics.command("list")
+@pass_context
+def topics_list(ctx: Context) -> None:
+    """Topics with their partitions and record counts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from clickstream.kafka.admin import describe_topics
+
+    table = Table("topic", "partitions", "records")
+    for info in describe_topics(ctx.client_settings()):
+        table.add_row(info.name, str(info.partitions), str(info.records))
+    Console().print(table)
+
+
+@topics.command("create")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--partitions", type=click.IntRange(min=1), help="Default: topics.partitions.")
+@pass_context
+def topics_create(ctx: Context, names: tuple[str, ...], partitions: int | None) -> None:
+    """Create topics (existing ones are left as they are)."""
+    from clickstream.kafka.admin import ensure_topics
+
+    created = ensure_topics(ctx.client_settings(), names, partitions)
+    for name in names:
+        click.echo(f"{name}: {'created' if name in created else 'exists'}")
+
+
+@cli.command()
+@pass_context
+def up(ctx: Context) -> None:
+    """Start everything on embedded defaults; one Ctrl-C stops it all."""
+    from clickstream.stack import Stack, stop_signals
+
+    with stop_signals() as stop:
+        stack = Stack(ctx.settings, on_event=click.echo)
+        try:
+            stack.start()
+            if ctx.settings.embedded_broker:
+                _err(f"note: {IN_MEMORY_WARNING}")
+            click.echo("clickstream is up; press Ctrl-C to stop")
+            reported: set[str] = set()
+            while not stop.wait(1.0):
+                down = set(stack.unhealthy())
+                for name in sorted(down - reported):
+                    _err(f"{name} is not healthy")
+                reported = down
+        finally:
+            stack.stop()
+
+
+@cli.command("config")
+@pass_context
+def show_config(ctx: Context) -> None:
+    """Print the settings in effect (secrets hidden)."""
+    data: dict[str, Any] = ctx.settings.model_dump(mode="json")
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            click.echo(_toml_line(key, value))
+    for section, values in data.items():
+        if isinstance(values, dict):
+            click.echo(f"\n[{section}]")
+            for key, value in values.items():
+                click.echo(_toml_line(key, value))
+
+
+def _toml_line(key: str, value: Any) -> str:
+    return f"# {key} = (unset)" if value is None else f"{key} = {_toml(value)}"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors unless ``--debug``."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cli.main(args=args, prog_name="clickstream", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClickstreamError as exc:
+        if "--debug" in args:
+            raise
+        click.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if "--debug" in args:
+            raise
+        click.secho(
+            f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            err=True,
+            fg="red",
+        )
+        sys.exit(1)
+

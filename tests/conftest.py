@@ -1,0 +1,118 @@
+"""Shared fixtures: one embedded broker and one SparkSession for the whole test session."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from clickstream.broker.embedded import EmbeddedBroker
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import BrokerSettings, Settings, load_settings
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """The real embedded broker (Tansu) on a free loopback port."""
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(BrokerSettings(port=0), log_file=log) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def settings(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the test broker, with a temporary data dir and a small Spark."""
+    data_dir = tmp_path_factory.mktemp("data")
+    base = load_settings(
+        environ={
+            "CLICKSTREAM_DATA_DIR": str(data_dir),
+            "CLICKSTREAM_SPARK_MASTER": "local[2]",
+            "CLICKSTREAM_SPARK_SHUFFLE_PARTITIONS": "2",
+            "CLICKSTREAM_SPARK_DRIVER_MEMORY": "2g",
+        }
+    )
+    return base.with_bootstrap(broker.bootstrap)
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings):  # type: ignore[no-untyped-def]
+    from clickstream.spark.session import get_spark
+
+    session = get_spark(settings)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def new_topic(settings: Settings) -> Callable[..., str]:
+    """Create a fresh topic: ``new_topic(partitions=4)`` returns its unique name."""
+
+    def create(partitions: int = 4, create: bool = True) -> str:
+        name = f"t{next(_counter)}-{uuid.uuid4().hex[:8]}"
+        if create:
+            ensure_topics(settings, [name], partitions=partitions)
+        return name
+
+    return create
+
+
+@pytest.fixture
+def produce(settings: Settings) -> Callable[..., int]:
+    """``produce(topic, n, start=0, partitions=None)``: n JSON records ``{"i": k}``, keyed by k,
+    spread over ``partitions`` explicitly when given; returns n once all are acknowledged."""
+
+    def send(topic: str, n: int, start: int = 0, partitions: int | None = None) -> int:
+        producer = make_producer(settings, **{"linger.ms": 20})
+        for k in range(start, start + n):
+            key = str(k).encode()
+            value = json.dumps({"i": k}).encode()
+            producer.produce(topic, value, key, partition=k % partitions if partitions else None)
+        producer.flush()
+        assert producer.stats.delivered == n
+        return n
+
+    return send
+
+
+def child_pids(pid: int) -> set[int]:
+    """Every descendant of ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs (zombies count as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+    env.update(extra)
+    return env
