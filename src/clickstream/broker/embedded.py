@@ -15,10 +15,12 @@ import time
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
 from clickstream.errors import BrokerError
+from clickstream.kafka.config import LOGGER
 from clickstream.settings import BrokerSettings
 
 IN_MEMORY_WARNING = (
@@ -63,9 +65,12 @@ def check_port_free(host: str, port: int) -> None:
             raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def wait_until_ready(bootstrap: str, timeout: float, alive: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until_ready(
+    bootstrap: str, timeout: float, alive: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until a broker at ``bootstrap`` answers a metadata request."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": LOGGER}
+    admin = AdminClient(config)
     deadline = time.monotonic() + timeout
     while True:
         if alive is not None and alive.poll() is not None:

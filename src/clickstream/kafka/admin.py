@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from clickstream.errors import ConfigError, KafkaUnavailableError
-from clickstream.kafka.config import client_config, consumer_config
+from clickstream.kafka.config import LOGGER, client_config, consumer_config
 from clickstream.kafka.offsets import partitions_of, watermarks
 from clickstream.settings import Settings
 
@@ -23,7 +24,13 @@ class TopicInfo:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    config: dict[str, Any] = {**client_config(settings), "logger": LOGGER}
+    return AdminClient(config)
+
+
+def _reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return str(error.str()) if error is not None and hasattr(error, "str") else str(exc)
 
 
 def wait_for_cluster(settings: Settings, timeout: float | None = None) -> None:
@@ -33,7 +40,8 @@ def wait_for_cluster(settings: Settings, timeout: float | None = None) -> None:
         admin_client(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
         raise KafkaUnavailableError(
-            f"Kafka at {settings.kafka.bootstrap_servers} did not answer within {timeout:g}s"
+            f"Kafka at {settings.kafka.bootstrap_servers} did not answer within {timeout:g}s "
+            f"({_reason(exc)})"
         ) from exc
 
 
@@ -85,12 +93,13 @@ def describe_topics(settings: Settings, include_internal: bool = False) -> list[
         metadata = admin_client(settings).list_topics(timeout=settings.kafka.timeout_s)
     except KafkaException as exc:
         raise KafkaUnavailableError(
-            f"Kafka at {settings.kafka.bootstrap_servers} did not answer: {exc}"
+            f"Kafka at {settings.kafka.bootstrap_servers} did not answer within "
+            f"{settings.kafka.timeout_s:g}s ({_reason(exc)})"
         ) from exc
     names = sorted(
         name for name in metadata.topics if include_internal or not name.startswith("__")
     )
-    consumer = Consumer(consumer_config(settings, **{"enable.partition.eof": True}))
+    consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
     try:
         keys = partitions_of(consumer, names, settings.kafka.timeout_s)
         marks = watermarks(consumer, keys, settings.kafka.timeout_s)

@@ -51,7 +51,7 @@ class EventProducer:
         topic: str,
         value: bytes | str | None,
         key: bytes | str | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
         on_delivery: DeliveryCallback | None = None,
         partition: int | None = None,
     ) -> None:
@@ -59,7 +59,8 @@ class EventProducer:
 
         The partition is chosen from the key unless ``partition`` is given.
         """
-        extra = {} if partition is None else {"partition": partition}
+        # librdkafka's "unassigned" partition: the partitioner picks one from the key.
+        target = -1 if partition is None else partition
 
         def report(err: KafkaError | None, msg: Message) -> None:
             self._report(err, msg)
@@ -69,7 +70,12 @@ class EventProducer:
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=report, **extra
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=target,
+                    headers=headers,
+                    on_delivery=report,
                 )
                 return
             except BufferError:

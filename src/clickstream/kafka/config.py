@@ -6,6 +6,7 @@ client options (``kafka.*``) for Spark's native Kafka source when its connector 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from clickstream.errors import ConfigError
@@ -20,6 +21,10 @@ def bootstrap(settings: Settings) -> str:
             "(clickstream broker) or set CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"
         )
     return settings.kafka.bootstrap_servers
+
+
+#: librdkafka's own log lines go here instead of stderr (the CLI shows them with --debug).
+LOGGER = logging.getLogger("clickstream.kafka")
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
@@ -40,7 +45,9 @@ def _security(kafka: KafkaSettings) -> dict[str, Any]:
     if kafka.security_protocol.startswith("SASL"):
         config["sasl.mechanism"] = kafka.sasl_mechanism
         config["sasl.username"] = kafka.sasl_username
-        config["sasl.password"] = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+        config["sasl.password"] = (
+            kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+        )
     if kafka.security_protocol.endswith("SSL"):
         optional = {
             "ssl.ca.location": kafka.ssl_ca_location,
@@ -59,6 +66,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     config = client_config(settings)
     config.update(
         {
+            "logger": LOGGER,
             "acks": "all",
             "enable.idempotence": True,
             "compression.type": "lz4",
@@ -70,11 +78,14 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def consumer_config(settings: Settings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+def consumer_config(
+    settings: Settings, group_id: str | None = None, **overrides: Any
+) -> dict[str, Any]:
     """A consumer tuned for low latency; offsets are never auto-committed."""
     config = client_config(settings)
     config.update(
         {
+            "logger": LOGGER,
             "group.id": group_id or f"{settings.kafka.client_id}-reader",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -107,8 +118,7 @@ def java_client_options(settings: Settings) -> dict[str, str]:
         options["kafka.sasl.jaas.config"] = (
             f'{module} required username="{kafka.sasl_username}" password="{password}";'
         )
-    if kafka.security_protocol.endswith("SSL"):
-        if kafka.ssl_ca_location:
-            options["kafka.ssl.truststore.type"] = "PEM"
-            options["kafka.ssl.truststore.location"] = str(kafka.ssl_ca_location)
+    if kafka.security_protocol.endswith("SSL") and kafka.ssl_ca_location:
+        options["kafka.ssl.truststore.type"] = "PEM"
+        options["kafka.ssl.truststore.location"] = str(kafka.ssl_ca_location)
     return options

@@ -34,7 +34,9 @@ def partitions_of(consumer: Consumer, topics: Iterable[str], timeout: float) -> 
     return sorted(found)
 
 
-def watermarks(consumer: Consumer, keys: Iterable[Key], timeout: float) -> dict[Key, tuple[int, int]]:
+def watermarks(
+    consumer: Consumer, keys: Iterable[Key], timeout: float
+) -> dict[Key, tuple[int, int]]:
     """(low, high) watermark of each partition; ``high`` is the true log-end offset.
 
     The consumer must not be in use by anything else: it is assigned and unassigned here.

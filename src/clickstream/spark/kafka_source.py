@@ -123,9 +123,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def _metadata_consumer(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer(
-                _consumer_config(self.client, {"enable.partition.eof": True})
-            )
+            self._consumer = Consumer(_consumer_config(self.client, {"enable.partition.eof": True}))
         return self._consumer
 
     def _ends(self) -> tuple[dict[Key, int], dict[Key, int]]:
@@ -242,7 +240,7 @@ def read_range(
                 if error is not None:
                     _raise_read_error(error, rng, position)
                     continue
-                offset = msg.offset()
+                offset = int(msg.offset() or 0)
                 if offset >= rng.end:
                     position = rng.end
                     break
@@ -301,9 +299,7 @@ def _to_batch(messages: list[Any], schema: pa.Schema, include_headers: bool) -> 
         pa.array(kinds, pa.int32()),
     ]
     if include_headers:
-        headers = [
-            [{"key": k, "value": v} for k, v in (msg.headers() or [])] for msg in messages
-        ]
+        headers = [[{"key": k, "value": v} for k, v in (msg.headers() or [])] for msg in messages]
         columns.append(pa.array(headers, _ARROW_HEADERS.type))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 

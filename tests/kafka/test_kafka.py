@@ -1,0 +1,107 @@
+"""Kafka helpers against the real embedded broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer
+
+from clickstream.errors import KafkaUnavailableError
+from clickstream.kafka.admin import describe_topics, ensure_topics, wait_for_cluster
+from clickstream.kafka.clients import make_consumer, make_producer
+from clickstream.kafka.config import client_config, consumer_config, producer_config
+from clickstream.kafka.offsets import partitions_of, watermarks
+from clickstream.settings import Settings, load_settings
+
+
+def test_ensure_topics_is_idempotent(settings: Settings, new_topic: Callable[..., str]) -> None:
+    name = new_topic(create=False)
+    assert ensure_topics(settings, [name], partitions=3) == [name]
+    assert ensure_topics(settings, [name], partitions=3) == []
+    (info,) = [t for t in describe_topics(settings) if t.name == name]
+    assert info.partitions == 3
+    assert info.records == 0
+
+
+def test_watermarks_are_the_true_log_end(
+    settings: Settings, new_topic: Callable[..., str], produce: Callable[..., int]
+) -> None:
+    """Batched produce makes multi-record batches; the end must count every record."""
+    topic = new_topic(partitions=2)
+    produce(topic, 1_001, partitions=2)
+    consumer = Consumer(consumer_config(settings, **{"enable.partition.eof": True}))
+    try:
+        keys = partitions_of(consumer, [topic], 5)
+        assert keys == [(topic, 0), (topic, 1)]
+        assert watermarks(consumer, keys, 5) == {(topic, 0): (0, 501), (topic, 1): (0, 500)}
+        assert watermarks(consumer, [], 5) == {}
+    finally:
+        consumer.close()
+
+
+def test_producer_reports_deliveries(settings: Settings, new_topic: Callable[..., str]) -> None:
+    topic = new_topic(partitions=1)
+    producer = make_producer(settings)
+    seen: list[int] = []
+    for i in range(50):
+        producer.produce(
+            topic, f"v{i}", key="k", on_delivery=lambda err, msg: seen.append(msg.offset())
+        )
+    stats = producer.flush()
+    assert stats.delivered == 50
+    assert stats.failed == 0
+    assert sorted(seen) == list(range(50))
+    consumer = make_consumer(settings, "test-group")
+    try:
+        from confluent_kafka import TopicPartition
+
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        while len(got) < 50:
+            msg = consumer.poll(5)
+            assert msg is not None
+            assert msg.error() is None
+            got.append(msg.value())
+        assert got == [f"v{i}".encode() for i in range(50)]
+    finally:
+        consumer.close()
+
+
+def test_unreachable_cluster_is_a_transient_error() -> None:
+    settings = load_settings(
+        environ={
+            "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "CLICKSTREAM_KAFKA_TIMEOUT_S": "1",
+        }
+    )
+    with pytest.raises(KafkaUnavailableError, match="did not answer within 1s"):
+        wait_for_cluster(settings)
+    producer = make_producer(settings, **{"message.timeout.ms": 500})
+    producer.produce("anything", b"x")
+    with pytest.raises(KafkaUnavailableError, match=r"not delivered|not acknowledged"):
+        producer.flush(5)
+
+
+def test_security_settings_reach_librdkafka() -> None:
+    settings = load_settings(
+        environ={
+            "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": "pkc.example:9092",
+            "CLICKSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "CLICKSTREAM_KAFKA_SASL_MECHANISM": "PLAIN",
+            "CLICKSTREAM_KAFKA_SASL_USERNAME": "key",
+            "CLICKSTREAM_KAFKA_SASL_PASSWORD": "secret",
+            "CLICKSTREAM_KAFKA_SSL_CA_LOCATION": "/etc/ssl/ca.pem",
+        }
+    )
+    config = client_config(settings)
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.mechanism"] == "PLAIN"
+    assert (config["sasl.username"], config["sasl.password"]) == ("key", "secret")
+    assert config["ssl.ca.location"] == "/etc/ssl/ca.pem"
+    assert "secret" not in repr(settings)
+    producer = producer_config(settings)
+    assert (producer["acks"], producer["enable.idempotence"]) == ("all", True)
+    consumer = consumer_config(settings)
+    assert consumer["fetch.wait.max.ms"] == 10
+    assert consumer["enable.auto.commit"] is False

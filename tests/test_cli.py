@@ -1,0 +1,88 @@
+"""The `clickstream` command as a user runs it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from clickstream.broker.embedded import EmbeddedBroker
+from tests.conftest import alive, child_pids, cli_env
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clickstream", *args],
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_lists_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("broker", "topics", "up", "config"):
+        assert f"  {command} " in result.stdout
+
+
+def test_topics_create_and_list(broker: EmbeddedBroker, new_topic: Callable[..., str]) -> None:
+    name = new_topic(create=False)
+    env = {"CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
+    created = run("topics", "create", name, "--partitions", "3", **env)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == f"{name}: created"
+    again = run("topics", "create", name, **env)
+    assert again.stdout.strip() == f"{name}: exists"
+    listed = run("topics", "list", **env)
+    assert listed.returncode == 0
+    (row,) = [line for line in listed.stdout.splitlines() if name in line]
+    assert row.split("│")[2].strip() == "3"
+
+
+def test_topics_without_a_cluster_is_one_line() -> None:
+    result = run(
+        "topics", "list",
+        CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+        CLICKSTREAM_KAFKA_TIMEOUT_S="1",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "127.0.0.1:1" in result.stderr
+
+
+@pytest.mark.slow
+def test_up_runs_until_sigint_and_leaves_no_process(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clickstream", "up"],
+        env=cli_env(CLICKSTREAM_BROKER_PORT="0", CLICKSTREAM_DATA_DIR=str(tmp_path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if "clickstream is up" in line or not line:
+            break
+    assert any("broker" in line and "up" in line for line in lines), lines
+    assert any("created topics" in line for line in lines), lines
+    children = child_pids(process.pid)
+    assert children
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 0
+    rest = process.stdout.read()
+    assert "broker     stopped" in rest
+    time.sleep(0.5)
+    assert [pid for pid in children if alive(pid)] == []
+    assert (tmp_path / "logs" / "broker.log").read_text().startswith("tansu broker")

@@ -1,0 +1,115 @@
+"""Settings: defaults, TOML, environment, and one-line errors that name the setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clickstream.errors import ConfigError
+from clickstream.settings import all_env_names, load_settings
+from tests.conftest import cli_env
+
+
+def test_defaults_mean_embedded_broker() -> None:
+    settings = load_settings(environ={})
+    assert settings.embedded_broker
+    assert settings.kafka.fetch_wait_max_ms == 10
+    assert settings.checkpoint_dir == Path(".clickstream/checkpoints")
+
+
+def test_environment_overrides_toml(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'data_dir = "/srv/cs"\n[kafka]\nclient_id = "from-file"\n[topics]\npartitions = 8\n'
+    )
+    settings = load_settings(
+        config, environ={"CLICKSTREAM_TOPICS_PARTITIONS": "2", "CLICKSTREAM_SPARK_UI": "true"}
+    )
+    assert settings.kafka.client_id == "from-file"
+    assert settings.topics.partitions == 2
+    assert settings.spark.ui is True
+    assert settings.data_dir == Path("/srv/cs")
+    assert not settings.embedded_broker or settings.kafka.bootstrap_servers is None
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[kafka]\nbootstrap_servers = "k1:9092,k2:9092"\n')
+    settings = load_settings(environ={"CLICKSTREAM_CONFIG": str(config)})
+    assert settings.kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert not settings.embedded_broker
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings(environ={})
+    with pytest.raises(ValueError, match="frozen"):
+        settings.kafka.client_id = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"CLICKSTREAM_TOPICS_PARTITIONS": "zero"}, "CLICKSTREAM_TOPICS_PARTITIONS='zero'"),
+        ({"CLICKSTREAM_TOPICS_PARTITIONS": "0"}, "greater than or equal to 1"),
+        (
+            {"CLICKSTREAM_KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "CLICKSTREAM_KAFKA_SECURITY_PROTOCOL='TLS'",
+        ),
+        (
+            {"CLICKSTREAM_KAFKA_BOOTSTRAP_SERVER": "x"},
+            "did you mean CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS",
+        ),
+        (
+            {"CLICKSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+            "needs kafka.sasl_mechanism (CLICKSTREAM_KAFKA_SASL_MECHANISM)",
+        ),
+        (
+            {"CLICKSTREAM_CONFIG": "/nonexistent.toml"},
+            "config file /nonexistent.toml does not exist",
+        ),
+    ],
+)
+def test_invalid_settings_name_the_setting(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_toml_names_key_and_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[spark]\ndriver_memory = 'lots'\n")
+    with pytest.raises(ConfigError, match=r"invalid setting spark.driver_memory in .*c.toml"):
+        load_settings(config, environ={})
+    config.write_text("[spark]\nmaster_url = 'x'\n")
+    with pytest.raises(ConfigError, match=r"unknown setting spark\.master_url"):
+        load_settings(config, environ={})
+    config.write_text("[spark\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config, environ={})
+
+
+def test_cli_prints_one_line_without_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "clickstream", "config"],
+        env=cli_env(CLICKSTREAM_SPARK_MASTER="local[2]", CLICKSTREAM_BROKER_PORT="http"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: invalid setting CLICKSTREAM_BROKER_PORT='http': "
+        "Input should be a valid integer, unable to parse string as an integer"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    missing = [name for name in all_env_names() if name not in doc]
+    assert missing == []
