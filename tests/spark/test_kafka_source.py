@@ -186,3 +186,23 @@ def test_replayed_batch_reads_the_same_offsets(  # type: ignore[no-untyped-def]
     rows = spark.read.parquet(str(batches)).select("partition", "offset").collect()
     assert len(rows) == 400
     assert len({(r.partition, r.offset) for r in rows}) == 400
+
+
+def test_include_headers(  # type: ignore[no-untyped-def]
+    spark, settings: Settings, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from clickstream.kafka.clients import make_producer
+
+    topic = new_topic(partitions=1)
+    producer = make_producer(settings)
+    producer.produce(topic, b"a", headers=[("source", b"tracker"), ("v", b"2")])
+    producer.produce(topic, b"b")
+    producer.flush()
+    df = read_kafka(
+        spark, topic, settings=settings, starting_offsets="earliest", include_headers=True
+    )
+    assert df.schema["headers"].dataType.simpleString() == "array<struct<key:string,value:binary>>"
+    run_to_table(spark, df, tmp_path / "out", tmp_path / "cp")
+    rows = spark.read.parquet(str(tmp_path / "out")).orderBy("offset").collect()
+    assert [(h.key, h.value) for h in rows[0].headers] == [("source", b"tracker"), ("v", b"2")]
+    assert rows[1].headers == []

@@ -279,24 +279,19 @@ def _raise_read_error(error: Any, rng: KafkaRange, position: int) -> None:
 
 
 def _to_batch(messages: list[Any], schema: pa.Schema, include_headers: bool) -> pa.RecordBatch:
-    keys, values, offsets, stamps, kinds = [], [], [], [], []
-    for msg in messages:
-        keys.append(msg.key())
-        values.append(msg.value())
-        offsets.append(msg.offset())
-        kind, stamp = msg.timestamp()
-        stamps.append(stamp * 1000 if kind else None)
-        kinds.append(_TIMESTAMP_TYPES.get(kind, -1))
     n = len(messages)
     first = messages[0]
+    stamps = [msg.timestamp() for msg in messages]
     columns = [
-        pa.array(keys, pa.binary()),
-        pa.array(values, pa.binary()),
+        pa.array([msg.key() for msg in messages], pa.binary()),
+        pa.array([msg.value() for msg in messages], pa.binary()),
         pa.array([first.topic()] * n, pa.string()),
         pa.array([first.partition()] * n, pa.int32()),
-        pa.array(offsets, pa.int64()),
-        pa.array(stamps, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        pa.array(kinds, pa.int32()),
+        pa.array([msg.offset() for msg in messages], pa.int64()),
+        pa.array([ms * 1000 if kind else None for kind, ms in stamps], pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")
+        ),
+        pa.array([_TIMESTAMP_TYPES.get(kind, -1) for kind, _ in stamps], pa.int32()),
     ]
     if include_headers:
         headers = [[{"key": k, "value": v} for k, v in (msg.headers() or [])] for msg in messages]
