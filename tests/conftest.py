@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,6 +82,38 @@ def produce(settings: Settings) -> Callable[..., int]:
         return n
 
     return send
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[Any]:
+    """Every record of ``topic`` now, as (key, decoded JSON value), partition by partition."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from clickstream.kafka.config import consumer_config
+    from clickstream.kafka.offsets import partitions_of, watermarks
+
+    probe = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
+    try:
+        marks = watermarks(probe, partitions_of(probe, [topic], timeout), timeout)
+    finally:
+        probe.close()
+    consumer = Consumer(consumer_config(settings))
+    records: list[Any] = []
+    try:
+        for (name, partition), (low, high) in sorted(marks.items()):
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(name, partition, low)])
+            got = 0
+            deadline = time.monotonic() + timeout
+            while got < high - low and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error() is not None:
+                    continue
+                records.append((msg.key(), json.loads(msg.value())))
+                got += 1
+    finally:
+        consumer.close()
+    return records
 
 
 def child_pids(pid: int) -> set[int]:

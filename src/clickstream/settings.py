@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from clickstream.errors import ConfigError
 
@@ -82,6 +90,9 @@ class TopicSettings(_Section):
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
     web_events: str = Field(default="webevent", min_length=1)
+    """Pageviews (the seed's topic name)."""
+    web_pings: str = Field(default="webevent.ping", min_length=1)
+    web_custom: str = Field(default="webevent.custom", min_length=1)
     dead_letter: str = Field(default="clickstream.dead-letter", min_length=1)
 
 
@@ -109,6 +120,39 @@ class CollectorSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    allowed_origins: list[str] = ["*"]
+    """Origins (``https://shop.example.com``) whose pages may send events; ``*`` allows all."""
+    write_keys: dict[str, str] = {}
+    """Site name -> write key. Empty: no key needed. Env: ``site1:key1,site2:key2``."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_events: int = Field(default=1000, ge=1)
+    ip_mode: Literal["anonymize", "drop", "full"] = "anonymize"
+    """``anonymize`` drops the last IPv4 octet (IPv6: keeps the /48)."""
+    trust_forwarded_for: bool = False
+    """Take the client address from ``X-Forwarded-For`` (behind a proxy you run)."""
+    ack_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """How long a request waits for Kafka's acknowledgement before answering 503."""
+    workers: int = Field(default=1, ge=1, le=64)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        keys: dict[str, str] = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            site, sep, key = pair.partition(":")
+            if not sep or not site or not key:
+                raise ValueError(f"expected site:key pairs separated by commas, got {pair!r}")
+            keys[site.strip()] = key.strip()
+        return keys
 
 
 class DashboardSettings(_Section):

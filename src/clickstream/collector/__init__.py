@@ -1,0 +1,1 @@
+"""The HTTP collector: validates events, enriches them, and produces them to Kafka."""

@@ -1,0 +1,62 @@
+"""Errors the collector answers with: a status, a message that says what is wrong, the field."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+_AT = re.compile(r" - at `\$(?:\[\d+\])?\.?([^`]*)`$")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        rejected: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+        self.rejected = rejected
+
+
+def validation_problem(exc: msgspec.MsgspecError) -> Problem:
+    """400 for JSON that does not parse, 422 naming the field for one that does not fit."""
+    text = str(exc)
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return Problem(400, f"body is not valid JSON: {text}")
+    field = None
+    at = _AT.search(text)
+    if at:
+        field = at.group(1) or None
+        text = text[: at.start()]
+    missing = _MISSING.search(text)
+    if missing:
+        field = missing.group(1)
+    if field and field not in text:
+        text = f"{field}: {text}"
+    return Problem(422, text, field)
+
+
+async def problem_response(request: Request, exc: Problem) -> Response:
+    body: dict[str, Any] = {"error": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    if exc.rejected is not None:
+        body["rejected"] = exc.rejected
+    return Response(
+        msgspec.json.encode(body),
+        status_code=exc.status,
+        headers=exc.headers,
+        media_type="application/json",
+    )

@@ -1,0 +1,82 @@
+"""A real collector (uvicorn on a free loopback port) producing to the test broker."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+
+from clickstream.collector.app import create_app
+from clickstream.kafka.admin import ensure_topics
+from clickstream.settings import Settings
+
+
+@dataclass
+class RunningCollector:
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(settings: Settings) -> RunningCollector:
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the collector did not start")
+        time.sleep(0.05)
+    return RunningCollector(f"http://127.0.0.1:{port}", settings, server, thread)
+
+
+def collector_settings(settings: Settings, **collector: Any) -> Settings:
+    """``settings`` with fresh topics (so tests read only their own events) and overrides."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = settings.topics.model_copy(
+        update={
+            "web_events": f"webevent-{suffix}",
+            "web_pings": f"webevent-{suffix}.ping",
+            "web_custom": f"webevent-{suffix}.custom",
+        }
+    )
+    ensure_topics(settings, [topics.web_events, topics.web_pings, topics.web_custom], 2)
+    section = settings.collector.model_copy(update=collector)
+    return settings.model_copy(update={"topics": topics, "collector": section})
+
+
+@pytest.fixture
+def start_collector(settings: Settings) -> Iterator[Callable[..., RunningCollector]]:
+    """``start_collector(**collector_settings)`` -> a running collector, stopped after the test."""
+    running: list[RunningCollector] = []
+
+    def start(**overrides: Any) -> RunningCollector:
+        collector = serve(collector_settings(settings, **overrides))
+        running.append(collector)
+        return collector
+
+    yield start
+    for collector in running:
+        collector.stop()
