@@ -34,6 +34,10 @@ class KafkaUnavailableError(TransientError):
     """The Kafka cluster did not answer within the timeout."""
 
 
+class JobFailedError(TerminalError):
+    """A streaming query stopped with an error; its checkpoint lets it resume once fixed."""
+
+
 class MissingExtraError(TerminalError):
     """An optional integration is used without its pip extra installed."""
 

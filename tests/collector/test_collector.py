@@ -44,7 +44,9 @@ def post(url: str, body: Any, **kwargs: Any) -> httpx.Response:
     return httpx.post(url, content=content, headers=headers, timeout=30, **kwargs)
 
 
-def test_seed_snippet_payload_lands_enriched(start_collector: Callable[..., RunningCollector]) -> None:
+def test_seed_snippet_payload_lands_enriched(
+    start_collector: Callable[..., RunningCollector],
+) -> None:
     collector = start_collector()
     payload = seed_payload()
     response = post(
@@ -55,19 +57,33 @@ def test_seed_snippet_payload_lands_enriched(start_collector: Callable[..., Runn
     assert response.headers["access-control-allow-origin"] == "https://kickass.example"
     ((key, event),) = read_topic(collector.settings, collector.settings.topics.web_events)
     assert key == payload["uiud"].encode()
-    for field in ("timestamp", "lastPageVisited", "pageUrl", "pageTitle", "landingPage", "referrer", "uiud"):
+    for field in (
+        "timestamp",
+        "lastPageVisited",
+        "pageUrl",
+        "pageTitle",
+        "landingPage",
+        "referrer",
+        "uiud",
+    ):
         assert event[field] == payload[field]
     assert event["eventType"] == "Pageview"
     assert event["sessionId"] == "482913"
     assert event["eventId"] == response.json()["id"]
     assert abs(event["receivedAt"] - time.time() * 1000) < 60_000
-    assert (event["browser"], event["os"], event["device"]) == ("Chrome 120", "Windows 10", "desktop")
+    assert (event["browser"], event["os"], event["device"]) == (
+        "Chrome 120",
+        "Windows 10",
+        "desktop",
+    )
     assert event["isBot"] is False
     assert event["ip"] == "127.0.0.0"
     assert (event["utmSource"], event["utmMedium"], event["utmCampaign"]) == ("google", "cpc", None)
 
 
-def test_retried_seed_payload_keeps_its_event_id(start_collector: Callable[..., RunningCollector]) -> None:
+def test_retried_seed_payload_keeps_its_event_id(
+    start_collector: Callable[..., RunningCollector],
+) -> None:
     collector = start_collector()
     payload = seed_payload()
     first = post(f"{collector.url}/api/webeventspub", payload).json()["id"]
@@ -81,19 +97,33 @@ def test_batch_accepts_good_events_and_reports_bad_ones(
 ) -> None:
     collector = start_collector()
     visitor = str(uuid.uuid4())
-    common = {"timestamp": int(time.time() * 1000), "uiud": visitor, "sessionId": "s1", "pageUrl": "https://a.example/x"}
+    common = {
+        "timestamp": int(time.time() * 1000),
+        "uiud": visitor,
+        "sessionId": "s1",
+        "pageUrl": "https://a.example/x",
+    }
     batch = [
         {"eventType": "Pageview", "eventId": "e1", **common},
         {"eventType": "Pageview", **{**common, "timestamp": "yesterday"}},
         {"eventType": "PagePing", "eventId": "e2", "engagedMs": 15000, **common},
-        {"eventType": "Custom", "eventId": "e3", "name": "signup", "props": {"plan": "pro"}, **common},
+        {
+            "eventType": "Custom",
+            "eventId": "e3",
+            "name": "signup",
+            "props": {"plan": "pro"},
+            **common,
+        },
         {"eventType": "Teleport", **common},
     ]
     response = post(f"{collector.url}/v1/events", batch)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["accepted"] == 3
-    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "timestamp"), (4, "eventType")]
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [
+        (1, "timestamp"),
+        (4, "eventType"),
+    ]
     assert "Expected `int`, got `str`" in body["rejected"][0]["error"]
     topics = collector.settings.topics
     assert [e["eventId"] for _, e in read_topic(collector.settings, topics.web_events)] == ["e1"]
@@ -112,7 +142,10 @@ def test_newline_delimited_batch(start_collector: Callable[..., RunningCollector
         headers={"content-type": "application/x-ndjson"},
     )
     assert response.json() == {"accepted": 5, "rejected": []}
-    got = sorted(e["eventId"] for _, e in read_topic(collector.settings, collector.settings.topics.web_events))
+    got = sorted(
+        e["eventId"]
+        for _, e in read_topic(collector.settings, collector.settings.topics.web_events)
+    )
     assert got == [f"n{i}" for i in range(5)]
 
 
@@ -156,9 +189,14 @@ def test_field_named_for_a_wrong_type(start_collector: Callable[..., RunningColl
     assert response.json()["field"] == "timestamp"
 
 
-def test_cors_preflight_allowed_and_refused(start_collector: Callable[..., RunningCollector]) -> None:
+def test_cors_preflight_allowed_and_refused(
+    start_collector: Callable[..., RunningCollector],
+) -> None:
     collector = start_collector(allowed_origins=["https://shop.example.com"])
-    preflight = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
+    preflight = {
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+    }
     ok = httpx.options(
         f"{collector.url}/v1/events", headers={"origin": "https://shop.example.com", **preflight}
     )
@@ -182,7 +220,9 @@ def test_write_keys(start_collector: Callable[..., RunningCollector]) -> None:
     assert read_topic(collector.settings, collector.settings.topics.web_events) == []
     assert post(url, seed_payload(), params={"key": "k-blog"}).status_code == 200
     assert post(url, seed_payload(), headers={"x-clickstream-key": "k-shop"}).status_code == 200
-    sites = sorted(e["site"] for _, e in read_topic(collector.settings, collector.settings.topics.web_events))
+    sites = sorted(
+        e["site"] for _, e in read_topic(collector.settings, collector.settings.topics.web_events)
+    )
     assert sites == ["blog", "shop"]
 
 
@@ -191,7 +231,9 @@ def test_bots_and_ip_modes(start_collector: Callable[..., RunningCollector]) -> 
     post(
         f"{collector.url}/api/webeventspub",
         seed_payload(),
-        headers={"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"},
+        headers={
+            "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        },
     )
     ((_, event),) = read_topic(collector.settings, collector.settings.topics.web_events)
     assert event["isBot"] is True
@@ -206,7 +248,9 @@ def test_batch_limit(start_collector: Callable[..., RunningCollector]) -> None:
     assert "batch of 4 events is over the limit of 3" in response.json()["error"]
 
 
-def test_tracker_health_metrics_and_openapi(start_collector: Callable[..., RunningCollector]) -> None:
+def test_tracker_health_metrics_and_openapi(
+    start_collector: Callable[..., RunningCollector],
+) -> None:
     collector = start_collector()
     script = httpx.get(f"{collector.url}/clickstream.js")
     assert script.status_code == 200

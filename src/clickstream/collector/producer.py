@@ -9,6 +9,7 @@ does when restarted), replace the producer with a new one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
@@ -133,10 +134,8 @@ class AsyncProducer:
         self._producer = Producer(self._config)
         self._renew = False
         for call in (old.purge, lambda: old.poll(0)):
-            try:
+            with contextlib.suppress(Exception):
                 call()
-            except Exception:
-                pass
         self._hand_over()
 
 

@@ -1,0 +1,108 @@
+"""Start a job's queries with checkpoints under ``<checkpoint_dir>/<job>/<query>``, and report
+their progress: rows in, rows dropped as too late, last batch."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from clickstream.errors import ConfigError, JobFailedError
+from clickstream.jobs.spec import JobSpec
+from clickstream.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming.query import StreamingQuery
+
+Builder = Callable[..., JobSpec]
+
+
+def builders() -> dict[str, Builder]:
+    from clickstream.jobs import sessions
+
+    return {sessions.NAME: sessions.build}
+
+
+@dataclass
+class QueryStats:
+    batches: int = 0
+    input_rows: int = 0
+    late_rows_dropped: int = 0
+    last_batch_id: int | None = None
+
+
+@dataclass
+class RunningJob:
+    spec: JobSpec
+    queries: list[StreamingQuery]
+    stats: dict[str, QueryStats] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, progress: dict[str, Any]) -> None:
+        """Fold one progress report (``query.lastProgress``) into the stats."""
+        with self._lock:
+            stats = self.stats.setdefault(progress.get("name") or "", QueryStats())
+            stats.batches += 1
+            stats.input_rows += int(progress.get("numInputRows", 0))
+            stats.late_rows_dropped += sum(
+                int(op.get("numRowsDroppedByWatermark", 0))
+                for op in progress.get("stateOperators", [])
+            )
+            stats.last_batch_id = progress.get("batchId")
+
+    def await_all(self, timeout: int | None = None) -> None:
+        """Wait for every query (``available_now`` ones end by themselves)."""
+        for query in self.queries:
+            try:
+                query.awaitTermination(timeout)
+            except Exception as exc:
+                self.stop()
+                raise JobFailedError(f"query {query.name} failed: {root_cause(exc)}") from exc
+            finally:
+                self.collect(query)
+
+    def collect(self, query: StreamingQuery) -> None:
+        for progress in query.recentProgress:
+            self.record(progress)
+
+    def stop(self) -> None:
+        for query in self.queries:
+            query.stop()
+
+
+def root_cause(exc: BaseException) -> str:
+    """The last ``SomethingError: message`` line of a (Java-wrapped) Python error."""
+    lines = [line.strip() for line in str(exc).splitlines() if "Error: " in line]
+    return lines[-1] if lines else str(exc).splitlines()[0]
+
+
+def start_job(
+    spark: SparkSession,
+    settings: Settings,
+    name: str,
+    *,
+    available_now: bool = False,
+    **options: Any,
+) -> RunningJob:
+    """Build job ``name`` and start its queries (``available_now``: process what is there, stop)."""
+    found = builders()
+    if name not in found:
+        raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(sorted(found))}")
+    spec = found[name](spark, settings, **options)
+    queries = []
+    for query in spec.queries:
+        writer = (
+            query.frame.writeStream.queryName(f"{spec.name}.{query.name}")
+            .outputMode(query.output_mode)
+            .foreachBatch(query.write_batch)
+            .option("checkpointLocation", str(settings.checkpoint_dir / spec.name / query.name))
+        )
+        writer = (
+            writer.trigger(availableNow=True)
+            if available_now
+            else writer.trigger(processingTime=f"{settings.jobs.trigger_s} seconds")
+        )
+        queries.append(writer.start())
+    return RunningJob(spec, queries)

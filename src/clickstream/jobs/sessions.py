@@ -1,0 +1,125 @@
+"""Sessionization (the web analytics scenario).
+
+Pageviews from the web topic are grouped per (visitor id, session id) into session windows
+that close after ``jobs.session_gap_s`` of inactivity, with a watermark of
+``jobs.watermark_s`` for late events. Each session row has its pages in order, referrers,
+landing-page codes, hit timestamps, pageview count, start, end, duration, entry and exit page.
+Sessions go to Avro files and the warehouse ``sessions`` table, keyed by ``session_key`` so a
+replayed micro-batch replaces rather than adds. Records that do not parse go to the
+dead-letter topic.
+
+In append mode a session is written once the watermark passes its end: the newest sessions
+stay in Spark's state until later events arrive. Events later than the watermark are dropped
+by Spark; the job reports how many (``numRowsDroppedByWatermark``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from clickstream.events.web import EnrichedWebEvent, spark_ddl
+from clickstream.jobs.parse import bad, good, parse_json
+from clickstream.jobs.spec import JobSpec, QuerySpec
+from clickstream.settings import Settings
+from clickstream.sinks.avro_files import AvroFilesSink
+from clickstream.sinks.base import Sink, fan_out
+from clickstream.sinks.duckdb_table import DuckDBTable
+from clickstream.spark.io import kafka_sink, read_kafka
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+NAME = "sessions"
+REQUIRED = ["timestamp", "uiud", "sessionId", "pageUrl"]
+
+
+def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
+    """Pageview rows (uiud, sessionId, timestamp ms, pageUrl, referrer, landingPage, eventId)
+    -> one row per session."""
+    hits = (
+        events.where(F.coalesce(F.col("eventType"), F.lit("Pageview")) == "Pageview")
+        .select(
+            "uiud",
+            "sessionId",
+            "eventId",
+            F.timestamp_millis("timestamp").alias("ts"),
+            "pageUrl",
+            "referrer",
+            F.col("landingPage").cast("int").alias("landingPage"),
+        )
+        .withWatermark("ts", f"{watermark_s} seconds")
+    )
+    grouped = hits.groupBy("uiud", "sessionId", F.session_window("ts", f"{gap_s} seconds")).agg(
+        F.array_sort(
+            F.collect_list(F.struct("ts", "pageUrl", "referrer", "landingPage", "eventId"))
+        ).alias("hits"),
+        F.min("ts").alias("session_start"),
+        F.max("ts").alias("session_end"),
+    )
+    # A retried event (same eventId) counts once.
+    hits_col = F.expr(
+        "filter(hits, (h, i) -> i = 0 OR h.eventId IS NULL OR h.eventId != hits[i - 1].eventId)"
+    )
+    return grouped.select(
+        F.sha2(
+            F.concat_ws(
+                "|", "uiud", "sessionId", F.col("session_start").cast("long").cast("string")
+            ),
+            256,
+        ).alias("session_key"),
+        F.col("uiud").alias("visitor_id"),
+        F.col("sessionId").alias("session_id"),
+        hits_col.alias("hits"),
+        "session_start",
+        "session_end",
+    ).select(
+        "session_key",
+        "visitor_id",
+        "session_id",
+        F.col("hits.pageUrl").alias("pages"),
+        F.col("hits.referrer").alias("referrers"),
+        F.col("hits.landingPage").alias("landing_page_codes"),
+        F.col("hits.ts").alias("hit_timestamps"),
+        F.size("hits").cast("long").alias("pageviews"),
+        "session_start",
+        "session_end",
+        (F.unix_millis("session_end") - F.unix_millis("session_start")).alias("duration_ms"),
+        F.element_at("hits.pageUrl", 1).alias("entry_page"),
+        F.element_at("hits.pageUrl", -1).alias("exit_page"),
+        F.element_at("hits.referrer", 1).alias("referrer"),
+    )
+
+
+def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
+    raw = read_kafka(
+        spark, settings.topics.web_events, settings=settings, starting_offsets=starting_offsets
+    )
+    parsed = parse_json(raw, spark_ddl(EnrichedWebEvent), REQUIRED)
+    sessions = sessionize(good(parsed), settings.jobs.watermark_s, settings.jobs.session_gap_s)
+    files = AvroFilesSink(settings.files_url, "sessions")
+    sinks: list[Sink] = [
+        files,
+        DuckDBTable(
+            settings.duckdb_path,
+            "sessions",
+            key="session_key",
+            lock_timeout_s=settings.warehouse.lock_timeout_s,
+        ),
+    ]
+    if settings.warehouse.bigquery_project:
+        from clickstream.sinks.bigquery import BigQuerySessions
+
+        sinks.append(BigQuerySessions(settings, files))
+    return JobSpec(
+        NAME,
+        [
+            QuerySpec("sessions", sessions, fan_out(*sinks), output_mode="append"),
+            QuerySpec(
+                "sessions-dead-letter",
+                bad(parsed),
+                kafka_sink(settings.topics.dead_letter, settings=settings),
+            ),
+        ],
+    )

@@ -1,0 +1,119 @@
+"""Avro files under any fsspec URL: one file per micro-batch per output partition.
+
+Files are named ``<url>/<table>/batch=<id>/part-<partition>.avro``; a replayed batch first
+removes its folder, so it replaces its files and never duplicates them. Written from the
+executors, so on a cluster the URL must be reachable from them (``gs://``, ``s3://``, HDFS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+    from pyspark.sql.types import DataType, StructType
+
+
+def avro_schema(schema: StructType, name: str) -> dict[str, Any]:
+    """An Avro record schema for a Spark schema (every field nullable)."""
+    return {
+        "type": "record",
+        "name": name,
+        "namespace": "clickstream",
+        "fields": [
+            {
+                "name": f.name,
+                "type": ["null", _avro_type(f.dataType, f"{name}_{f.name}")],
+                "default": None,
+            }
+            for f in schema.fields
+        ],
+    }
+
+
+def _avro_type(dtype: DataType, name: str) -> Any:
+    kind = dtype.typeName()
+    simple = {
+        "string": "string",
+        "long": "long",
+        "integer": "int",
+        "short": "int",
+        "byte": "int",
+        "double": "double",
+        "float": "float",
+        "boolean": "boolean",
+        "binary": "bytes",
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "timestamp":
+        return {"type": "long", "logicalType": "timestamp-micros"}
+    if kind == "date":
+        return {"type": "int", "logicalType": "date"}
+    if kind == "array":
+        return {"type": "array", "items": ["null", _avro_type(dtype.elementType, name)]}  # type: ignore[attr-defined]
+    if kind == "map":
+        return {"type": "map", "values": ["null", _avro_type(dtype.valueType, name)]}  # type: ignore[attr-defined]
+    if kind == "struct":
+        return avro_schema(dtype, name)  # type: ignore[arg-type]
+    raise ValueError(f"no Avro type for Spark type {dtype.simpleString()}")
+
+
+class AvroFilesSink:
+    """Writes each micro-batch as Avro files; see the module documentation."""
+
+    def __init__(self, url: str, table: str) -> None:
+        self.name = f"avro:{table}"
+        self.url = url.rstrip("/")
+        self.table = table
+
+    def batch_url(self, batch_id: int) -> str:
+        return f"{self.url}/{self.table}/batch={batch_id:010d}"
+
+    def write(self, batch: DataFrame, batch_id: int) -> int:
+        import fsspec
+
+        folder = self.batch_url(batch_id)
+        fs, path = fsspec.core.url_to_fs(folder)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        schema = avro_schema(batch.schema, self.table)
+        written = batch.mapInArrow(_writer(folder, schema), "path string, rows long").collect()
+        return sum(int(row.rows) for row in written)
+
+
+def _writer(folder: str, schema: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import fastavro
+        import fsspec
+        from pyspark import TaskContext
+
+        rows: list[dict[str, Any]] = []
+        for batch in batches:
+            rows.extend(batch.to_pylist())
+        if not rows:
+            return
+        context = TaskContext.get()
+        partition = context.partitionId() if context else 0
+        target = f"{folder}/part-{partition:05d}.avro"
+        with fsspec.open(target, "wb", auto_mkdir=True) as out:
+            fastavro.writer(out, fastavro.parse_schema(schema), rows)
+        yield pa.RecordBatch.from_pydict({"path": [target], "rows": [len(rows)]})
+
+    return write
+
+
+def read_avro(url: str) -> list[dict[str, Any]]:
+    """Every record of every Avro file under ``url`` (for tests and ``clickstream`` tools)."""
+    import fastavro
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    records: list[dict[str, Any]] = []
+    for name in sorted(fs.glob(f"{path}/**/*.avro")):
+        with fs.open(name, "rb") as fh:
+            records.extend(dict(record) for record in fastavro.reader(fh))  # type: ignore[arg-type]
+    return records

@@ -1,0 +1,64 @@
+"""Sessions into BigQuery (``pip install 'clickstream[bigquery]'``).
+
+Like the seed's Cloud Function, each micro-batch's Avro files (the files sink must point at a
+``gs://`` URL) are loaded with a load job; to make a replayed batch harmless they are loaded
+into a staging table (WRITE_TRUNCATE) and MERGEd into ``sessions`` on ``session_key``.
+Credentials come from the environment as for any Google client
+(``GOOGLE_APPLICATION_CREDENTIALS`` or the metadata server); see docs/scenarios/web.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from clickstream.errors import ConfigError, MissingExtraError
+from clickstream.settings import Settings
+from clickstream.sinks.avro_files import AvroFilesSink
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+def _client(project: str) -> Any:
+    try:
+        from google.cloud import bigquery
+    except ImportError:
+        raise MissingExtraError("bigquery", "google-cloud-bigquery") from None
+    return bigquery, bigquery.Client(project=project)
+
+
+class BigQuerySessions:
+    def __init__(self, settings: Settings, files: AvroFilesSink, table: str = "sessions") -> None:
+        if not files.url.startswith("gs://"):
+            raise ConfigError(
+                "BigQuery loads files from Cloud Storage: set files.url to a gs:// URL "
+                "(CLICKSTREAM_FILES_URL=gs://bucket/path)"
+            )
+        self.name = f"bigquery:{table}"
+        self.files = files
+        self.project = str(settings.warehouse.bigquery_project)
+        self.dataset = settings.warehouse.bigquery_dataset
+        self.table = table
+
+    def write(self, batch: DataFrame, batch_id: int) -> int:
+        bigquery, client = _client(self.project)
+        target = f"{self.project}.{self.dataset}.{self.table}"
+        staging = f"{target}_staging"
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.AVRO,
+            use_avro_logical_types=True,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        )
+        uri = f"{self.files.batch_url(batch_id)}/*.avro"
+        client.load_table_from_uri(uri, staging, job_config=config).result()
+        client.query(f"CREATE TABLE IF NOT EXISTS `{target}` LIKE `{staging}`").result()
+        columns = [field.name for field in client.get_table(staging).schema]
+        assignments = ", ".join(f"`{c}` = s.`{c}`" for c in columns)
+        names = ", ".join(f"`{c}`" for c in columns)
+        values = ", ".join(f"s.`{c}`" for c in columns)
+        client.query(
+            f"MERGE `{target}` t USING `{staging}` s ON t.session_key = s.session_key "
+            f"WHEN MATCHED THEN UPDATE SET {assignments} "
+            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+        ).result()
+        return int(client.get_table(staging).num_rows)

@@ -1,0 +1,66 @@
+"""A DuckDB table loaded idempotently: rows are upserted on a key, so a replayed micro-batch
+replaces its rows instead of adding them again.
+
+The connection is opened per batch and closed at once: DuckDB lets one process write a file,
+and ``clickstream sql`` must be able to read it between batches.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clickstream.errors import TransientError
+
+if TYPE_CHECKING:
+    import duckdb
+    from pyspark.sql import DataFrame
+
+
+def connect(
+    path: Path, read_only: bool = False, timeout: float = 30.0
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, waiting while another process (a job's batch) holds the lock."""
+    import duckdb
+
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise TransientError(f"cannot open the warehouse {path}: {exc}") from None
+            time.sleep(0.1)
+
+
+class DuckDBTable:
+    def __init__(self, path: Path, table: str, key: str, lock_timeout_s: float = 30.0) -> None:
+        self.name = f"duckdb:{table}"
+        self.path = path
+        self.lock_timeout_s = lock_timeout_s
+        self.table = table
+        self.key = key
+
+    def write(self, batch: DataFrame, batch_id: int) -> int:
+        rows = batch.toArrow()
+        if rows.num_rows == 0:
+            return 0
+        return self.upsert(rows)
+
+    def upsert(self, rows: Any) -> int:
+        with connect(self.path, timeout=self.lock_timeout_s) as con:
+            con.register("incoming", rows)
+            self._ensure_table(con)
+            con.execute(f'INSERT OR REPLACE INTO "{self.table}" SELECT * FROM incoming')
+            con.unregister("incoming")
+        return int(rows.num_rows)
+
+    def _ensure_table(self, con: duckdb.DuckDBPyConnection) -> None:
+        columns = con.execute("DESCRIBE SELECT * FROM incoming").fetchall()
+        ddl = ", ".join(f'"{name}" {kind}' for name, kind, *_ in columns)
+        con.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self.table}" ({ddl}, PRIMARY KEY ("{self.key}"))'
+        )

@@ -1,0 +1,206 @@
+"""The sessionization job end to end: topic -> Spark -> Avro files + DuckDB `sessions`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from clickstream.errors import JobFailedError
+from clickstream.events.web import EnrichedWebEvent
+from clickstream.jobs.runner import RunningJob, start_job
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import Settings
+from clickstream.sinks.avro_files import read_avro
+from clickstream.sinks.duckdb_table import connect
+from tests.conftest import read_topic
+
+pytestmark = pytest.mark.slow
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MIN = 60_000
+
+
+def job_settings(settings: Settings, tmp_path: Path, **warehouse: Any) -> Settings:
+    topic = f"web-{uuid.uuid4().hex[:8]}"
+    dead = f"{topic}.dead"
+    ensure_topics(settings, [topic, dead], partitions=2)
+    topics = settings.topics.model_copy(update={"web_events": topic, "dead_letter": dead})
+    return settings.model_copy(
+        update={
+            "data_dir": tmp_path,
+            "topics": topics,
+            "warehouse": settings.warehouse.model_copy(update=warehouse),
+        }
+    )
+
+
+def pageview(uiud: str, session: str, at_ms: int, page: str, **extra: Any) -> EnrichedWebEvent:
+    return EnrichedWebEvent(
+        eventId=extra.pop("eventId", str(uuid.uuid4())),
+        eventType="Pageview",
+        timestamp=at_ms,
+        receivedAt=at_ms,
+        uiud=uiud,
+        sessionId=session,
+        pageUrl=f"https://shop.example.com{page}",
+        referrer=extra.pop("referrer", "direct"),
+        landingPage=extra.pop("landingPage", 0),
+        **extra,
+    )
+
+
+def send(settings: Settings, events: list[EnrichedWebEvent | bytes]) -> None:
+    producer = make_producer(settings)
+    for event in events:
+        if isinstance(event, bytes):
+            producer.produce(settings.topics.web_events, event, key=b"junk")
+        else:
+            producer.produce(settings.topics.web_events, msgspec.json.encode(event), key=event.uiud)
+    producer.flush()
+
+
+def run(spark, settings: Settings) -> RunningJob:  # type: ignore[no-untyped-def]
+    job = start_job(spark, settings, "sessions", available_now=True)
+    job.await_all(300)
+    return job
+
+
+def sessions(settings: Settings) -> list[dict[str, Any]]:
+    with connect(settings.duckdb_path, read_only=True) as con:
+        cursor = con.execute("SELECT * FROM sessions ORDER BY session_start")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_sessions_gaps_late_events_and_dead_letters(  # type: ignore[no-untyped-def]
+    spark, settings: Settings, tmp_path: Path
+) -> None:
+    ours = job_settings(settings, tmp_path)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    send(
+        ours,
+        [
+            pageview(a, "s1", T0, "/", landingPage=1, referrer="https://www.google.com/"),
+            pageview(a, "s1", T0 + 1 * MIN, "/products/shoes"),
+            pageview(b, "s9", T0 + 2 * MIN, "/blog", landingPage=1),
+            pageview(a, "s1", T0 + 5 * MIN, "/cart"),
+            pageview(str(uuid.uuid4()), "c", T0 + 37 * MIN, "/"),  # watermark: T0 + 33:40
+            b"{not json",
+            json.dumps({"eventType": "Pageview", "timestamp": T0, "pageUrl": "/x"}).encode(),
+        ],
+    )
+    run(spark, ours)
+    # The watermark is now T0 + 37 min - 200 s = T0 + 33:40. With session windows an event is
+    # too late when its time + the 30-minute gap is behind the watermark.
+    send(
+        ours,
+        [
+            pageview(a, "s1", T0 + 4 * MIN, "/products/socks"),  # late, within the watermark
+            pageview(b, "s9", T0 + 2 * MIN + 10_000, "/too-late"),  # ends 32:10: dropped
+            pageview(a, "s1", T0 + 5 * MIN + 31 * MIN, "/again"),  # 31 idle minutes: new session
+        ],
+    )
+    second = run(spark, ours)
+    assert second.stats["sessions.sessions"].late_rows_dropped == 1
+    # Close every open session: an event far in the future moves the watermark past them.
+    send(ours, [pageview(str(uuid.uuid4()), "z", T0 + 300 * MIN, "/")])
+    run(spark, ours)
+    run(spark, ours)
+
+    rows = sessions(ours)
+    mine = [r for r in rows if r["visitor_id"] in (a, b)]
+    assert [(r["visitor_id"], r["session_id"], r["pageviews"]) for r in mine] == [
+        (a, "s1", 4),
+        (b, "s9", 1),
+        (a, "s1", 1),
+    ]
+    first = mine[0]
+    assert [p.removeprefix("https://shop.example.com") for p in first["pages"]] == [
+        "/",
+        "/products/shoes",
+        "/products/socks",
+        "/cart",
+    ]
+    assert first["landing_page_codes"] == [1, 0, 0, 0]
+    assert first["referrers"][0] == "https://www.google.com/"
+    assert first["duration_ms"] == 5 * MIN
+    assert first["entry_page"] == "https://shop.example.com/"
+    assert first["exit_page"] == "https://shop.example.com/cart"
+    assert len(first["hit_timestamps"]) == 4
+    assert mine[2]["pages"] == ["https://shop.example.com/again"]
+
+    avro = [r for r in read_avro(f"{ours.files_url}/sessions") if r["visitor_id"] in (a, b)]
+    assert sorted(r["session_key"] for r in avro) == sorted(r["session_key"] for r in mine)
+
+    dead = [value for _, value in read_topic(ours, ours.topics.dead_letter)]
+    assert sorted(d["reason"] for d in dead) == [
+        "missing or invalid field uiud",
+        "not a JSON object",
+    ]
+    assert {d["sourceTopic"] for d in dead} == {ours.topics.web_events}
+    assert all(isinstance(d["sourceOffset"], int) for d in dead)
+
+
+def test_retried_event_counts_once(spark, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ours = job_settings(settings, tmp_path)
+    v = str(uuid.uuid4())
+    twice = pageview(v, "s", T0 + MIN, "/a", eventId="same")
+    send(ours, [pageview(v, "s", T0, "/"), twice, twice, pageview(v, "s", T0 + 300 * MIN, "/z")])
+    run(spark, ours)
+    run(spark, ours)
+    (row,) = [r for r in sessions(ours) if r["visitor_id"] == v and r["pageviews"] > 1]
+    assert row["pageviews"] == 2
+
+
+HOLD_LOCK = (
+    "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+    "sys.stdin.read()"
+)
+
+
+def test_replayed_batch_leaves_no_duplicates(  # type: ignore[no-untyped-def]
+    spark, settings: Settings, tmp_path: Path
+) -> None:
+    """The warehouse is locked by another process, so the batch fails after writing its Avro
+    files and before Spark commits it. The restart replays it: no duplicate file or row."""
+    ours = job_settings(settings, tmp_path, lock_timeout_s=1.0)
+    visitors = [str(uuid.uuid4()) for _ in range(5)]
+    send(ours, [pageview(v, "s", T0 + i * MIN, "/") for i, v in enumerate(visitors)])
+    run(spark, ours)  # the sessions are open: they stay in Spark's state
+    send(ours, [pageview(str(uuid.uuid4()), "z", T0 + 300 * MIN, "/")])  # closes them
+
+    with connect(ours.duckdb_path) as con:  # create the file so the other process can lock it
+        con.execute("SELECT 1")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(ours.duckdb_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(JobFailedError, match="cannot open the warehouse"):
+            run(spark, ours)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+    written = read_avro(f"{ours.files_url}/sessions")
+    assert sorted(r["visitor_id"] for r in written) == sorted(visitors)
+
+    run(spark, ours)
+    time.sleep(0.1)
+    rows = sessions(ours)
+    assert sorted(r["visitor_id"] for r in rows) == sorted(visitors)
+    again = read_avro(f"{ours.files_url}/sessions")
+    assert sorted(r["session_key"] for r in again) == sorted(r["session_key"] for r in rows)
