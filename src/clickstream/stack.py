@@ -7,15 +7,23 @@ after it and receive the settings that point at the running broker.
 
 from __future__ import annotations
 
+import shutil
 import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import httpx
+
 from clickstream.broker.embedded import EmbeddedBroker
+from clickstream.children import spawn, stop
+from clickstream.errors import TerminalError
 from clickstream.kafka.admin import ensure_topics, wait_for_cluster
 from clickstream.settings import Settings
 
@@ -85,6 +93,56 @@ class ExternalKafkaPart:
         return f"kafka://{self.settings.kafka.bootstrap_servers}"
 
 
+@dataclass
+class ProcessPart:
+    """``clickstream <args>`` in a child process, with its output in ``log_file``."""
+
+    name: str
+    args: list[str]
+    env: Mapping[str, str]
+    log_file: Path
+    url: str = ""
+    health_url: str | None = None
+    ready_timeout_s: float = 90.0
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = spawn(
+            [sys.executable, "-m", "clickstream", *self.args], log_file=self.log_file, env=self.env
+        )
+        if self.health_url is None:
+            return
+        deadline = time.monotonic() + self.ready_timeout_s
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise TerminalError(f"{self.name} did not start: {self._last_log_line()}")
+            time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        assert self.health_url is not None
+        try:
+            return httpx.get(self.health_url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return f"{lines[-1]} (log: {self.log_file})" if lines else f"see {self.log_file}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def healthy(self) -> bool:
+        alive = self.process is not None and self.process.poll() is None
+        return alive and (self.health_url is None or self._answers())
+
+
 class Stack:
     """The running parts of one ``clickstream up``."""
 
@@ -97,13 +155,20 @@ class Stack:
         """Start Kafka (embedded unless configured) and create the topics; return the settings
         the other parts must use."""
         if self.settings.embedded_broker:
+            checkpoints = self.settings.checkpoint_dir
+            if checkpoints.exists():
+                # The embedded broker starts empty: offsets saved by an earlier run point past
+                # the end of its topics. Results already loaded stay in the sinks.
+                shutil.rmtree(checkpoints)
+                self.say(f"reset stream checkpoints in {checkpoints} (the broker starts empty)")
             part = BrokerPart(self.settings)
             self._start(part)
             self.settings = self.settings.with_bootstrap(part.broker.bootstrap)
         else:
             self._start(ExternalKafkaPart(self.settings))
         topics = self.settings.topics
-        created = ensure_topics(self.settings, [topics.web_events, topics.dead_letter])
+        names = [topics.web_events, topics.web_pings, topics.web_custom, topics.dead_letter]
+        created = ensure_topics(self.settings, names)
         if created:
             self.say(f"created topics: {', '.join(created)}")
         return self.settings

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import socket
 import subprocess
-import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from clickstream.children import spawn, stop
 from clickstream.errors import BrokerError
 from clickstream.kafka.config import LOGGER
 from clickstream.settings import BrokerSettings
@@ -113,30 +113,9 @@ class EmbeddedBroker:
         self.port = self.settings.port or free_port(host)
         check_port_free(host, self.port)
         url = f"tcp://{host}:{self.port}"
-        command = [
-            sys.executable, "-m", "clickstream.broker.watchdog", "--",
-            tansu_binary(), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
-        ]  # fmt: skip
-        if self.log_file is not None:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            output = self.log_file.open("ab")
-        else:
-            output = subprocess.DEVNULL  # type: ignore[assignment]
-        try:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=output,
-                stderr=output,
-                # Its own session: a Ctrl-C in the terminal reaches us, and we stop it in order.
-                start_new_session=True,
-            )
-        finally:
-            if self.log_file is not None:
-                output.close()
+        command = [tansu_binary(), "broker", "--storage-engine", "memory://tansu/"]
+        command += ["--listener-url", url, "--advertised-listener-url", url]
+        self._process = spawn(command, log_file=self.log_file)
         try:
             wait_until_ready(self.bootstrap, self.settings.startup_timeout_s, self._process)
         except BrokerError:
@@ -150,15 +129,8 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker (its records are gone) and wait for it to exit."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()  # the watchdog takes EOF as "stop"
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop(process, timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()

@@ -225,6 +225,13 @@ def create_app(settings: Settings, producer: AsyncProducer | None = None) -> Fas
     return app
 
 
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory`` with several worker processes: settings from the environment."""
+    from clickstream.settings import load_settings
+
+    return create_app(load_settings())
+
+
 def _tracker_source() -> bytes:
     return (
         resources.files("clickstream.collector").joinpath("static", "clickstream.js").read_bytes()

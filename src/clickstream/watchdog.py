@@ -1,6 +1,6 @@
 """Run a command and end it when our parent goes away, however the parent ends.
 
-``python -m clickstream.broker.watchdog -- CMD ARGS...``: the parent keeps the write end of
+``python -m clickstream.watchdog -- CMD ARGS...``: the parent keeps the write end of
 our stdin. When the parent exits, even by SIGKILL, the pipe closes, reading stdin returns EOF,
 and the child is terminated (SIGTERM, then SIGKILL after a grace period). SIGTERM or SIGINT
 sent to the watchdog do the same. On Linux the child also gets ``PR_SET_PDEATHSIG`` so that it
@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        print("usage: python -m clickstream.broker.watchdog -- CMD [ARGS...]", file=sys.stderr)
+        print("usage: python -m clickstream.watchdog -- CMD [ARGS...]", file=sys.stderr)
         return 2
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     stop = threading.Event()

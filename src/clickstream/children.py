@@ -1,0 +1,50 @@
+"""Child processes that never outlive us: each runs under :mod:`clickstream.watchdog`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` under a watchdog in its own session; output goes to ``log_file``.
+
+    The watchdog ends the child when our end of its stdin closes, which happens when this
+    process exits for any reason (SIGKILL included) or when :func:`stop` is called. The child
+    runs in its own session, so a Ctrl-C in the terminal reaches only us, and we stop the
+    children in order.
+    """
+    command = [sys.executable, "-m", "clickstream.watchdog", "--", *argv]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        output = log_file.open("ab")
+    try:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=output if log_file is not None else subprocess.DEVNULL,
+            stderr=output if log_file is not None else subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    finally:
+        if log_file is not None:
+            output.close()
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """Ask the watchdog to end the child (SIGTERM, then SIGKILL after its grace period)."""
+    if process.stdin is not None and not process.stdin.closed:
+        process.stdin.close()
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()

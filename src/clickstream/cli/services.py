@@ -1,0 +1,98 @@
+"""``clickstream collector`` and ``clickstream jobs``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from clickstream.cli.base import Context, cli, pass_context
+
+
+@cli.command()
+@click.option("--host", help="Default: collector.host.")
+@click.option("--port", type=int, help="Default: collector.port.")
+@click.option("--workers", type=click.IntRange(min=1), help="Default: collector.workers.")
+@pass_context
+def collector(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the HTTP collector (events in, Kafka out)."""
+    import uvicorn
+
+    settings = ctx.client_settings()
+    section = settings.collector
+    workers = workers or section.workers
+    bind_host = host or section.host
+    bind_port = port if port is not None else section.port
+    click.echo(f"collector on http://{bind_host}:{bind_port} -> {settings.kafka.bootstrap_servers}")
+    if workers > 1:  # each worker process loads the settings itself
+        os.environ["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
+        app: Any = "clickstream.collector.app:app_from_env"
+    else:
+        from clickstream.collector.app import create_app
+
+        app = create_app(settings)
+    uvicorn.run(
+        app,
+        factory=workers > 1,
+        workers=workers,
+        host=bind_host,
+        port=bind_port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=section.trust_forwarded_for,
+    )
+
+
+@cli.group()
+def jobs() -> None:
+    """Streaming jobs (Spark)."""
+
+
+@jobs.command("list")
+def jobs_list() -> None:
+    """The jobs there are."""
+    from clickstream.jobs.runner import builders
+
+    for name, build in sorted(builders().items()):
+        doc = (sys.modules[build.__module__].__doc__ or "").strip().splitlines()[0]
+        click.echo(f"{name:<12} {doc}")
+
+
+@jobs.command("run")
+@click.argument("name")
+@click.option("--available-now", is_flag=True, help="Process what is in Kafka now, then stop.")
+@click.option("--master", help="Spark master URL. Default: spark.master.")
+@pass_context
+def jobs_run(ctx: Context, name: str, available_now: bool, master: str | None) -> None:
+    """Run job NAME until Ctrl-C (or until caught up, with --available-now)."""
+    from clickstream.jobs.runner import start_job
+    from clickstream.spark.session import get_spark
+    from clickstream.stack import stop_signals
+
+    settings = ctx.client_settings()
+    if master:
+        settings = settings.model_copy(
+            update={"spark": settings.spark.model_copy(update={"master": master})}
+        )
+    spark = get_spark(settings)
+    job = start_job(spark, settings, name, available_now=available_now)
+    click.echo(f"job {name}: {len(job.queries)} queries started on {settings.spark.master}")
+    if available_now:
+        job.await_all()
+    else:
+        with stop_signals() as stop:
+            while not stop.wait(settings.jobs.trigger_s):
+                for query in job.queries:
+                    if not query.isActive:
+                        job.await_all()
+                    if query.lastProgress:
+                        job.record(query.lastProgress)
+        job.stop()
+    for query_name, stats in sorted(job.stats.items()):
+        click.echo(
+            f"{query_name}: {stats.input_rows} rows in {stats.batches} batches, "
+            f"{stats.late_rows_dropped} late rows dropped"
+        )
+    spark.stop()

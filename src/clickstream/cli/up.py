@@ -1,0 +1,85 @@
+"""``clickstream up``: everything, in one process tree."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from clickstream.broker.embedded import IN_MEMORY_WARNING
+from clickstream.cli.base import Context, cli, warn
+from clickstream.settings import Settings
+from clickstream.stack import ProcessPart
+
+
+@cli.command()
+@click.option("--demo/--no-demo", default=True, help="Also run the traffic simulators.")
+@click.option("--rate", type=float, default=5.0, show_default=True, help="Demo events per second.")
+@click.pass_context
+def up(click_ctx: click.Context, demo: bool, rate: float) -> None:
+    """Start everything on embedded defaults; one Ctrl-C stops it all."""
+    from clickstream.stack import Stack, stop_signals
+
+    ctx: Context = click_ctx.obj
+    with stop_signals() as stop:
+        stack = Stack(ctx.settings, on_event=click.echo)
+        try:
+            settings = stack.start()
+            if ctx.settings.embedded_broker:
+                warn(f"note: {IN_MEMORY_WARNING}")
+            env = _child_env(
+                settings, click_ctx.parent.params.get("config_file") if click_ctx.parent else None
+            )
+            logs = settings.data_dir.absolute() / "logs"
+            for part in _parts(settings, env, logs, demo, rate):
+                stack.add(part)
+            click.echo(f"clickstream is up (logs in {logs}); press Ctrl-C to stop")
+            reported: set[str] = set()
+            while not stop.wait(1.0):
+                down = set(stack.unhealthy())
+                for name in sorted(down - reported):
+                    warn(f"{name} is not healthy (see {logs / (name + '.log')})")
+                reported = down
+        finally:
+            stack.stop()
+
+
+def _parts(
+    settings: Settings, env: dict[str, str], logs: Path, demo: bool, rate: float
+) -> list[ProcessPart]:
+    """The child processes of ``up``, in start order."""
+    url = f"http://{settings.collector.host}:{settings.collector.port}"
+    parts = [
+        ProcessPart(
+            "collector",
+            ["collector"],
+            env,
+            logs / "collector.log",
+            url=f"{url} (tracker: {url}/clickstream.js, API: {url}/docs)",
+            health_url=f"{url}/healthz",
+        ),
+        ProcessPart(
+            "sessions",
+            ["jobs", "run", "sessions"],
+            env,
+            logs / "sessions.log",
+            url=f"Spark job -> {settings.duckdb_path} (query it: clickstream sql)",
+        ),
+    ]
+    if demo:
+        simulate = ["simulate", "web", "--endless", f"--rate={rate}", f"--collector={url}"]
+        parts.append(
+            ProcessPart("web-sim", simulate, env, logs / "web-sim.log", url=f"{rate:g} events/s")
+        )
+    return parts
+
+
+def _child_env(settings: Settings, config_file: Path | None) -> dict[str, str]:
+    """The environment of ``up``'s children: ours, pointed at the running Kafka."""
+    env = dict(os.environ)
+    env["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
+    env["CLICKSTREAM_DATA_DIR"] = str(settings.data_dir.absolute())
+    if config_file is not None:
+        env["CLICKSTREAM_CONFIG"] = str(Path(config_file).absolute())
+    return env
