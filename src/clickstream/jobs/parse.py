@@ -1,4 +1,10 @@
-"""Parse Kafka values with an event schema; split the records that do not fit, with a reason."""
+"""Parse Kafka values with an event schema; split the records that do not fit, with a reason.
+
+The parsed fields become top-level columns through ``inline(array(from_json(...)))``: a
+generator, so the JSON is parsed once per record. Selecting ``data.*`` from a ``from_json``
+struct instead lets the optimizer copy the parse into every field and filter that uses it,
+which made parsing about three times slower.
+"""
 
 from __future__ import annotations
 
@@ -9,38 +15,41 @@ from pyspark.sql import functions as F
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-SOURCE_COLUMNS = ["topic", "partition", "offset", "timestamp", "key", "value"]
 CORRUPT = "_corrupt_record"
+SOURCE = {
+    "topic": "_topic",
+    "partition": "_partition",
+    "offset": "_offset",
+    "timestamp": "_kafka_timestamp",
+    "key": "_key",
+    "value": "_value",
+}
 
 
 def parse_json(raw: DataFrame, ddl: str, required: list[str]) -> DataFrame:
-    """Kafka rows -> ``data`` (the parsed struct), ``reason`` (None when the record is good),
-    and the source columns, so bad records can be dead-lettered with where they came from."""
-    text = F.col("value").cast("string")
+    """Kafka rows -> the event's fields as columns, ``reason`` (None when the record is good)
+    and the source columns prefixed with ``_``, so bad records can be dead-lettered with where
+    they came from."""
     data = F.from_json(
-        text,
+        F.col("value").cast("string"),
         f"{ddl}, `{CORRUPT}` string",
         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
     )
-    parsed = raw.select(*SOURCE_COLUMNS, data.alias("data"))
-    reason: Column = F.when(F.col("value").isNull(), F.lit("empty value"))
-    reason = reason.when(
-        F.col("data").isNull() | F.col(f"data.{CORRUPT}").isNotNull(),
-        F.lit("not a JSON object"),
+    parsed = raw.select(
+        *(F.col(name).alias(alias) for name, alias in SOURCE.items()), F.inline(F.array(data))
     )
+    reason: Column = F.when(F.col("_value").isNull(), F.lit("empty value"))
+    reason = reason.when(F.col(CORRUPT).isNotNull(), F.lit("not a JSON object"))
     for field in required:
         reason = reason.when(
-            F.col(f"data.`{field}`").isNull(), F.lit(f"missing or invalid field {field}")
+            F.col(f"`{field}`").isNull(), F.lit(f"missing or invalid field {field}")
         )
     return parsed.withColumn("reason", reason)
 
 
 def good(parsed: DataFrame) -> DataFrame:
-    return (
-        parsed.where(F.col("reason").isNull())
-        .select("data.*", "topic", "partition", "offset")
-        .drop(CORRUPT)
-    )
+    """The records that fit, with the event's columns only."""
+    return parsed.where(F.col("reason").isNull()).drop(*SOURCE.values(), CORRUPT, "reason")
 
 
 def bad(parsed: DataFrame) -> DataFrame:
@@ -48,11 +57,13 @@ def bad(parsed: DataFrame) -> DataFrame:
     value = F.to_json(
         F.struct(
             F.col("reason"),
-            F.col("topic").alias("sourceTopic"),
-            F.col("partition").alias("sourcePartition"),
-            F.col("offset").alias("sourceOffset"),
-            F.col("timestamp").alias("sourceTimestamp"),
-            F.col("value").cast("string").alias("value"),
+            F.col("_topic").alias("sourceTopic"),
+            F.col("_partition").alias("sourcePartition"),
+            F.col("_offset").alias("sourceOffset"),
+            F.col("_kafka_timestamp").alias("sourceTimestamp"),
+            F.col("_value").cast("string").alias("value"),
         )
     )
-    return parsed.where(F.col("reason").isNotNull()).select(F.col("key"), value.alias("value"))
+    return parsed.where(F.col("reason").isNotNull()).select(
+        F.col("_key").alias("key"), value.alias("value")
+    )

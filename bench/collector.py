@@ -1,0 +1,340 @@
+"""Benchmark: the collector's HTTP -> Kafka rate against the seed's Flask endpoint, same broker.
+
+    python bench/collector.py [--duration 20] [--connections 64] [--events-per-batch 100]
+                              [--workers 1,2] [--skip-reference] [--markdown]
+
+Starts the embedded broker and measures, one after the other, each for --duration seconds after
+a 2 s warm-up, with wrk (an asyncio + httpx generator if wrk is not installed):
+``clickstream single`` (``POST /api/webeventspub``, the seed snippet's payload) and ``clickstream
+batch`` (``POST /v1/events``, a JSON array of --events-per-batch events with distinct eventIds)
+for each ``clickstream collector --workers N`` in --workers; then ``reference``,
+bench/flask_reference.py: the seed's Flask + flask-restful + kafka-python endpoint on Flask's
+built-in server, producing to the same broker.
+
+Columns: accepted events/s (2xx answers x events per request / duration), requests/s, latency
+percentiles, non-2xx answers, socket errors, and the records that reached Kafka during the run
+(true end offsets before and after, read once the count stops moving). "Kafka - accepted" must be
+0 for clickstream up to the requests wrk abandoned in flight at the end (the collector completes
+them). "server CPU µs/event" is the server's own CPU time per accepted event, and "cores" how
+many cores server, broker, load generator and everything else on the machine used: on a small
+shared machine the rates are lower bounds, and the CPU per event is the steadiest figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from argparse import ArgumentParser, Namespace
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from clickstream.broker.embedded import EmbeddedBroker, free_port
+from clickstream.children import spawn, stop
+from clickstream.kafka.admin import describe_topics, ensure_topics
+from clickstream.settings import BrokerSettings, Settings, load_settings
+
+console = Console(stderr=True)
+HERE = Path(__file__).resolve().parent
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+HEADERS = {"content-type": "application/json; charset=UTF-8", "user-agent": CHROME}
+WARMUP_S = 2.0
+MAX_REQUESTS = 5_000_000  # the httpx generator's bound, besides time
+LUA = """
+wrk.method = "POST"
+wrk.body = [==[%(body)s]==]
+wrk.headers["Content-Type"] = "%(type)s"
+wrk.headers["User-Agent"] = "%(agent)s"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok, bad, sent = 0, 0, 0; req = wrk.format() end
+function request() sent = sent + 1; return req end
+function response(status, headers, body)
+  if status >= 200 and status < 300 then ok = ok + 1 else bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local o, b, s = 0, 0, -1  -- wrk calls request() once more, to check the script
+  for _, t in ipairs(threads) do o, b, s = o + t:get("ok"), b + t:get("bad"), s + t:get("sent") end
+  local e = summary.errors
+  io.write(string.format('BENCH {"ok": %%d, "bad": %%d, "sent": %%d, "seconds": %%.6f, '
+    .. '"p50": %%.3f, "p99": %%.3f, "errors": %%d}\\n', o, b, s, summary.duration / 1e6,
+    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+NOTES = """A clickstream 2xx means Kafka acknowledged every event of the request. The reference
+answers before Kafka acknowledges (kafka-python's send() is not awaited) and logs each request, as
+the seed does. The %(cores)s cores are shared by server (srv), broker (brk), load generator (gen)
+and everything else on the machine (other)."""
+
+
+def seed_payload(**changes: object) -> dict[str, object]:
+    """What the seed's snippet sends (tests/collector/test_collector.py)."""
+    payload: dict[str, object] = {
+        "timestamp": int(time.time() * 1000),
+        "lastPageVisited": "https://www.google.com/",
+        "pageUrl": "https://kickassdataprojects.com/about-me/?utm_source=google&utm_medium=cpc",
+        "pageTitle": "About%20me",
+        "eventType": "Pageview",
+        "landingPage": 1,
+        "referrer": "https://www.google.com/",
+        "uiud": str(uuid.uuid4()),
+        "sessionId": 482913,
+    }
+    return payload | changes
+
+
+@dataclass
+class Result:
+    name: str
+    per_request: int
+    ok: int
+    bad: int
+    errors: int
+    sent: int
+    seconds: float
+    p50: float
+    p99: float
+    kafka: int = 0
+    cpu: tuple[float, ...] = ()  # CPU seconds: server, broker, load generator, others
+
+    @property
+    def events_s(self) -> float:
+        return self.ok * self.per_request / self.seconds
+
+
+def cpu_now(roots: list[int]) -> list[float]:
+    """CPU seconds so far: each root's process tree, us + waited children, the whole machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[int, int]] = {}  # pid: (parent, ticks)
+    for entry in os.scandir("/proc"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            procs[int(entry.name)] = (int(stat[1]), int(stat[11]) + int(stat[12]))
+    result = []
+    for root in roots:
+        tree = {root}
+        while grown := {pid for pid, (parent, _) in procs.items() if parent in tree} - tree:
+            tree |= grown
+        result.append(sum(procs[pid][1] for pid in tree if pid in procs) / tick)
+    us = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    result.append(sum(usage.ru_utime + usage.ru_stime for usage in us))
+    machine = [int(n) for n in Path("/proc/stat").read_text().split()[1:9]]
+    result.append((sum(machine) - machine[3] - machine[4]) / tick)  # all but idle and iowait
+    return result
+
+
+def run_wrk(url: str, body: bytes, seconds: float, args: Namespace) -> dict[str, float]:
+    lua = LUA % {"body": body.decode(), "type": HEADERS["content-type"], "agent": CHROME}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=args.scratch) as script:
+        script.write(lua)
+        script.flush()
+        command = ["wrk", "--latency", "-t", str(args.threads), "-c", str(args.connections)]
+        command += ["-d", f"{seconds:g}s", "--timeout", "10s", "-s", script.name, url]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCH "):
+            return dict(json.loads(line[6:]))
+    raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+
+
+async def run_httpx(url: str, body: bytes, seconds: float, connections: int) -> dict[str, float]:
+    latencies: list[float] = []
+    counts = {"ok": 0, "bad": 0, "errors": 0}
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(headers=HEADERS, limits=limits, timeout=10) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline and len(latencies) < MAX_REQUESTS:
+                start = time.perf_counter()
+                try:
+                    response = await client.post(url, content=body)
+                except httpx.HTTPError:
+                    counts["errors"] += 1
+                    continue
+                latencies.append((time.perf_counter() - start) * 1000)
+                counts["ok" if response.is_success else "bad"] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    at = lambda q: latencies[int(q * (len(latencies) - 1))] if latencies else 0.0  # noqa: E731
+    sent = counts["ok"] + counts["bad"]  # every request is waited for: none left in flight
+    return {**counts, "sent": sent, "seconds": elapsed, "p50": at(0.5), "p99": at(0.99)}
+
+
+def load(url: str, body: bytes, seconds: float, args: Namespace) -> dict[str, float]:
+    if args.wrk:
+        return run_wrk(url, body, seconds, args)
+    return asyncio.run(run_httpx(url, body, seconds, args.connections))
+
+
+def kafka_records(settings: Settings, topic: str, timeout: float = 60.0) -> int:
+    """Records in ``topic`` (true end offsets), once two counts a second apart agree."""
+    deadline, last = time.monotonic() + timeout, -1
+    while time.monotonic() < deadline:
+        now = sum(t.records for t in describe_topics(settings) if t.name == topic)
+        if now == last:
+            break
+        last = now
+        time.sleep(1.0)
+    return last
+
+
+def serve(argv: list[str], url: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a server under the watchdog and wait until ``url`` answers anything below 500."""
+    process = spawn(argv, log_file=log, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return process
+        time.sleep(0.2)
+    stop(process)
+    raise RuntimeError(f"{argv[1:4]} did not start:\n{log.read_text()[-2000:]}")
+
+
+def scenario(
+    name: str, url: str, body: bytes, per_request: int, topic: str, server: int, args: Namespace
+) -> Result:
+    console.print(f"[bold]{name}[/]: {url} ({per_request} event(s)/request)")
+    load(url, body, WARMUP_S, args)
+    before = kafka_records(args.settings, topic)
+    cpu_before = cpu_now([server, args.broker_pid])
+    stats = load(url, body, args.duration, args)
+    cpu_after = cpu_now([server, args.broker_pid])
+    result = Result(name, per_request, **stats)  # type: ignore[arg-type]
+    srv, brk, gen, busy = (b - a for a, b in zip(cpu_before, cpu_after, strict=True))
+    result.cpu = (srv, brk, gen, max(0.0, busy - srv - brk - gen))
+    result.kafka = kafka_records(args.settings, topic) - before
+    console.print(f"  {result.events_s:,.0f} events/s, {result.kafka:,} in Kafka")
+    return result
+
+
+def bench_collector(workers: int, args: Namespace) -> list[Result]:
+    port = free_port("127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "clickstream", "collector", "--port", str(port)]
+    log = Path(args.scratch) / f"collector-{workers}.log"
+    process = serve([*argv, "--workers", str(workers)], f"{base}/healthz", log, args.env)
+    batch = [seed_payload(eventId=str(uuid.uuid4())) for _ in range(args.events_per_batch)]
+    runs = [("single", "/api/webeventspub", seed_payload(), 1)]
+    runs += [("batch", "/v1/events", batch, args.events_per_batch)]
+    label = f"clickstream, {workers} worker{'s' if workers > 1 else ''}"
+    try:
+        return [
+            scenario(f"{label}: {kind}", base + path, json.dumps(body).encode(), n, args.topic,
+                     process.pid, args)
+            for kind, path, body, n in runs
+        ]  # fmt: skip
+    finally:
+        stop(process)
+
+
+def bench_reference(args: Namespace) -> Result:
+    port = free_port("127.0.0.1")
+    url = f"http://127.0.0.1:{port}/api/webeventspub"
+    topic = "webevent"  # the seed's topic
+    ensure_topics(args.settings, [topic])
+    argv = [sys.executable, str(HERE / "flask_reference.py"), "--port", str(port)]
+    argv += ["--bootstrap", args.bootstrap, "--topic", topic]
+    process = serve(argv, f"http://127.0.0.1:{port}/", Path(args.scratch) / "ref.log", args.env)
+    try:
+        body = json.dumps(seed_payload()).encode()
+        return scenario("reference: Flask, kafka-python", url, body, 1, topic, process.pid, args)
+    finally:
+        stop(process)
+
+
+def report(results: list[Result], args: Namespace) -> None:
+    heads = ["scenario", "events/s", "requests/s", "p50 ms", "p99 ms", "non-2xx", "sock err"]
+    heads += ["in Kafka", "Kafka - accepted", "server CPU µs/event", "cores srv/brk/gen/other"]
+    rows = []
+    for r in results:
+        requests_s = (r.ok + r.bad) / r.seconds
+        extra = f"{r.kafka - r.ok * r.per_request:+,} ({r.sent - r.ok - r.bad} in flight)"
+        cost = r.cpu[0] / max(1, r.ok * r.per_request) * 1e6
+        cores = "/".join(f"{c / r.seconds:.2f}" for c in r.cpu)
+        numbers = [r.events_s, requests_s, r.p50, r.p99, r.bad, r.errors, r.kafka]
+        cells = [f"{n:,.1f}" if isinstance(n, float) and n < 100 else f"{n:,.0f}" for n in numbers]
+        rows.append([r.name, *cells, extra, f"{cost:,.0f}", cores])
+    title = f"{args.generator}, {args.connections} connections, {args.duration:g} s per row"
+    table = Table(title=title)
+    for head in heads:
+        table.add_column(head, justify="left" if head == "scenario" else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(Console().width, 200)).print(table)
+    if args.markdown:
+        print("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads))
+        print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+    print(NOTES % {"cores": os.cpu_count()})
+    ref = next((r.events_s for r in results if r.name.startswith("reference")), None)
+    for r in results:
+        if r.name.endswith("single"):
+            ratio = f"{r.events_s / ref:.1f}x the reference" if ref else "no reference run"
+            met = "met" if ref and r.events_s >= 20 * ref else "NOT met"
+            rate = "met" if r.events_s >= 15_000 else "NOT met"
+            print(f"{r.name}: {ratio} (>= 20x: {met}); {r.events_s:,.0f}/s (>= 15,000: {rate})")
+        elif r.name.endswith("batch"):
+            met = "met" if r.events_s >= 200_000 else "NOT met"
+            print(f"{r.name}: {r.events_s:,.0f} events/s (>= 200,000: {met})")
+
+
+def main() -> int:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (each takes a core)")
+    parser.add_argument("--events-per-batch", type=int, default=100)
+    parser.add_argument("--workers", default="1,2", help="collector worker counts to measure")
+    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
+    args = parser.parse_args()
+    args.wrk = shutil.which("wrk") is not None
+    args.generator = "wrk" if args.wrk else "asyncio + httpx (wrk not installed)"
+    args.topic = f"bench.collector.{uuid.uuid4().hex[:8]}"
+    broker = EmbeddedBroker(BrokerSettings(port=0))
+    args.bootstrap = broker.start()
+    args.broker_pid = broker.pid
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-collector-") as scratch:
+            args.scratch = scratch
+            args.env = {
+                **os.environ,
+                "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
+                "CLICKSTREAM_TOPICS_WEB_EVENTS": args.topic,
+                "CLICKSTREAM_DATA_DIR": scratch,
+            }
+            args.settings = load_settings(environ=args.env)
+            ensure_topics(args.settings, [args.topic])
+            results: list[Result] = []
+            for workers in (int(n) for n in args.workers.split(",")):
+                results += bench_collector(workers, args)
+            if not args.skip_reference:
+                results.append(bench_reference(args))
+            report(results, args)
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

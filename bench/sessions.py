@@ -1,0 +1,145 @@
+"""Benchmark: the sessionization job on N pageviews (local Spark), events/s end to end.
+
+    .venv/bin/python bench/sessions.py [--events 1000000] [--master local[2]] [--partitions 4]
+
+Produces N enriched pageviews (as the collector writes them) for visitors browsing in sessions
+of 1-12 pages, to a fresh topic on the embedded broker; then runs the `sessions` job with
+`trigger(availableNow=True)`: read, parse, watermark, session windows, Avro files and the
+DuckDB `sessions` table. Reported: wall time of the job run, events/s, sessions written.
+The job is run twice on fresh checkpoints (the first pays JVM and Python-worker warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from clickstream.broker.embedded import EmbeddedBroker
+from clickstream.events.web import EnrichedWebEvent
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import BrokerSettings, Settings, load_settings
+
+console = Console(stderr=True)
+T0 = 1_767_225_600_000
+
+
+def produce(settings: Settings, events: int) -> int:
+    """N pageviews in sessions; returns how many sessions they make."""
+    rng = random.Random(7)
+    producer = make_producer(settings, **{"linger.ms": 50, "batch.num.messages": 10000})
+    encode = msgspec.json.Encoder().encode
+    topic = settings.topics.web_events
+    sent = sessions = 0
+    clock = T0
+    while sent < events:
+        visitor = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        session = f"{rng.getrandbits(64):016x}"
+        sessions += 1
+        at = clock + rng.randrange(0, 60_000)
+        for page in range(min(rng.randint(1, 12), events - sent)):
+            event = EnrichedWebEvent(
+                eventId=f"{sessions}-{page}",
+                eventType="Pageview",
+                timestamp=at,
+                receivedAt=at,
+                uiud=visitor,
+                sessionId=session,
+                pageUrl=f"https://shop.example.com/p/{rng.randrange(60)}",
+                referrer="direct",
+                landingPage=int(page == 0),
+            )
+            producer.produce(topic, encode(event), key=visitor)
+            at += rng.randrange(5_000, 120_000)
+            sent += 1
+        clock += 40  # about 25 new sessions per simulated second
+        if sessions % 20_000 == 0:
+            producer.poll(0)
+            console.print(f"  produced {sent:,}/{events:,}")
+    closing = EnrichedWebEvent(
+        eventId="close", eventType="Pageview", timestamp=clock + 10 * 3_600_000,
+        receivedAt=clock, uiud="closer", sessionId="closer", pageUrl="https://shop.example.com/",
+    )  # fmt: skip
+    producer.produce(topic, encode(closing), key="closer")
+    producer.flush(300)
+    return sessions
+
+
+def run_job(spark, settings: Settings, data_dir: Path) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+    from clickstream.jobs.runner import start_job
+    from clickstream.sinks.duckdb_table import connect
+
+    ours = settings.model_copy(update={"data_dir": data_dir})
+    started = time.perf_counter()
+    job = start_job(spark, ours, "sessions", available_now=True)
+    job.await_all()
+    elapsed = time.perf_counter() - started
+    with connect(ours.duckdb_path, read_only=True) as con:
+        (rows,) = con.execute("SELECT count(*) FROM sessions").fetchone()  # type: ignore[misc]
+    stats = job.stats["sessions.sessions"]
+    return elapsed, int(rows), stats.input_rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
+    base = load_settings(
+        environ={"CLICKSTREAM_SPARK_MASTER": args.master, "CLICKSTREAM_DATA_DIR": str(scratch)}
+    )
+    broker = EmbeddedBroker(BrokerSettings(port=0))
+    settings = base.with_bootstrap(broker.start())
+    try:
+        topic = f"bench-web-{uuid.uuid4().hex[:8]}"
+        topics = settings.topics.model_copy(
+            update={"web_events": topic, "dead_letter": topic + ".dlq"}
+        )
+        settings = settings.model_copy(update={"topics": topics})
+        ensure_topics(settings, [topic, topics.dead_letter], partitions=args.partitions)
+        console.print(f"producing {args.events:,} pageviews to {topic}")
+        sessions = produce(settings, args.events)
+
+        from clickstream.spark.session import get_spark
+
+        spark = get_spark(settings)
+        results = [run_job(spark, settings, scratch / f"run{i}") for i in range(args.runs)]
+        spark.stop()
+    finally:
+        broker.stop()
+
+    table = Table(
+        title=f"sessions job, {args.events:,} pageviews, "
+        f"{args.partitions} partitions, {args.master}"
+    )
+    for column in ("run", "seconds", "events/s", "rows read", "sessions written", "expected"):
+        table.add_column(column, justify="right")
+    for i, (elapsed, rows, read) in enumerate(results):
+        label = "cold" if i == 0 else "warm"
+        table.add_row(
+            label,
+            f"{elapsed:.1f}",
+            f"{read / elapsed:,.0f}",
+            f"{read:,}",
+            f"{rows:,}",
+            f"{sessions:,}",
+        )
+    Console().print(table)
+    return 0 if all(rows >= sessions for _, rows, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Traffic simulators: realistic demo and test traffic sent through the collector."""

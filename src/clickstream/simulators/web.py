@@ -1,0 +1,503 @@
+"""Visitors browsing a shop site, sent to the collector as the browser tracker sends them.
+
+:class:`WebTrafficGenerator` is pure: for a seed (and ``start_ms``) it yields the same requests,
+each a visitor's user agent and a batch of that visitor's events. :func:`simulate_web` POSTs them
+to ``{collector_url}/v1/events`` at ``rate`` events per second, a few requests in flight.
+
+**Time.** Timestamps follow a simulated clock that starts at ``start_ms`` (default: now) and
+advances ``1000 * time_scale / rate`` ms per event sent. Sent at ``rate``, simulated time thus runs
+``time_scale`` times as fast as the wall clock: at 1.0 timestamps are about now; at 60 a 30-minute
+idle gap passes in 30 real seconds (and timestamps run ahead of the wall clock). With ``rate=0``
+the clock assumes 100 events/s. Visitors act when their next action is due on that clock (think
+times, a ping batch every 30 s, idle gaps of 31-120 min); a new visitor arrives whenever nobody is
+due, so the number of concurrent visitors adapts to the rate. Timestamps are ordered per session;
+a late event (``late_share``) keeps its timestamp but is sent 1-150 simulated seconds later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import httpx
+import msgspec
+from faker import Faker
+
+from clickstream.errors import ConfigError
+
+SITE = "https://shop.example.com"
+SESSION_GAP_MS = 30 * 60_000
+PING_MS = 15_000
+MAX_ATTEMPTS = 5
+MAX_RETRY_AFTER_S = 30.0
+NOMINAL_RATE = 100.0
+_POOL = 5000
+_CHROME = "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0"
+_SAFARI = "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4"
+BROWSERS: dict[str, int] = {
+    f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_CHROME} Safari/537.36": 30,
+    f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {_CHROME} Safari/537.36": 10,
+    f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {_SAFARI} Safari/605.1.15": 8,
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0": 6,
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0": 2,
+    f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_CHROME} Safari/537.36 Edg/124.0.0.0": 6,
+    f"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) {_SAFARI} Mobile/15E148 "
+    "Safari/604.1": 18,
+    f"Mozilla/5.0 (Linux; Android 10; K) {_CHROME} Mobile Safari/537.36": 16,
+    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36": 3,
+    f"Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) {_SAFARI} Mobile/15E148 Safari/604.1": 3,
+}
+BOTS = (
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+)
+REFERRERS: dict[str, int] = {
+    "https://www.google.com/": 40,
+    "https://www.bing.com/": 6,
+    "https://duckduckgo.com/": 5,
+    "https://t.co/": 8,
+    "https://www.facebook.com/": 6,
+    "https://news.ycombinator.com/": 3,
+    "https://www.reddit.com/r/BuyItForLife/": 3,
+    "https://mail.google.com/": 5,
+}
+CAMPAIGNS = (  # utm_source, utm_medium, utm_campaign, referrer
+    ("newsletter", "email", "black-friday", "https://mail.google.com/"),
+    ("newsletter", "email", "weekly-digest", "direct"),
+    ("google", "cpc", "spring-sale", "https://www.google.com/"),
+    ("twitter", "social", "launch-week", "https://t.co/"),
+    ("facebook", "paid_social", "retargeting", "https://www.facebook.com/"),
+)
+SESSION_PAGES = (30, 18, 13, 10, 8, 6, 4, 3, 3, 2, 2, 1)  # weights of 1..12 pageviews
+
+
+class _Page(NamedTuple):
+    url: str
+    title: str
+    kind: str
+
+
+@dataclass(slots=True, eq=False)
+class _Visitor:
+    uiud: str
+    user_agent: str
+    bot: bool
+    busy: bool = True  # in a session, or due to come back
+    last_ts: int = 0
+    session_id: str = ""
+    pages_left: int = 0
+    page: _Page | None = None
+    url: str = ""
+    page_end: int = 0
+    custom_done: bool = False
+
+
+@dataclass
+class WebSimulationStats:
+    """Events sent, and what became of them; ``requests`` counts retries too."""
+
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    requests: int = 0
+    sessions: int = 0
+    visitors: int = 0
+    first_error: str | None = None
+
+
+class WebTrafficGenerator:
+    """Requests of simulated visitors: ``(user_agent, events)``, one visitor per request.
+
+    ``rate`` is the events/s the stream will be sent at (see the module docstring on time).
+    ``batches()`` starts over on each call; the stream is endless.
+    """
+
+    def __init__(
+        self,
+        seed: int | None = None,
+        time_scale: float = 1.0,
+        late_share: float = 0.02,
+        start_ms: int | None = None,
+        *,
+        rate: float = 20.0,
+    ) -> None:
+        _check(time_scale > 0 and math.isfinite(time_scale), "time_scale must be > 0", time_scale)
+        _check(0 <= late_share <= 1, "late_share must be between 0 and 1", late_share)
+        _check(rate > 0 and math.isfinite(rate), "rate must be > 0 events per second", rate)
+        self.seed = seed if seed is not None else random.SystemRandom().getrandbits(63)
+        self.time_scale = time_scale
+        self.late_share = late_share
+        self.start_ms = start_ms if start_ms is not None else int(time.time() * 1000)
+        self.rate = rate
+
+    def batches(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        return _Run(self).run()
+
+
+class _Run:
+    def __init__(self, config: WebTrafficGenerator) -> None:
+        self.rng = rng = random.Random(config.seed)
+        fake = Faker("en_US")
+        fake.seed_instance(config.seed)
+        self.pages = _site(fake, rng)
+        self.weights = [1.0 / (rank + 2) for rank in range(len(self.pages))]
+        self.words = [fake.word() for _ in range(40)]
+        self.step = 1000.0 * config.time_scale / config.rate
+        self.late_share = config.late_share
+        self.clock = float(config.start_ms)
+        self.due: list[tuple[int, int, _Visitor, str]] = []
+        self.late: list[tuple[int, int, str, dict[str, Any]]] = []
+        self.known: list[_Visitor] = []
+        self.seq = itertools.count()
+
+    def run(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        while True:
+            now = int(self.clock)
+            if self.late and self.late[0][0] <= now:
+                _, _, agent, event = heapq.heappop(self.late)
+                events = [event]
+            else:
+                if self.due and self.due[0][0] <= now:
+                    _, _, visitor, action = heapq.heappop(self.due)
+                else:
+                    visitor, action = self.arrival(now), "session"
+                agent = visitor.user_agent
+                events = self.hold_late(agent, self.act(visitor, action, now))
+            self.clock += self.step * len(events)
+            if events:
+                yield agent, events
+
+    def uuid4(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def schedule(self, visitor: _Visitor, action: str, at: int) -> None:
+        heapq.heappush(self.due, (at, next(self.seq), visitor, action))
+
+    def arrival(self, now: int) -> _Visitor:
+        rng = self.rng
+        if self.known and rng.random() < 0.3:  # a returning visitor, idle for over 30 min
+            for _ in range(8):
+                known = rng.choice(self.known)
+                if not known.busy and now - known.last_ts > SESSION_GAP_MS:
+                    known.busy = True
+                    return known
+        bot = rng.random() < 0.03
+        agent = rng.choice(BOTS) if bot else rng.choices(*zip(*BROWSERS.items(), strict=True))[0]
+        visitor = _Visitor(self.uuid4(), agent, bot)
+        if not bot and len(self.known) < _POOL:
+            self.known.append(visitor)
+        elif not bot:
+            self.known[rng.randrange(_POOL)] = visitor
+        return visitor
+
+    def act(self, visitor: _Visitor, action: str, now: int) -> list[dict[str, Any]]:
+        if action == "session":
+            return [self.land(visitor, now)]
+        if action == "pageview":
+            page = self.next_page(visitor.page)
+            return [self.view(visitor, page, page.url, now, 0, "direct", visitor.url)]
+        return self.pings(visitor, now)
+
+    def next_page(self, current: _Page | None) -> _Page:
+        page = self.rng.choices(self.pages, self.weights)[0]
+        return page if page != current else self.pages[1 if current == self.pages[0] else 0]
+
+    def land(self, visitor: _Visitor, now: int) -> dict[str, Any]:
+        """A session's first pageview: direct, from a referrer, or from a campaign (UTM)."""
+        rng = self.rng
+        visitor.session_id = f"{rng.getrandbits(64):016x}"
+        visitor.pages_left = rng.choices(range(1, 13), SESSION_PAGES)[0]
+        page = self.pages[0] if rng.random() < 0.35 else self.next_page(None)
+        url, referrer, draw = page.url, "direct", rng.random()
+        if not visitor.bot and draw < 0.2:
+            source, medium, campaign, referrer = rng.choice(CAMPAIGNS)
+            url += f"?utm_source={source}&utm_medium={medium}&utm_campaign={campaign}"
+        elif not visitor.bot and draw < 0.6:
+            referrer = rng.choices(*zip(*REFERRERS.items(), strict=True))[0]
+        last = "" if referrer == "direct" else referrer
+        return self.view(visitor, page, url, now, 1, referrer, last)
+
+    def view(
+        self, v: _Visitor, page: _Page, url: str, now: int, landing: int, referrer: str, last: str
+    ) -> dict[str, Any]:
+        event = {
+            "eventType": "Pageview",
+            "eventId": self.uuid4(),
+            "timestamp": now,
+            "uiud": v.uiud,
+            "sessionId": v.session_id,
+            "pageUrl": url,
+            "lastPageVisited": last,
+            "pageTitle": page.title,
+            "landingPage": landing,
+            "referrer": referrer,
+        }
+        v.page, v.url, v.last_ts, v.custom_done = page, url, now, False
+        v.pages_left -= 1
+        if v.bot:
+            v.page_end = now + self.rng.randint(500, 3000)
+            self.leave(v, v.page_end)
+        else:
+            dwell = self.rng.lognormvariate(math.log(30_000), 0.9)
+            v.page_end = now + int(min(max(dwell, 3000), 600_000))
+            self.schedule(v, "ping", min(now + 2 * PING_MS, v.page_end))
+        return event
+
+    def pings(self, v: _Visitor, now: int) -> list[dict[str, Any]]:
+        """Engagement pings since the last event (about one per 15 s), maybe a custom event."""
+        rng, start = self.rng, v.last_ts
+        count = max(1, min(4, round((now - start) / PING_MS)))
+        events, previous = [], start
+        for i in range(1, count + 1):
+            ts = start + (now - start) * i // count
+            engaged = min(int((ts - previous) * rng.uniform(0.4, 1.0)), 3_600_000)
+            events.append(self.event("PagePing", v, ts, engagedMs=engaged))
+            previous = ts
+        custom = self.custom(v)
+        if custom is not None:
+            events.append(self.event("Custom", v, now, name=custom[0], props=custom[1]))
+        v.last_ts = now
+        if now < v.page_end:
+            self.schedule(v, "ping", min(now + 2 * PING_MS, v.page_end))
+        else:
+            self.leave(v, now)
+        return events
+
+    def event(self, kind: str, v: _Visitor, ts: int, **fields: Any) -> dict[str, Any]:
+        base = {"eventType": kind, "eventId": self.uuid4(), "timestamp": ts, "uiud": v.uiud}
+        return {**base, "sessionId": v.session_id, "pageUrl": v.url, **fields}
+
+    def custom(self, v: _Visitor) -> tuple[str, dict[str, Any]] | None:
+        rng, kind = self.rng, v.page.kind if v.page else ""
+        if v.custom_done:
+            return None
+        draw = rng.random()
+        if kind == "product" and draw < 0.12:
+            price = round(rng.uniform(5, 400), 2)
+            props = {"sku": f"SKU-{rng.randint(1000, 9999)}", "price": price, "currency": "USD"}
+            v.custom_done = True
+            return "add_to_cart", {**props, "quantity": rng.choice((1, 1, 1, 2, 3))}
+        if kind == "signup" and draw < 0.35:
+            v.custom_done = True
+            return "signup", {"plan": rng.choice(("free", "free", "pro")), "newsletter": True}
+        if kind == "checkout" and draw < 0.4:
+            v.custom_done = True
+            return "purchase", {"value": round(rng.uniform(20, 900), 2), "currency": "USD"}
+        if draw < 0.03:
+            v.custom_done = True
+            return "search", {"query": " ".join(rng.sample(self.words, rng.randint(1, 3)))}
+        return None
+
+    def leave(self, v: _Visitor, now: int) -> None:
+        """Next page, or the session ends; some visitors come back after an idle gap."""
+        if v.pages_left > 0:
+            self.schedule(v, "pageview", now + self.rng.randint(300, 3000))
+        elif not v.bot and self.rng.random() < 0.15:
+            self.schedule(v, "session", now + self.rng.randint(31 * 60_000, 120 * 60_000))
+        else:
+            v.busy = False
+
+    def hold_late(self, agent: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.late_share <= 0:
+            return events
+        kept = []
+        for event in events:
+            if self.rng.random() < self.late_share:
+                release = event["timestamp"] + self.rng.randint(1000, 150_000)
+                heapq.heappush(self.late, (release, next(self.seq), agent, event))
+            else:
+                kept.append(event)
+        return kept
+
+
+def _site(fake: Faker, rng: random.Random) -> list[_Page]:
+    """Home first, then fixed pages, categories, products and blog posts, shuffled by rank."""
+    fixed = [("/about", "About us"), ("/cart", "Your cart"), ("/checkout", "Checkout")]
+    fixed += [("/signup", "Create an account"), ("/blog", "Blog")]
+    pages = [_Page(f"{SITE}{path}", f"{title} | Example Shop", path[1:]) for path, title in fixed]
+    seen = {page.url for page in pages}
+    for i in range(rng.randint(30, 60) - len(pages) - 1):
+        kind = rng.choices(("product", "category", "blog"), (6, 1, 2))[0]
+        if kind == "category":
+            word = fake.word()
+            url, title = f"{SITE}/category/{word}", word.title()
+        else:
+            url = f"{SITE}/{'products' if kind == 'product' else 'blog'}/{fake.slug()}"
+            title = fake.catch_phrase() if kind == "product" else fake.sentence(6).rstrip(".")
+        url = url if url not in seen else f"{url}-{i}"
+        seen.add(url)
+        pages.append(_Page(url, f"{title} | Example Shop", kind))
+    rng.shuffle(pages)
+    return [_Page(f"{SITE}/", "Example Shop: everything for the home", "home"), *pages]
+
+
+def _check(ok: bool, message: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{message}, got {value!r}")
+
+
+async def simulate_web(
+    collector_url: str,
+    *,
+    rate: float = 20.0,
+    count: int | None = None,
+    duration_s: float | None = None,
+    seed: int | None = None,
+    write_key: str | None = None,
+    concurrency: int = 8,
+    time_scale: float = 1.0,
+    late_share: float = 0.02,
+    endless: bool = False,
+    progress: Callable[[WebSimulationStats], None] | None = None,
+) -> WebSimulationStats:
+    """POST simulated traffic to ``{collector_url}/v1/events``; stop after ``count`` events or
+    ``duration_s`` seconds (whichever first), or never with ``endless``. 503s are retried after
+    ``Retry-After`` (at most 5 attempts, same events); ``progress`` gets the live stats."""
+    _check(math.isfinite(rate) and rate >= 0, "rate must be >= 0 events per second", rate)
+    _check(count is None or count >= 1, "count must be >= 1 event", count)
+    _check(duration_s is None or duration_s > 0, "duration_s must be > 0 seconds", duration_s)
+    _check(concurrency >= 1, "concurrency must be >= 1", concurrency)
+    if count is None and duration_s is None and not endless:
+        raise ConfigError("give count or duration_s to bound the simulation, or endless=True")
+    url = httpx.URL(collector_url.rstrip("/") + "/v1/events") if "://" in collector_url else None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"collector_url must be an http(s) URL, got {collector_url!r}")
+    generator = WebTrafficGenerator(
+        seed, time_scale, late_share, rate=rate or NOMINAL_RATE
+    )  # raises ConfigError for time_scale and late_share
+    params = {"key": write_key} if write_key else {}
+    stats = WebSimulationStats()
+    sessions: set[str] = set()
+    visitors: set[str] = set()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    deadline = start + duration_s if duration_s is not None else math.inf
+    slots = asyncio.Semaphore(concurrency)
+    tasks: set[asyncio.Task[None]] = set()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        slots.release()
+        if progress is not None:
+            progress(stats)
+
+    async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
+        try:
+            for agent, events in generator.batches():
+                if count is not None:
+                    events = events[: count - stats.sent]
+                if not events:
+                    break
+                due = start + stats.sent / rate if rate else loop.time()
+                if due >= deadline:
+                    break
+                if due > loop.time():
+                    await asyncio.sleep(due - loop.time())
+                await slots.acquire()  # bounded: each request has a timeout
+                if loop.time() >= deadline:
+                    slots.release()
+                    break
+                stats.sent += len(events)
+                for event in events:
+                    sessions.add(event["sessionId"])
+                    visitors.add(event["uiud"])
+                stats.sessions, stats.visitors = len(sessions), len(visitors)
+                body = msgspec.json.encode(events)
+                task = loop.create_task(_post(client, url, params, agent, body, len(events), stats))
+                tasks.add(task)
+                task.add_done_callback(finished)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return stats
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    url: httpx.URL,
+    params: dict[str, str],
+    agent: str,
+    body: bytes,
+    n: int,
+    stats: WebSimulationStats,
+) -> None:
+    headers = {"content-type": "application/json", "user-agent": agent}
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        stats.requests += 1
+        try:
+            response = await client.post(url, params=params, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            stats.failed += n
+            stats.first_error = stats.first_error or f"{type(exc).__name__}: {exc} ({url})"
+            return
+        if response.status_code == 503 and attempt < MAX_ATTEMPTS:
+            await asyncio.sleep(_retry_after(response.headers.get("retry-after")))
+            continue
+        text = response.text[:500]
+        if response.is_success:
+            accepted = _accepted(response.content, n)
+            stats.accepted += accepted
+            stats.rejected += n - accepted
+            if accepted < n:
+                stats.first_error = stats.first_error or f"HTTP {response.status_code}: {text}"
+        else:
+            if response.status_code < 500:
+                stats.rejected += n
+            else:
+                stats.failed += n
+            stats.first_error = stats.first_error or f"HTTP {response.status_code}: {text}"
+        return
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        seconds = float(value) if value is not None else 1.0
+    except ValueError:  # an HTTP date: not worth parsing for a simulator
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else 1.0
+
+
+def _accepted(content: bytes, n: int) -> int:
+    try:
+        answer = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return n
+    value = answer.get("accepted") if isinstance(answer, dict) else None
+    return min(value, n) if isinstance(value, int) and value >= 0 else n
+
+
+def run_web_simulation(collector_url: str, **kwargs: Any) -> WebSimulationStats:
+    """:func:`simulate_web` with a progress bar on stderr; Ctrl-C returns the stats so far."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    latest: list[WebSimulationStats] = []
+    columns = (TextColumn("[bold]web traffic"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("events", total=kwargs.get("count"))
+
+        def report(stats: WebSimulationStats) -> None:
+            latest[:] = [stats]
+            bar.update(task, completed=stats.accepted + stats.rejected + stats.failed)
+
+        try:
+            return asyncio.run(simulate_web(collector_url, progress=report, **kwargs))
+        except KeyboardInterrupt:
+            if latest:
+                return latest[0]
+            raise
