@@ -98,3 +98,29 @@ def test_up_runs_until_sigint_and_leaves_no_process(tmp_path: Path) -> None:
     time.sleep(0.5)
     assert [pid for pid in children if alive(pid)] == []
     assert (tmp_path / "logs" / "broker.log").read_text().startswith("tansu broker")
+
+
+def test_sql_queries_the_warehouse(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from clickstream.sinks.duckdb_table import DuckDBTable
+
+    table = DuckDBTable(tmp_path / "warehouse.duckdb", "sessions", key="session_key")
+    rows = pa.table({"session_key": ["a", "b"], "pageviews": [3, 1]})
+    assert table.upsert(rows) == 2
+    assert table.upsert(pa.table({"session_key": ["b"], "pageviews": [2]})) == 1  # replaces b
+    env = {"CLICKSTREAM_DATA_DIR": str(tmp_path)}
+    result = run("sql", "select * from sessions order by session_key", "--format", "csv", **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["session_key,pageviews", "a,3", "b,2"]
+    bad = run("sql", "select nope from sessions", **env)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: query failed:")
+    empty = run("sql", "select 1", CLICKSTREAM_DATA_DIR=str(tmp_path / "none"))
+    assert "no warehouse at" in empty.stderr
+
+
+def test_jobs_list_names_the_sessions_job() -> None:
+    result = run("jobs", "list")
+    assert result.returncode == 0
+    assert result.stdout.startswith("sessions ")

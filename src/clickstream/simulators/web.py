@@ -40,35 +40,32 @@ MAX_ATTEMPTS = 5
 MAX_RETRY_AFTER_S = 30.0
 NOMINAL_RATE = 100.0
 _POOL = 5000
+_WIN, _MAC = "Windows NT 10.0; Win64; x64", "Macintosh; Intel Mac OS X 10_15_7"
 _CHROME = "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0"
 _SAFARI = "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4"
-BROWSERS: dict[str, int] = {
-    f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_CHROME} Safari/537.36": 30,
-    f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {_CHROME} Safari/537.36": 10,
-    f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {_SAFARI} Safari/605.1.15": 8,
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0": 6,
-    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0": 2,
-    f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_CHROME} Safari/537.36 Edg/124.0.0.0": 6,
-    f"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) {_SAFARI} Mobile/15E148 "
-    "Safari/604.1": 18,
+_IOS = f"like Mac OS X) {_SAFARI} Mobile/15E148 Safari/604.1"
+BROWSERS: dict[str, int] = {  # user agent: weight
+    f"Mozilla/5.0 ({_WIN}) {_CHROME} Safari/537.36": 30,
+    f"Mozilla/5.0 ({_MAC}) {_CHROME} Safari/537.36": 10,
+    f"Mozilla/5.0 ({_MAC}) {_SAFARI} Safari/605.1.15": 8,
+    f"Mozilla/5.0 ({_WIN}; rv:125.0) Gecko/20100101 Firefox/125.0": 6,
+    f"Mozilla/5.0 ({_WIN}) {_CHROME} Safari/537.36 Edg/124.0.0.0": 6,
+    f"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 {_IOS}": 18,
+    f"Mozilla/5.0 (iPad; CPU OS 17_4 {_IOS}": 3,
     f"Mozilla/5.0 (Linux; Android 10; K) {_CHROME} Mobile Safari/537.36": 16,
-    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36": 3,
-    f"Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) {_SAFARI} Mobile/15E148 Safari/604.1": 3,
 }
 BOTS = (
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
     "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
     "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
 )
-REFERRERS: dict[str, int] = {
+REFERRERS: dict[str, int] = {  # referrer: weight
     "https://www.google.com/": 40,
     "https://www.bing.com/": 6,
     "https://duckduckgo.com/": 5,
     "https://t.co/": 8,
     "https://www.facebook.com/": 6,
     "https://news.ycombinator.com/": 3,
-    "https://www.reddit.com/r/BuyItForLife/": 3,
     "https://mail.google.com/": 5,
 }
 CAMPAIGNS = (  # utm_source, utm_medium, utm_campaign, referrer
@@ -76,9 +73,9 @@ CAMPAIGNS = (  # utm_source, utm_medium, utm_campaign, referrer
     ("newsletter", "email", "weekly-digest", "direct"),
     ("google", "cpc", "spring-sale", "https://www.google.com/"),
     ("twitter", "social", "launch-week", "https://t.co/"),
-    ("facebook", "paid_social", "retargeting", "https://www.facebook.com/"),
 )
 SESSION_PAGES = (30, 18, 13, 10, 8, 6, 4, 3, 3, 2, 2, 1)  # weights of 1..12 pageviews
+Batch = tuple[str, list[dict[str, Any]]]
 
 
 class _Page(NamedTuple):
@@ -104,7 +101,7 @@ class _Visitor:
 
 @dataclass
 class WebSimulationStats:
-    """Events sent, and what became of them; ``requests`` counts retries too."""
+    """Events sent and what became of them (``requests`` counts retries too)."""
 
     sent: int = 0
     accepted: int = 0
@@ -119,8 +116,8 @@ class WebSimulationStats:
 class WebTrafficGenerator:
     """Requests of simulated visitors: ``(user_agent, events)``, one visitor per request.
 
-    ``rate`` is the events/s the stream will be sent at (see the module docstring on time).
-    ``batches()`` starts over on each call; the stream is endless.
+    ``rate`` is the events/s the stream will be sent at (see the module docstring on time). Each
+    ``batches()`` call starts the same endless stream over.
     """
 
     def __init__(
@@ -136,32 +133,29 @@ class WebTrafficGenerator:
         _check(0 <= late_share <= 1, "late_share must be between 0 and 1", late_share)
         _check(rate > 0 and math.isfinite(rate), "rate must be > 0 events per second", rate)
         self.seed = seed if seed is not None else random.SystemRandom().getrandbits(63)
-        self.time_scale = time_scale
-        self.late_share = late_share
+        self.time_scale, self.late_share, self.rate = time_scale, late_share, rate
         self.start_ms = start_ms if start_ms is not None else int(time.time() * 1000)
-        self.rate = rate
 
-    def batches(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def batches(self) -> Iterator[Batch]:
         return _Run(self).run()
 
 
 class _Run:
     def __init__(self, config: WebTrafficGenerator) -> None:
-        self.rng = rng = random.Random(config.seed)
+        self.rng = random.Random(config.seed)
         fake = Faker("en_US")
         fake.seed_instance(config.seed)
-        self.pages = _site(fake, rng)
-        self.weights = [1.0 / (rank + 2) for rank in range(len(self.pages))]
+        self.pages = _site(fake, self.rng)
+        self.weights = [1.0 / (rank + 2) for rank in range(len(self.pages))]  # Zipf-like
         self.words = [fake.word() for _ in range(40)]
-        self.step = 1000.0 * config.time_scale / config.rate
-        self.late_share = config.late_share
+        self.step, self.late_share = 1000.0 * config.time_scale / config.rate, config.late_share
         self.clock = float(config.start_ms)
-        self.due: list[tuple[int, int, _Visitor, str]] = []
-        self.late: list[tuple[int, int, str, dict[str, Any]]] = []
+        self.due: list[tuple[int, int, _Visitor, str]] = []  # (when, seq, visitor, action)
+        self.late: list[tuple[int, int, str, dict[str, Any]]] = []  # (release, seq, agent, event)
         self.known: list[_Visitor] = []
         self.seq = itertools.count()
 
-    def run(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def run(self) -> Iterator[Batch]:
         while True:
             now = int(self.clock)
             if self.late and self.late[0][0] <= now:
@@ -172,8 +166,15 @@ class _Run:
                     _, _, visitor, action = heapq.heappop(self.due)
                 else:
                     visitor, action = self.arrival(now), "session"
+                if action == "session":
+                    events = [self.land(visitor, now)]
+                elif action == "pageview":
+                    page = self.next_page(visitor.page)
+                    events = [self.view(visitor, page, page.url, now, 0, "direct", visitor.url)]
+                else:
+                    events = self.pings(visitor, now)
                 agent = visitor.user_agent
-                events = self.hold_late(agent, self.act(visitor, action, now))
+                events = self.hold_late(agent, events)
             self.clock += self.step * len(events)
             if events:
                 yield agent, events
@@ -185,29 +186,21 @@ class _Run:
         heapq.heappush(self.due, (at, next(self.seq), visitor, action))
 
     def arrival(self, now: int) -> _Visitor:
+        """A returning visitor idle for over 30 min (~30% when there are some), or a new one."""
         rng = self.rng
-        if self.known and rng.random() < 0.3:  # a returning visitor, idle for over 30 min
+        if self.known and rng.random() < 0.3:
             for _ in range(8):
                 known = rng.choice(self.known)
                 if not known.busy and now - known.last_ts > SESSION_GAP_MS:
                     known.busy = True
                     return known
         bot = rng.random() < 0.03
-        agent = rng.choice(BOTS) if bot else rng.choices(*zip(*BROWSERS.items(), strict=True))[0]
-        visitor = _Visitor(self.uuid4(), agent, bot)
+        visitor = _Visitor(self.uuid4(), rng.choice(BOTS) if bot else _pick(rng, BROWSERS), bot)
         if not bot and len(self.known) < _POOL:
             self.known.append(visitor)
         elif not bot:
             self.known[rng.randrange(_POOL)] = visitor
         return visitor
-
-    def act(self, visitor: _Visitor, action: str, now: int) -> list[dict[str, Any]]:
-        if action == "session":
-            return [self.land(visitor, now)]
-        if action == "pageview":
-            page = self.next_page(visitor.page)
-            return [self.view(visitor, page, page.url, now, 0, "direct", visitor.url)]
-        return self.pings(visitor, now)
 
     def next_page(self, current: _Page | None) -> _Page:
         page = self.rng.choices(self.pages, self.weights)[0]
@@ -224,28 +217,18 @@ class _Run:
             source, medium, campaign, referrer = rng.choice(CAMPAIGNS)
             url += f"?utm_source={source}&utm_medium={medium}&utm_campaign={campaign}"
         elif not visitor.bot and draw < 0.6:
-            referrer = rng.choices(*zip(*REFERRERS.items(), strict=True))[0]
+            referrer = _pick(rng, REFERRERS)
         last = "" if referrer == "direct" else referrer
         return self.view(visitor, page, url, now, 1, referrer, last)
 
     def view(
         self, v: _Visitor, page: _Page, url: str, now: int, landing: int, referrer: str, last: str
     ) -> dict[str, Any]:
-        event = {
-            "eventType": "Pageview",
-            "eventId": self.uuid4(),
-            "timestamp": now,
-            "uiud": v.uiud,
-            "sessionId": v.session_id,
-            "pageUrl": url,
-            "lastPageVisited": last,
-            "pageTitle": page.title,
-            "landingPage": landing,
-            "referrer": referrer,
-        }
         v.page, v.url, v.last_ts, v.custom_done = page, url, now, False
         v.pages_left -= 1
-        if v.bot:
+        event = self.event("Pageview", v, now, lastPageVisited=last, pageTitle=page.title)
+        event.update(landingPage=landing, referrer=referrer)
+        if v.bot:  # no pings: a bot reads the next page at once
             v.page_end = now + self.rng.randint(500, 3000)
             self.leave(v, v.page_end)
         else:
@@ -264,8 +247,9 @@ class _Run:
             engaged = min(int((ts - previous) * rng.uniform(0.4, 1.0)), 3_600_000)
             events.append(self.event("PagePing", v, ts, engagedMs=engaged))
             previous = ts
-        custom = self.custom(v)
+        custom = None if v.custom_done else self.custom(v.page.kind if v.page else "")
         if custom is not None:
+            v.custom_done = True
             events.append(self.event("Custom", v, now, name=custom[0], props=custom[1]))
         v.last_ts = now
         if now < v.page_end:
@@ -278,24 +262,16 @@ class _Run:
         base = {"eventType": kind, "eventId": self.uuid4(), "timestamp": ts, "uiud": v.uiud}
         return {**base, "sessionId": v.session_id, "pageUrl": v.url, **fields}
 
-    def custom(self, v: _Visitor) -> tuple[str, dict[str, Any]] | None:
-        rng, kind = self.rng, v.page.kind if v.page else ""
-        if v.custom_done:
-            return None
-        draw = rng.random()
+    def custom(self, kind: str) -> tuple[str, dict[str, Any]] | None:
+        rng, draw = self.rng, self.rng.random()
         if kind == "product" and draw < 0.12:
-            price = round(rng.uniform(5, 400), 2)
-            props = {"sku": f"SKU-{rng.randint(1000, 9999)}", "price": price, "currency": "USD"}
-            v.custom_done = True
-            return "add_to_cart", {**props, "quantity": rng.choice((1, 1, 1, 2, 3))}
+            sku, price = f"SKU-{rng.randint(1000, 9999)}", round(rng.uniform(5, 400), 2)
+            return "add_to_cart", {"sku": sku, "price": price, "quantity": rng.choice((1, 1, 2))}
         if kind == "signup" and draw < 0.35:
-            v.custom_done = True
             return "signup", {"plan": rng.choice(("free", "free", "pro")), "newsletter": True}
         if kind == "checkout" and draw < 0.4:
-            v.custom_done = True
             return "purchase", {"value": round(rng.uniform(20, 900), 2), "currency": "USD"}
         if draw < 0.03:
-            v.custom_done = True
             return "search", {"query": " ".join(rng.sample(self.words, rng.randint(1, 3)))}
         return None
 
@@ -309,6 +285,7 @@ class _Run:
             v.busy = False
 
     def hold_late(self, agent: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Keep back ``late_share`` of the events, to be sent 1-150 s after their timestamp."""
         if self.late_share <= 0:
             return events
         kept = []
@@ -322,7 +299,7 @@ class _Run:
 
 
 def _site(fake: Faker, rng: random.Random) -> list[_Page]:
-    """Home first, then fixed pages, categories, products and blog posts, shuffled by rank."""
+    """30-60 pages: home first, then fixed pages, categories, products and posts in rank order."""
     fixed = [("/about", "About us"), ("/cart", "Your cart"), ("/checkout", "Checkout")]
     fixed += [("/signup", "Create an account"), ("/blog", "Blog")]
     pages = [_Page(f"{SITE}{path}", f"{title} | Example Shop", path[1:]) for path, title in fixed]
@@ -340,6 +317,10 @@ def _site(fake: Faker, rng: random.Random) -> list[_Page]:
         pages.append(_Page(url, f"{title} | Example Shop", kind))
     rng.shuffle(pages)
     return [_Page(f"{SITE}/", "Example Shop: everything for the home", "home"), *pages]
+
+
+def _pick(rng: random.Random, weights: dict[str, int]) -> str:
+    return rng.choices(tuple(weights), tuple(weights.values()))[0]
 
 
 def _check(ok: bool, message: str, value: object) -> None:
@@ -361,31 +342,28 @@ async def simulate_web(
     endless: bool = False,
     progress: Callable[[WebSimulationStats], None] | None = None,
 ) -> WebSimulationStats:
-    """POST simulated traffic to ``{collector_url}/v1/events``; stop after ``count`` events or
-    ``duration_s`` seconds (whichever first), or never with ``endless``. 503s are retried after
-    ``Retry-After`` (at most 5 attempts, same events); ``progress`` gets the live stats."""
+    """POST simulated traffic to ``{collector_url}/v1/events`` until ``count`` events are sent or
+    ``duration_s`` seconds have passed (never with only ``endless``). A 503 is retried after its
+    ``Retry-After`` (5 attempts, same events); ``progress`` gets the live stats after each batch."""
     _check(math.isfinite(rate) and rate >= 0, "rate must be >= 0 events per second", rate)
     _check(count is None or count >= 1, "count must be >= 1 event", count)
     _check(duration_s is None or duration_s > 0, "duration_s must be > 0 seconds", duration_s)
     _check(concurrency >= 1, "concurrency must be >= 1", concurrency)
     if count is None and duration_s is None and not endless:
         raise ConfigError("give count or duration_s to bound the simulation, or endless=True")
-    url = httpx.URL(collector_url.rstrip("/") + "/v1/events") if "://" in collector_url else None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
+    try:
+        url = httpx.URL(collector_url.rstrip("/") + "/v1/events")
+    except httpx.InvalidURL:
+        url = httpx.URL()
+    if url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"collector_url must be an http(s) URL, got {collector_url!r}")
-    generator = WebTrafficGenerator(
-        seed, time_scale, late_share, rate=rate or NOMINAL_RATE
-    )  # raises ConfigError for time_scale and late_share
-    params = {"key": write_key} if write_key else {}
-    stats = WebSimulationStats()
-    sessions: set[str] = set()
-    visitors: set[str] = set()
+    generator = WebTrafficGenerator(seed, time_scale, late_share, rate=rate or NOMINAL_RATE)
+    stream = generator.batches()  # builds the site (Faker) before the clock starts
+    stats, sessions, visitors = WebSimulationStats(), set[str](), set[str]()
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = start + duration_s if duration_s is not None else math.inf
-    slots = asyncio.Semaphore(concurrency)
-    tasks: set[asyncio.Task[None]] = set()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    slots, tasks = asyncio.Semaphore(concurrency), set[asyncio.Task[None]]()
 
     def finished(task: asyncio.Task[None]) -> None:
         tasks.discard(task)
@@ -393,15 +371,13 @@ async def simulate_web(
         if progress is not None:
             progress(stats)
 
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
         try:
-            for agent, events in generator.batches():
-                if count is not None:
-                    events = events[: count - stats.sent]
-                if not events:
-                    break
+            for agent, batch in stream:
+                events = batch if count is None else batch[: count - stats.sent]
                 due = start + stats.sent / rate if rate else loop.time()
-                if due >= deadline:
+                if not events or due >= deadline:
                     break
                 if due > loop.time():
                     await asyncio.sleep(due - loop.time())
@@ -410,16 +386,13 @@ async def simulate_web(
                     slots.release()
                     break
                 stats.sent += len(events)
-                for event in events:
-                    sessions.add(event["sessionId"])
-                    visitors.add(event["uiud"])
+                sessions.update(event["sessionId"] for event in events)
+                visitors.update(event["uiud"] for event in events)
                 stats.sessions, stats.visitors = len(sessions), len(visitors)
-                body = msgspec.json.encode(events)
-                task = loop.create_task(_post(client, url, params, agent, body, len(events), stats))
+                task = loop.create_task(_post(client, url, write_key, agent, events, stats))
                 tasks.add(task)
                 task.add_done_callback(finished)
-            if tasks:
-                await asyncio.gather(*tasks)
+            await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
@@ -430,54 +403,52 @@ async def simulate_web(
 async def _post(
     client: httpx.AsyncClient,
     url: httpx.URL,
-    params: dict[str, str],
+    key: str | None,
     agent: str,
-    body: bytes,
-    n: int,
+    events: list[dict[str, Any]],
     stats: WebSimulationStats,
 ) -> None:
+    """One batch; a 503 is retried after ``Retry-After`` with the same events."""
+    n, body = len(events), msgspec.json.encode(events)
     headers = {"content-type": "application/json", "user-agent": agent}
     for attempt in range(1, MAX_ATTEMPTS + 1):
         stats.requests += 1
         try:
-            response = await client.post(url, params=params, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            response = await client.post(
+                url, params={"key": key} if key else None, content=body, headers=headers
+            )
+        except httpx.HTTPError as exc:  # not sent, or no answer: not retried
             stats.failed += n
             stats.first_error = stats.first_error or f"{type(exc).__name__}: {exc} ({url})"
             return
-        if response.status_code == 503 and attempt < MAX_ATTEMPTS:
+        status = response.status_code
+        if status == 503 and attempt < MAX_ATTEMPTS:
             await asyncio.sleep(_retry_after(response.headers.get("retry-after")))
             continue
-        text = response.text[:500]
-        if response.is_success:
-            accepted = _accepted(response.content, n)
-            stats.accepted += accepted
-            stats.rejected += n - accepted
-            if accepted < n:
-                stats.first_error = stats.first_error or f"HTTP {response.status_code}: {text}"
-        else:
-            if response.status_code < 500:
-                stats.rejected += n
-            else:
-                stats.failed += n
-            stats.first_error = stats.first_error or f"HTTP {response.status_code}: {text}"
+        accepted = _accepted(response.content, n) if response.is_success else 0
+        stats.accepted += accepted
+        stats.rejected += n - accepted if status < 500 else 0
+        stats.failed += n if status >= 500 else 0
+        if accepted < n:
+            stats.first_error = stats.first_error or f"HTTP {status}: {response.text[:500]}"
         return
 
 
 def _retry_after(value: str | None) -> float:
+    """Seconds to wait, 0-30 (1 when missing or an HTTP date)."""
     try:
-        seconds = float(value) if value is not None else 1.0
-    except ValueError:  # an HTTP date: not worth parsing for a simulator
-        seconds = 1.0
+        seconds = float(value or 1.0)
+    except ValueError:
+        return 1.0
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else 1.0
 
 
 def _accepted(content: bytes, n: int) -> int:
+    """``accepted`` of the collector's answer (all n when the answer does not say)."""
     try:
-        answer = msgspec.json.decode(content)
-    except msgspec.DecodeError:
+        value = msgspec.json.decode(content).get("accepted")
+    except (msgspec.DecodeError, AttributeError):
         return n
-    value = answer.get("accepted") if isinstance(answer, dict) else None
     return min(value, n) if isinstance(value, int) and value >= 0 else n
 
 
