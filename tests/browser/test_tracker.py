@@ -1,0 +1,119 @@
+"""The tracker in real headless Chromium: page -> collector -> Kafka -> sessions table."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from clickstream.events.web import EnrichedWebEvent
+from clickstream.jobs.runner import start_job
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import Settings
+from clickstream.sinks.duckdb_table import connect
+from tests.collector.conftest import RunningCollector
+from tests.conftest import read_topic
+
+pytestmark = pytest.mark.slow
+
+PAGE = """<!doctype html>
+<html><head><title>{title}</title>
+<script src="{collector}/clickstream.js" data-collector="{collector}" data-flush-ms="100"></script>
+</head><body><h1>{title}</h1><a id="next" href="{next}">next</a></body></html>
+"""
+
+
+def wait_for(fetch: Callable[[], list[Any]], count: int, timeout: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    found: list[Any] = []
+    while time.monotonic() < deadline:
+        found = fetch()
+        if len(found) >= count:
+            return found
+        time.sleep(0.3)
+    return found
+
+
+def test_tracker_pageviews_spa_and_custom_events_become_a_session(  # type: ignore[no-untyped-def]
+    browser,
+    page_server: Callable[[dict[str, str]], str],
+    start_collector: Callable[..., RunningCollector],
+    spark,
+    tmp_path: Path,
+) -> None:
+    # The collector allows only the site's origin, so the page server must exist first.
+    site = page_server({})
+    collector = start_collector(allowed_origins=[site])
+    c = collector.url
+    pages = {
+        "index.html": PAGE.format(title="Home", collector=c, next="/products.html"),
+        "products.html": PAGE.format(title="Products", collector=c, next="/index.html"),
+    }
+    for name, html in pages.items():
+        (tmp_path / "site0" / name).write_text(html)
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{site}/index.html")
+    page.click("#next")
+    page.wait_for_url(f"{site}/products.html")
+    page.wait_for_function("window.clickstream && typeof window.clickstream.track === 'function'")
+    page.evaluate("history.pushState({}, '', '/products/shoes')")
+    page.evaluate("clickstream.track('signup', {plan: 'pro'})")
+    page.evaluate("clickstream.flush()")
+
+    settings = collector.settings
+    views = wait_for(lambda: read_topic(settings, settings.topics.web_events), 3)
+    events = sorted((e for _, e in views), key=lambda e: e["timestamp"])
+    assert [e["pageUrl"] for e in events] == [
+        f"{site}/index.html",
+        f"{site}/products.html",
+        f"{site}/products/shoes",
+    ]
+    first, second, spa = events
+    assert (first["landingPage"], first["referrer"], first["lastPageVisited"]) == (1, "direct", "")
+    assert (second["landingPage"], second["referrer"]) == (0, "direct")
+    assert second["lastPageVisited"] == f"{site}/index.html"
+    assert (spa["landingPage"], spa["lastPageVisited"]) == (0, f"{site}/products.html")
+    assert first["pageTitle"] == "Home"
+    assert len({e["uiud"] for e in events}) == 1
+    assert len({e["sessionId"] for e in events}) == 1
+    assert len({e["eventId"] for e in events}) == 3
+    assert first["browser"].startswith(("Chrome", "HeadlessChrome", "Chromium"))
+    custom = wait_for(lambda: read_topic(settings, settings.topics.web_custom), 1)
+    assert [(e["name"], e["props"]) for _, e in custom] == [("signup", {"plan": "pro"})]
+    cookies = {c["name"]: c for c in context.cookies(site)}
+    assert cookies["sessionId"]["value"] == first["sessionId"]
+    assert 25 * 60 < cookies["sessionId"]["expires"] - time.time() <= 31 * 60
+    context.close()
+
+    # The session, once closed by a later event, lands in the warehouse with pages in order.
+    ours = settings.model_copy(update={"data_dir": tmp_path / "data"})
+    ensure_topics(ours, [ours.topics.dead_letter])
+    producer = make_producer(ours)
+    later = int(time.time() * 1000) + 3 * 3_600_000
+    closing = EnrichedWebEvent(
+        eventId=str(uuid.uuid4()), eventType="Pageview", timestamp=later, receivedAt=later,
+        uiud="closer", sessionId="closer", pageUrl=f"{site}/index.html",
+    )  # fmt: skip
+    producer.produce(ours.topics.web_events, msgspec.json.encode(closing), key="closer")
+    producer.flush()
+    start_job(spark, ours, "sessions", available_now=True).await_all(300)
+    with connect(ours.duckdb_path, read_only=True) as con:
+        rows = con.execute(
+            "SELECT pages, landing_page_codes, pageviews FROM sessions WHERE visitor_id = ?",
+            [first["uiud"]],
+        ).fetchall()
+    assert rows == [
+        (
+            [f"{site}/index.html", f"{site}/products.html", f"{site}/products/shoes"],
+            [1, 0, 0],
+            3,
+        )
+    ]
