@@ -364,10 +364,13 @@ async def simulate_web(
     start = loop.time()
     deadline = start + duration_s if duration_s is not None else math.inf
     slots, tasks = asyncio.Semaphore(concurrency), set[asyncio.Task[None]]()
+    last_of: dict[str, asyncio.Task[None]] = {}  # each visitor's newest request
 
     def finished(task: asyncio.Task[None]) -> None:
         tasks.discard(task)
         slots.release()
+        if last_of.get(task.get_name()) is task:
+            del last_of[task.get_name()]
         if progress is not None:
             progress(stats)
 
@@ -389,7 +392,10 @@ async def simulate_web(
                 sessions.update(event["sessionId"] for event in events)
                 visitors.update(event["uiud"] for event in events)
                 stats.sessions, stats.visitors = len(sessions), len(visitors)
-                task = loop.create_task(_post(client, url, write_key, agent, events, stats))
+                uiud = events[0]["uiud"]
+                after = last_of.get(uiud)  # a visitor's requests go one after the other
+                post = _post(client, url, write_key, agent, events, stats, after)
+                task = last_of[uiud] = loop.create_task(post, name=uiud)
                 tasks.add(task)
                 task.add_done_callback(finished)
             await asyncio.gather(*tasks)
@@ -407,8 +413,11 @@ async def _post(
     agent: str,
     events: list[dict[str, Any]],
     stats: WebSimulationStats,
+    after: asyncio.Task[None] | None,
 ) -> None:
-    """One batch; a 503 is retried after ``Retry-After`` with the same events."""
+    """One batch, once ``after`` is done; a 503 is retried after ``Retry-After``, same events."""
+    if after is not None:
+        await asyncio.wait([after])  # bounded: that request has a timeout
     n, body = len(events), msgspec.json.encode(events)
     headers = {"content-type": "application/json", "user-agent": agent}
     for attempt in range(1, MAX_ATTEMPTS + 1):
