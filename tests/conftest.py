@@ -150,3 +150,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
     env.update(extra)
     return env
+
+
+# The running-collector fixture is shared by the collector and browser tests.
+from tests.collector.conftest import start_collector  # noqa: E402, F401

@@ -27,7 +27,9 @@ def browser() -> Iterator[Any]:
     if executable is None:
         if os.environ.get("CI"):
             pytest.fail("CI needs Chromium for the browser tests: apt-get install chromium")
-        pytest.skip("headless Chromium not found: apt-get install chromium (or set CLICKSTREAM_TEST_CHROMIUM)")
+        pytest.skip(
+            "headless Chromium not found: apt-get install chromium (or set CLICKSTREAM_TEST_CHROMIUM)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -49,6 +51,7 @@ def page_server(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], str]]:
 
     def serve(pages: dict[str, str]) -> str:
         root = tmp_path / f"site{len(servers)}"
+        root.mkdir(parents=True, exist_ok=True)
         for name, html in pages.items():
             target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)

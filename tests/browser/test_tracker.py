@@ -15,7 +15,6 @@ from clickstream.events.web import EnrichedWebEvent
 from clickstream.jobs.runner import start_job
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
-from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import connect
 from tests.collector.conftest import RunningCollector
 from tests.conftest import read_topic
@@ -27,6 +26,11 @@ PAGE = """<!doctype html>
 <script src="{collector}/clickstream.js" data-collector="{collector}" data-flush-ms="100"></script>
 </head><body><h1>{title}</h1><a id="next" href="{next}">next</a></body></html>
 """
+
+
+TRACKER = (
+    Path(__file__).parents[2] / "src" / "clickstream" / "collector" / "static" / "clickstream.js"
+)
 
 
 def wait_for(fetch: Callable[[], list[Any]], count: int, timeout: float = 30) -> list[Any]:
@@ -117,3 +121,56 @@ def test_tracker_pageviews_spa_and_custom_events_become_a_session(  # type: igno
             3,
         )
     ]
+
+
+def test_external_referrer_do_not_track_and_retry_queue(  # type: ignore[no-untyped-def]
+    browser,
+    page_server: Callable[[dict[str, str]], str],
+    start_collector: Callable[..., RunningCollector],
+) -> None:
+    from tests.collector.conftest import free_port
+
+    port = free_port()
+    c = f"http://127.0.0.1:{port}"
+    # The site serves its own copy of the tracker, so it loads while the collector is down.
+    local = PAGE.replace('src="{collector}/clickstream.js"', 'src="/clickstream.js"')
+    site = page_server(
+        {
+            "clickstream.js": TRACKER.read_text(),
+            "index.html": local.format(title="Home", collector=c, next="/index.html"),
+            "dnt.html": local.format(title="DNT", collector=c, next="/").replace(
+                "data-flush-ms", 'data-respect-dnt="true" data-flush-ms'
+            ),
+        }
+    )
+    # Nothing listens yet: the pageview goes to the bounded retry queue in localStorage.
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{site}/index.html", referer="https://news.example.org/story")
+    page.wait_for_function("(localStorage.getItem('clickstream.retry') || '[]').length > 2")
+    (stored,) = page.evaluate("JSON.parse(localStorage.getItem('clickstream.retry'))")
+    assert (stored["landingPage"], stored["referrer"]) == (1, "https://news.example.org/story")
+
+    collector = start_collector(port=port, allowed_origins=[site])
+    page.reload()
+    settings = collector.settings
+    views = wait_for(lambda: read_topic(settings, settings.topics.web_events), 2)
+    assert stored["eventId"] in {e["eventId"] for _, e in views}
+    assert page.evaluate("localStorage.getItem('clickstream.retry')") == "[]"
+    context.close()
+
+    # Do Not Track respected: nothing sent, no cookie, no visitor id stored.
+    dnt = browser.new_context()
+    dnt.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})"
+    )
+    page = dnt.new_page()
+    page.goto(f"{site}/dnt.html")
+    page.wait_for_function("window.clickstream !== undefined")
+    page.evaluate("clickstream.track('x', {}); clickstream.flush()")
+    time.sleep(1.0)
+    assert len(read_topic(settings, settings.topics.web_events)) == len(views)
+    assert read_topic(settings, settings.topics.web_custom) == []
+    assert dnt.cookies(site) == []
+    assert page.evaluate("localStorage.getItem('Uiud')") is None
+    dnt.close()

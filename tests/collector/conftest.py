@@ -36,8 +36,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(settings: Settings) -> RunningCollector:
-    port = free_port()
+def serve(settings: Settings, port: int | None = None) -> RunningCollector:
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
@@ -72,8 +72,8 @@ def start_collector(settings: Settings) -> Iterator[Callable[..., RunningCollect
     """``start_collector(**collector_settings)`` -> a running collector, stopped after the test."""
     running: list[RunningCollector] = []
 
-    def start(**overrides: Any) -> RunningCollector:
-        collector = serve(collector_settings(settings, **overrides))
+    def start(port: int | None = None, **overrides: Any) -> RunningCollector:
+        collector = serve(collector_settings(settings, **overrides), port)
         running.append(collector)
         return collector
 

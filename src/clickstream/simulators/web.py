@@ -379,6 +379,8 @@ async def simulate_web(
         try:
             for agent, batch in stream:
                 events = batch if count is None else batch[: count - stats.sent]
+                if rate and start + stats.sent / rate < loop.time() - 1.0:  # behind: no burst
+                    start = loop.time() - 1.0 - stats.sent / rate
                 due = start + stats.sent / rate if rate else loop.time()
                 if not events or due >= deadline:
                     break
