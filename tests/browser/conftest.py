@@ -28,7 +28,8 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail("CI needs Chromium for the browser tests: apt-get install chromium")
         pytest.skip(
-            "headless Chromium not found: apt-get install chromium (or set CLICKSTREAM_TEST_CHROMIUM)"
+            "headless Chromium not found: apt-get install chromium "
+            "(or set CLICKSTREAM_TEST_CHROMIUM)"
         )
     from playwright.sync_api import sync_playwright
 

@@ -20,14 +20,13 @@ import pytest
 
 from clickstream.errors import ConfigError
 from clickstream.events.web import WebEvent
+from clickstream.simulators.sender import run_web_simulation, simulate_web
 from clickstream.simulators.web import (
     BOTS,
     BROWSERS,
     SESSION_GAP_MS,
     WebSimulationStats,
     WebTrafficGenerator,
-    run_web_simulation,
-    simulate_web,
 )
 
 START = 1_700_000_000_000

@@ -82,7 +82,7 @@ def simulate_web(
     write_key: str | None,
 ) -> None:
     """Visitors browsing a shop site, sent through the collector over HTTP."""
-    from clickstream.simulators.web import run_web_simulation
+    from clickstream.simulators.sender import run_web_simulation
 
     section = ctx.settings.collector
     url = collector_url or f"http://{section.host}:{section.port}"
