@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -124,3 +125,24 @@ def test_jobs_list_names_the_sessions_job() -> None:
     result = run("jobs", "list")
     assert result.returncode == 0
     assert result.stdout.startswith("sessions ")
+
+
+def test_simulate_web_through_a_real_collector(start_collector: Callable[..., Any]) -> None:
+    from tests.conftest import read_topic
+
+    collector = start_collector()
+    settings = collector.settings
+    result = run(
+        "simulate", "web", "--collector", collector.url, "--count", "60", "--rate", "0",
+        "--seed", "3",
+        CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(settings.kafka.bootstrap_servers),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sent 60 events" in result.stdout
+    assert "60 accepted, 0 rejected, 0 failed" in result.stdout
+    topics = settings.topics
+    stored = sum(
+        len(read_topic(settings, topic))
+        for topic in (topics.web_events, topics.web_pings, topics.web_custom)
+    )
+    assert stored == 60
