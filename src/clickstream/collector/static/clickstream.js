@@ -1,321 +1,302 @@
 /*! clickstream tracker: pageviews, SPA routes, engaged time and custom events.
- * Served by the clickstream collector at /clickstream.js; talks to nobody else.
+ * Served by the clickstream collector at /clickstream.js; it talks to that collector only.
  *
  *   <script async src="https://collector.example.com/clickstream.js"
  *           data-write-key="..." data-respect-dnt="true"></script>
  *
- * Keeps the behaviour of the original snippet: a visitor id (UUID v4 in localStorage "Uiud"),
- * a session id in the cookie "sessionId" that expires after 30 minutes of inactivity and is
- * renewed on every hit, and the referrer / landing-page rules. See README.md beside this file.
+ * Keeps the original snippet's behaviour: a visitor id (UUID v4 in localStorage "Uiud"), a
+ * session id in the cookie "sessionId" that expires after 30 minutes and is renewed by every
+ * hit, and its referrer / landing-page rules. Plain ES2017, no dependencies, no build step.
+ * See README.md beside this file for the data- attributes and the API.
  */
-(function () {
+(() => {
   "use strict";
 
-  var SESSION_MINUTES = 30;
-  var RETRY_KEY = "clickstream.retry";
-  var RETRY_MAX = 500;
-  var RETRY_EVERY_MS = 30000;
-  var MAX_BODY = 60000;
+  if (window.clickstream && window.clickstream.visitorId) return; // included twice: keep the first
 
-  var script = document.currentScript ||
-    (function () {
-      var all = document.querySelectorAll('script[src*="clickstream.js"]');
-      return all[all.length - 1];
-    })();
-  var data = (script && script.dataset) || {};
+  const SESSION_MS = 30 * 60 * 1000;
+  const RETRY_KEY = "clickstream.retry"; // localStorage: events whose send failed
+  const RETRY_MAX = 500; // events kept there at most (the oldest are dropped)
+  const RETRY_EVERY_MS = 30000;
+  const REQUEST_TIMEOUT_MS = 15000;
+  const MAX_BODY_BYTES = 60000; // below the browsers' 64 KB keepalive / sendBeacon budget
+  const TEXT = "text/plain;charset=UTF-8"; // a "simple" content type: no CORS preflight
+  const ACTIVITY = ["mousemove", "keydown", "scroll", "touchstart", "click"];
 
-  function option(name, fallback) {
-    var value = data[name];
-    return value === undefined || value === "" ? fallback : value;
-  }
+  // -- configuration: the data- attributes of our own <script> tag -----------------------------
 
-  var collector = option("collector", script ? new URL(script.src, location.href).origin : "");
-  var writeKey = option("writeKey", "");
-  var heartbeatSeconds = Number(option("heartbeatSeconds", "15"));
-  var batchSize = Math.max(1, Number(option("batchSize", "10")));
-  var flushMs = Math.max(0, Number(option("flushMs", "1000")));
-  var autoPageview = option("autoPageview", "true") !== "false";
-  var endpoint = collector.replace(/\/$/, "") + "/v1/events" +
+  const script = document.currentScript ||
+    Array.from(document.querySelectorAll('script[src*="clickstream.js"]')).pop();
+  const data = (script && script.dataset) || {};
+  const option = (name, fallback) => (data[name] ? data[name] : fallback);
+  const number = (name, fallback) => {
+    const value = Number(option(name, fallback));
+    return Number.isFinite(value) && value >= 0 ? value : fallback;
+  };
+
+  const collector = option("collector",
+    script && script.src ? new URL(script.src, location.href).origin : location.origin);
+  const writeKey = option("writeKey", "");
+  const heartbeatMs = number("heartbeatSeconds", 15) * 1000; // 0: no engaged-time pings
+  const batchSize = Math.max(1, Math.floor(number("batchSize", 10)));
+  const flushMs = number("flushMs", 1000);
+  const autoPageview = option("autoPageview", "true") !== "false";
+  const endpoint = collector.replace(/\/+$/, "") + "/v1/events" +
     (writeKey ? "?key=" + encodeURIComponent(writeKey) : "");
 
-  var doNotTrack = navigator.doNotTrack === "1" || window.doNotTrack === "1";
-  if (option("respectDnt", "false") === "true" && doNotTrack) {
-    // Respect Do Not Track: no request, no cookie, no storage. The API stays callable.
-    var noop = function () { return Promise.resolve(); };
-    window.clickstream = {
-      track: noop, pageview: noop, flush: noop,
-      visitorId: function () { return null; }, sessionId: function () { return null; }
-    };
+  // Do Not Track: when asked to respect it, send nothing and write no cookie or storage. The
+  // API stays callable so that pages calling it do not break.
+  const dnt = navigator.doNotTrack === "1" || window.doNotTrack === "1";
+  if (option("respectDnt", "false") === "true" && dnt) {
+    const none = () => null;
+    window.clickstream = Object.freeze({
+      track: none, pageview: none, flush: () => Promise.resolve(), visitorId: none, sessionId: none
+    });
     return;
   }
 
-  // -- identifiers -------------------------------------------------------------------------
+  // -- identifiers ---------------------------------------------------------------------------
 
+  const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+  /** A random UUID v4 (crypto.randomUUID exists only in secure contexts). */
   function uuid4() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    var b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    var h = Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); });
-    return h.slice(0, 4).join("") + "-" + h.slice(4, 6).join("") + "-" + h.slice(6, 8).join("") +
-      "-" + h.slice(8, 10).join("") + "-" + h.slice(10).join("");
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    const h = hex(b);
+    return [h.slice(0, 8), h.slice(8, 12), h.slice(12, 16), h.slice(16, 20), h.slice(20)].join("-");
   }
 
-  function randomHex(bytes) {
-    return Array.prototype.map.call(crypto.getRandomValues(new Uint8Array(bytes)), function (x) {
-      return (x + 256).toString(16).slice(1);
-    }).join("");
-  }
-
-  function storageGet(key) {
+  // localStorage may be missing or throw (privacy modes, quota): then we go on without it.
+  function load(key) {
     try { return localStorage.getItem(key); } catch (e) { return null; }
   }
-
-  function storageSet(key, value) {
-    try { localStorage.setItem(key, value); } catch (e) { /* private mode: keep going */ }
+  function save(key, value) {
+    try { localStorage.setItem(key, value); } catch (e) { /* not persisted, keep going */ }
   }
 
-  var uiud = storageGet("Uiud");
+  let uiud = load("Uiud");
   if (!uiud) {
     uiud = uuid4();
-    storageSet("Uiud", uiud);
+    save("Uiud", uiud);
   }
 
-  function getCookie(name) {
-    var parts = document.cookie ? document.cookie.split(";") : [];
-    for (var i = 0; i < parts.length; i++) {
-      var part = parts[i].replace(/^\s+/, "");
-      if (part.indexOf(name + "=") === 0) return decodeURIComponent(part.slice(name.length + 1));
-    }
-    return "";
+  function readCookie(name) {
+    const match = document.cookie.match(new RegExp("(?:^|;\\s*)" + name + "=([^;]*)"));
+    return match ? decodeURIComponent(match[1]) : "";
   }
 
-  /** The session id; every hit renews the cookie for another 30 minutes. */
+  /** The session id (16 hex characters); each hit renews the cookie for another 30 minutes. */
   function session() {
-    var id = getCookie("sessionId") || randomHex(8);
-    var expires = new Date(Date.now() + SESSION_MINUTES * 60 * 1000).toUTCString();
-    document.cookie = "sessionId=" + encodeURIComponent(id) + ";expires=" + expires +
-      ";path=/;SameSite=Lax";
+    const id = readCookie("sessionId") || hex(crypto.getRandomValues(new Uint8Array(8)));
+    const expires = new Date(Date.now() + SESSION_MS).toUTCString();
+    document.cookie = `sessionId=${id};expires=${expires};path=/;SameSite=Lax`;
     return id;
   }
 
-  // -- events ------------------------------------------------------------------------------
+  // -- events --------------------------------------------------------------------------------
 
-  function base(eventType) {
-    return {
-      eventType: eventType,
-      eventId: uuid4(),
-      timestamp: Date.now(),
-      uiud: uiud,
-      sessionId: session(),
-      pageUrl: location.href
-    };
-  }
+  /** The fields every event has. eventId stays with the event through retries. */
+  const base = (eventType) => ({
+    eventType, eventId: uuid4(), timestamp: Date.now(), uiud, sessionId: session(),
+    pageUrl: location.href
+  });
 
-  var currentUrl = location.href;
+  const pageviewEvent = (lastPageVisited, landingPage, referrer) => Object.assign(
+    base("Pageview"), { lastPageVisited, pageTitle: document.title, landingPage, referrer });
 
-  /** The first pageview of a page load: the original snippet's referrer rules. */
+  /** The first pageview of a page load, with the original snippet's referrer rules. */
   function landingPageview() {
-    var event = base("Pageview");
-    var referrer = document.referrer;
-    event.lastPageVisited = referrer;
-    event.pageTitle = document.title;
-    if (referrer === "") {
-      event.referrer = "direct";
-      event.landingPage = 1;
-    } else if (referrer.indexOf(location.hostname) === -1) {
-      event.referrer = referrer;
-      event.landingPage = 1;
-    } else {
-      event.referrer = "direct";
-      event.landingPage = 0;
-    }
-    return event;
+    const referrer = document.referrer;
+    if (referrer === "") return pageviewEvent(referrer, 1, "direct"); // typed, bookmark...
+    if (!referrer.includes(location.hostname)) return pageviewEvent(referrer, 1, referrer);
+    return pageviewEvent(referrer, 0, "direct"); // internal navigation
   }
 
-  /** A route change inside the page (SPA) or an explicit pageview(): internal navigation. */
-  function routePageview(previous) {
-    var event = base("Pageview");
-    event.lastPageVisited = previous;
-    event.pageTitle = document.title;
-    event.referrer = "direct";
-    event.landingPage = 0;
-    return event;
-  }
+  // -- sending: batches, one request at a time, beacon on page hide, retry queue ---------------
 
-  // -- sending: batching, keepalive, beacon on page hide, bounded retry queue ----------------
+  let queue = [];
+  let timer = 0;
+  let inFlight = Promise.resolve(); // the chain of requests; never rejects
+  const encoder = new TextEncoder();
+  const bytes = (text) => encoder.encode(text).length;
 
-  var queue = [];
-  var timer = null;
-  var inFlight = Promise.resolve();
-
-  function chunks(events) {
-    var out = [];
-    var current = [];
-    var size = 2;
-    events.forEach(function (event) {
-      var length = JSON.stringify(event).length + 1;
-      if (current.length && size + length > MAX_BODY) {
+  /** Splits events into arrays whose JSON bodies stay under MAX_BODY_BYTES. */
+  function batches(events) {
+    const out = [];
+    let current = [];
+    let size = 2; // "[" and "]"
+    for (const event of events) {
+      const length = bytes(JSON.stringify(event)) + 1; // and a comma
+      if (current.length && size + length > MAX_BODY_BYTES) {
         out.push(current);
         current = [];
         size = 2;
       }
       current.push(event);
       size += length;
-    });
+    }
     if (current.length) out.push(current);
     return out;
   }
 
+  function storedRetries() {
+    let events = [];
+    try { events = JSON.parse(load(RETRY_KEY) || "[]"); } catch (e) { /* corrupt: start over */ }
+    return Array.isArray(events) ? events.filter((e) => e && typeof e === "object") : [];
+  }
+
+  /** Keeps events for a later try (once each, by eventId), at most RETRY_MAX, newest kept. */
   function remember(events) {
-    var stored = [];
-    try { stored = JSON.parse(storageGet(RETRY_KEY) || "[]"); } catch (e) { stored = []; }
-    stored = stored.concat(events);
-    if (stored.length > RETRY_MAX) stored = stored.slice(stored.length - RETRY_MAX);
-    storageSet(RETRY_KEY, JSON.stringify(stored));
+    const seen = new Set();
+    const all = storedRetries().concat(events)
+      .filter((e) => !seen.has(e.eventId) && seen.add(e.eventId));
+    save(RETRY_KEY, JSON.stringify(all.slice(-RETRY_MAX)));
   }
 
+  /** Takes the stored events out of the retry queue (they fall back in if they fail again). */
   function takeRetries() {
-    var stored = [];
-    try { stored = JSON.parse(storageGet(RETRY_KEY) || "[]"); } catch (e) { stored = []; }
-    if (stored.length) storageSet(RETRY_KEY, "[]");
-    return stored;
+    const events = storedRetries();
+    if (events.length) save(RETRY_KEY, "[]");
+    return events;
   }
 
-  function post(events) {
+  /** One POST. Network errors, timeouts, 5xx and 429 go to the retry queue; other refusals
+   * are logged. The answer is read to its end: until then Chromium counts the body against
+   * the 64 KB keepalive budget, and the next request would fail. */
+  function post(batch, body) {
+    const abort = new AbortController();
+    const timeout = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS); // no stalled chain
     return fetch(endpoint, {
-      method: "POST",
-      body: JSON.stringify(events),
-      keepalive: true,
-      mode: "cors",
-      credentials: "omit",
-      headers: { "Content-Type": "text/plain;charset=UTF-8" }
-    }).then(function (response) {
-      if (response.status >= 500 || response.status === 429) {
-        remember(events);
-      } else if (!response.ok) {
-        return response.text().then(function (text) {
-          console.warn("clickstream: events refused (" + response.status + "): " + text);
-        });
-      }
-    }, function () {
-      remember(events);
-    });
+      method: "POST", body, keepalive: true, mode: "cors", credentials: "omit",
+      headers: { "Content-Type": TEXT }, signal: abort.signal
+    }).then((response) => response.text().catch(() => "").then((text) => {
+      const status = response.status;
+      if (response.ok) return;
+      if (status >= 500 || status === 429) remember(batch);
+      else console.warn(`clickstream: ${batch.length} event(s) refused (HTTP ${status}): ${text}`);
+    }), () => remember(batch)).catch(() => undefined).then(() => clearTimeout(timeout));
   }
 
-  function flush(useBeacon) {
-    if (timer) {
-      clearTimeout(timer);
-      timer = null;
-    }
-    var events = queue.splice(0, queue.length);
-    if (!events.length) return inFlight;
-    var sends = chunks(events).map(function (batch) {
-      if (useBeacon && navigator.sendBeacon) {
-        var blob = new Blob([JSON.stringify(batch)], { type: "text/plain;charset=UTF-8" });
-        if (navigator.sendBeacon(endpoint, blob)) return Promise.resolve();
+  /** Sends the queue. On page hide (beacon), sendBeacon; else requests go one after another. */
+  function flush(beacon) {
+    clearTimeout(timer);
+    timer = 0;
+    const sends = [];
+    for (const batch of batches(queue.splice(0))) {
+      const body = JSON.stringify(batch);
+      if (beacon) {
+        const blob = new Blob([body], { type: TEXT });
+        if (navigator.sendBeacon && navigator.sendBeacon(endpoint, blob)) continue;
+        sends.push(post(batch, body)); // now: the page may be gone before the chain gets there
+      } else {
+        inFlight = inFlight.then(() => post(batch, body));
       }
-      return post(batch);
-    });
-    inFlight = Promise.all(sends).then(function () {});
+    }
+    if (sends.length) inFlight = Promise.all([inFlight].concat(sends)).then(() => undefined);
     return inFlight;
   }
 
-  function enqueue(event, immediately) {
-    queue.push(event);
-    if (immediately || queue.length >= batchSize) {
-      flush(false);
-    } else if (!timer) {
-      timer = setTimeout(function () { flush(false); }, flushMs);
+  function enqueue(event, now) {
+    if (bytes(JSON.stringify(event)) > MAX_BODY_BYTES - 2) {
+      console.warn(`clickstream: ${event.eventType} event over ${MAX_BODY_BYTES} bytes dropped`);
+      return;
     }
+    queue.push(event);
+    if (now || queue.length >= batchSize) flush(false);
+    else if (!timer) timer = setTimeout(() => flush(false), flushMs);
   }
 
   function retry() {
-    var events = takeRetries();
+    const events = takeRetries();
     if (events.length) {
-      queue = queue.concat(events);
+      queue = events.concat(queue);
       flush(false);
     }
   }
 
-  // -- engaged time ------------------------------------------------------------------------
+  // -- engaged time: a PagePing every heartbeat while visible and recently active --------------
 
-  var lastActive = Date.now();
-  var lastPing = Date.now();
-  ["mousemove", "keydown", "scroll", "touchstart", "click"].forEach(function (name) {
-    window.addEventListener(name, function () { lastActive = Date.now(); },
-      { passive: true, capture: true });
-  });
+  let lastActive = -Infinity; // the last mousemove / keydown / scroll / touchstart / click
+  let countedFrom = Date.now(); // engaged time is counted from here (last ping, or shown again)
+  for (const name of ACTIVITY) {
+    const options = { capture: true, passive: true };
+    window.addEventListener(name, () => { lastActive = Date.now(); }, options);
+  }
 
   function heartbeat() {
-    var now = Date.now();
-    var interval = heartbeatSeconds * 1000;
-    var engaged = now - lastPing;
-    lastPing = now;
-    if (document.visibilityState !== "visible" || now - lastActive > interval) return;
-    engaged = Math.min(Math.round(engaged), interval);
-    if (engaged <= 0) return;
-    var event = base("PagePing");
-    event.engagedMs = engaged;
-    enqueue(event, false);
+    const now = Date.now();
+    const engagedMs = Math.round(Math.min(now - countedFrom, heartbeatMs));
+    countedFrom = now;
+    if (document.visibilityState !== "visible" || now - lastActive > heartbeatMs) return;
+    if (engagedMs > 0) enqueue(Object.assign(base("PagePing"), { engagedMs }), false);
   }
 
-  // -- single-page apps --------------------------------------------------------------------
+  // -- single-page apps: pushState / replaceState / popstate that change the URL ---------------
 
-  function routeChanged() {
-    if (location.href === currentUrl) return;
-    var previous = currentUrl;
+  let started = false;
+  let currentUrl = location.href;
+
+  /** A pageview for an in-page navigation: lastPageVisited is the previous URL. */
+  function routePageview(force) {
+    const previous = currentUrl;
     currentUrl = location.href;
-    enqueue(routePageview(previous), false);
+    if (!force && (!started || currentUrl === previous)) return; // before load: the landing one
+    enqueue(pageviewEvent(previous, 0, "direct"), false);
   }
 
-  ["pushState", "replaceState"].forEach(function (name) {
-    var original = history[name];
-    history[name] = function () {
-      var result = original.apply(this, arguments);
-      routeChanged();
+  for (const name of ["pushState", "replaceState"]) {
+    const original = history[name];
+    history[name] = function (...args) {
+      const result = original.apply(this, args);
+      routePageview(false);
       return result;
     };
-  });
-  window.addEventListener("popstate", routeChanged);
+  }
+  window.addEventListener("popstate", () => routePageview(false));
 
-  document.addEventListener("visibilitychange", function () {
+  // Leaving or hiding the page: send what is queued now, with sendBeacon.
+  document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") flush(true);
+    else countedFrom = Date.now(); // hidden time is not engaged time
   });
-  window.addEventListener("pagehide", function () { flush(true); });
+  window.addEventListener("pagehide", () => flush(true));
 
-  // -- public API --------------------------------------------------------------------------
+  // -- public API ----------------------------------------------------------------------------
 
-  window.clickstream = {
-    /** A custom event: a name and flat properties (strings, numbers, booleans, null). */
-    track: function (name, props) {
-      var event = base("Custom");
-      event.name = String(name);
-      event.props = props || {};
-      enqueue(event, false);
+  window.clickstream = Object.freeze({
+    /** A custom event: a name and flat props (string, finite number, boolean or null values). */
+    track(name, props) {
+      name = name == null ? "" : String(name);
+      if (!name) return console.warn("clickstream.track: a name is required");
+      const clean = {};
+      for (const [key, value] of Object.entries(props || {})) {
+        if (value === null || ["string", "boolean"].includes(typeof value) ||
+            (typeof value === "number" && Number.isFinite(value))) clean[key] = value;
+        else console.warn(`clickstream.track: prop "${key}" dropped: not a flat value`);
+      }
+      return enqueue(Object.assign(base("Custom"), { name, props: clean }), false);
     },
-    /** A pageview for the current URL (internal navigation rules). */
-    pageview: function () {
-      var previous = currentUrl;
-      currentUrl = location.href;
-      enqueue(routePageview(previous), false);
-    },
-    /** Send what is queued; the promise settles when the request did. */
-    flush: function () { return flush(false); },
-    visitorId: function () { return uiud; },
-    sessionId: function () { return getCookie("sessionId") || null; }
-  };
+    /** A pageview for the current URL, as an in-page navigation (landingPage 0). */
+    pageview() { routePageview(true); },
+    /** Sends what is queued; the promise resolves once every request so far has finished. */
+    flush() { return flush(false); },
+    visitorId() { return uiud; },
+    sessionId() { return readCookie("sessionId") || null; }
+  });
 
   function start() {
-    retry();
+    started = true;
+    currentUrl = location.href;
+    queue = takeRetries().concat(queue); // the last visits' failures go out with the first request
     if (autoPageview) enqueue(landingPageview(), true);
-    if (heartbeatSeconds > 0) setInterval(heartbeat, heartbeatSeconds * 1000);
+    else if (queue.length) flush(false);
+    if (heartbeatMs > 0) setInterval(heartbeat, heartbeatMs);
     setInterval(retry, RETRY_EVERY_MS);
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", start);
-  } else {
-    start();
-  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();
