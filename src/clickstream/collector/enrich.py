@@ -3,10 +3,10 @@ client address, UTM parameters, and a stable event id."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import time
-import uuid
 from functools import lru_cache
 from typing import Literal, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 from clickstream.events.web import Custom, EnrichedWebEvent, PagePing, Pageview, WebEvent
 
 _BOT = re.compile(r"bot|crawl|spider|slurp|headless|lighthouse|preview|monitor", re.IGNORECASE)
-_EVENT_NAMESPACE = uuid.UUID("6f1c1b52-0d4e-4c5e-9a55-1c1c0e7a2f10")
+_EVENT_KEY = b"clickstream-event-id"
 UTM_FIELDS = {
     "utm_source": "utmSource",
     "utm_medium": "utmMedium",
@@ -72,6 +72,7 @@ def client_address(
     return peer
 
 
+@lru_cache(maxsize=8192)
 def anonymize_ip(address: str | None, mode: Literal["anonymize", "drop", "full"]) -> str | None:
     """Drop the last IPv4 octet (IPv6: keep the /48), drop it entirely, or keep it."""
     if address is None or mode == "drop":
@@ -103,7 +104,8 @@ def event_id(event: WebEvent) -> str:
     basis = f"{event.uiud}|{event.sessionId}|{event.timestamp}|{kind}|{event.pageUrl}"
     if isinstance(event, Custom):
         basis += f"|{event.name}"
-    return str(uuid.uuid5(_EVENT_NAMESPACE, basis))
+    digest = hashlib.blake2b(basis.encode(), digest_size=16, key=_EVENT_KEY).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
 def enrich(

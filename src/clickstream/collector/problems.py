@@ -6,8 +6,6 @@ import re
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
 
 _AT = re.compile(r" - at `\$(?:\[\d+\])?\.?([^`]*)`$")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
@@ -29,6 +27,15 @@ class Problem(Exception):
         self.headers = headers or {}
         self.rejected = rejected
 
+    def body(self) -> bytes:
+        """The JSON answer: ``{"error": ..., "field": ..., "rejected": [...]}``."""
+        body: dict[str, Any] = {"error": self.message}
+        if self.field:
+            body["field"] = self.field
+        if self.rejected is not None:
+            body["rejected"] = self.rejected
+        return msgspec.json.encode(body)
+
 
 def validation_problem(exc: msgspec.MsgspecError) -> Problem:
     """400 for JSON that does not parse, 422 naming the field for one that does not fit."""
@@ -46,17 +53,3 @@ def validation_problem(exc: msgspec.MsgspecError) -> Problem:
     if field and field not in text:
         text = f"{field}: {text}"
     return Problem(422, text, field)
-
-
-async def problem_response(request: Request, exc: Problem) -> Response:
-    body: dict[str, Any] = {"error": exc.message}
-    if exc.field:
-        body["field"] = exc.field
-    if exc.rejected is not None:
-        body["rejected"] = exc.rejected
-    return Response(
-        msgspec.json.encode(body),
-        status_code=exc.status,
-        headers=exc.headers,
-        media_type="application/json",
-    )

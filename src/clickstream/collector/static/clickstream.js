@@ -77,11 +77,8 @@
     try { localStorage.setItem(key, value); } catch (e) { /* not persisted, keep going */ }
   }
 
-  let uiud = load("Uiud");
-  if (!uiud) {
-    uiud = uuid4();
-    save("Uiud", uiud);
-  }
+  const uiud = load("Uiud") || uuid4();
+  save("Uiud", uiud);
 
   function readCookie(name) {
     const match = document.cookie.match(new RegExp("(?:^|;\\s*)" + name + "=([^;]*)"));
@@ -119,7 +116,11 @@
 
   let queue = [];
   let timer = 0;
-  let inFlight = Promise.resolve(); // the chain of requests; never rejects
+  let inFlight = Promise.resolve(); // the chain of requests, one at a time; never rejects
+  const waiting = new Set(); // batches in that chain whose request has not started yet
+  // Set on pagehide: the page then sees its keepalive requests fail ("Failed to fetch") while
+  // the browser still delivers them, so those failures must not be retried (duplicates).
+  let leaving = false;
   const encoder = new TextEncoder();
   const bytes = (text) => encoder.encode(text).length;
 
@@ -177,25 +178,29 @@
       if (response.ok) return;
       if (status >= 500 || status === 429) remember(batch);
       else console.warn(`clickstream: ${batch.length} event(s) refused (HTTP ${status}): ${text}`);
-    }), () => remember(batch)).catch(() => undefined).then(() => clearTimeout(timeout));
+    }), () => leaving || remember(batch)).catch(() => undefined).then(() => clearTimeout(timeout));
   }
 
-  /** Sends the queue. On page hide (beacon), sendBeacon; else requests go one after another. */
+  /** Sends the queue, one request after another. When the page is hidden or left (beacon),
+   * everything not yet started goes out now with sendBeacon; what it refuses is kept for the
+   * next page load. */
   function flush(beacon) {
     clearTimeout(timer);
     timer = 0;
-    const sends = [];
-    for (const batch of batches(queue.splice(0))) {
-      const body = JSON.stringify(batch);
-      if (beacon) {
-        const blob = new Blob([body], { type: TEXT });
-        if (navigator.sendBeacon && navigator.sendBeacon(endpoint, blob)) continue;
-        sends.push(post(batch, body)); // now: the page may be gone before the chain gets there
-      } else {
-        inFlight = inFlight.then(() => post(batch, body));
+    const fresh = batches(queue.splice(0));
+    if (!beacon || !navigator.sendBeacon) {
+      for (const batch of fresh) {
+        waiting.add(batch);
+        inFlight = inFlight.then(() => (waiting.delete(batch) ? post(batch, JSON.stringify(batch))
+          : undefined));
       }
+      return inFlight;
     }
-    if (sends.length) inFlight = Promise.all([inFlight].concat(sends)).then(() => undefined);
+    for (const batch of Array.from(waiting).concat(fresh)) {
+      const blob = new Blob([JSON.stringify(batch)], { type: TEXT });
+      if (!navigator.sendBeacon(endpoint, blob)) remember(batch);
+    }
+    waiting.clear();
     return inFlight;
   }
 
@@ -210,11 +215,8 @@
   }
 
   function retry() {
-    const events = takeRetries();
-    if (events.length) {
-      queue = events.concat(queue);
-      flush(false);
-    }
+    queue = takeRetries().concat(queue);
+    if (queue.length) flush(false);
   }
 
   // -- engaged time: a PagePing every heartbeat while visible and recently active --------------
@@ -262,7 +264,8 @@
     if (document.visibilityState === "hidden") flush(true);
     else countedFrom = Date.now(); // hidden time is not engaged time
   });
-  window.addEventListener("pagehide", () => flush(true));
+  window.addEventListener("pagehide", () => { leaving = true; flush(true); });
+  window.addEventListener("pageshow", () => { leaving = false; }); // back from the bfcache
 
   // -- public API ----------------------------------------------------------------------------
 
@@ -290,9 +293,8 @@
   function start() {
     started = true;
     currentUrl = location.href;
-    queue = takeRetries().concat(queue); // the last visits' failures go out with the first request
-    if (autoPageview) enqueue(landingPageview(), true);
-    else if (queue.length) flush(false);
+    if (autoPageview) queue.push(landingPageview()); // the first request carries it ...
+    retry(); // ... and the failures of earlier visits
     if (heartbeatMs > 0) setInterval(heartbeat, heartbeatMs);
     setInterval(retry, RETRY_EVERY_MS);
   }

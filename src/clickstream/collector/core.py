@@ -1,0 +1,154 @@
+"""The collector's work, free of any web framework: check the key, read the body, validate,
+enrich, produce, and say what happened. The ASGI layer (``app.py``) only moves bytes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from clickstream.collector.enrich import (
+    anonymize_ip,
+    client_address,
+    enrich,
+    event_id,
+    parse_user_agent,
+)
+from clickstream.collector.metrics import CollectorMetrics
+from clickstream.collector.problems import Problem, validation_problem
+from clickstream.collector.producer import AsyncProducer
+from clickstream.errors import KafkaUnavailableError
+from clickstream.events.web import PagePing, Pageview, WebEvent
+from clickstream.settings import Settings
+
+RETRY_AFTER_S = 5
+_decode_one = msgspec.json.Decoder(WebEvent, strict=False)
+_decode_list = msgspec.json.Decoder(list[msgspec.Raw])
+_encode = msgspec.json.Encoder()
+Record = tuple[str, bytes, bytes]
+
+
+@dataclass
+class Incoming:
+    """What the collector needs to know about a request besides its body."""
+
+    headers: dict[str, str]
+    query: dict[str, str] = field(default_factory=dict)
+    peer: str | None = None
+
+
+class Collector:
+    """State (settings, producer, metrics) and the two ingest operations."""
+
+    def __init__(self, settings: Settings, producer: AsyncProducer | None = None) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.settings = settings
+        self.config = settings.collector
+        self.producer = producer or AsyncProducer(settings)
+        self.registry = CollectorRegistry()
+        self.metrics = CollectorMetrics(self.registry)
+        self.sites_by_key = {key: site for site, key in self.config.write_keys.items()}
+        topics = settings.topics
+        self.topics: dict[type, str] = {Pageview: topics.web_events, PagePing: topics.web_pings}
+        self.custom_topic = topics.web_custom
+
+    # -- the two endpoints -------------------------------------------------------------------
+
+    async def one(self, incoming: Incoming, body: bytes) -> bytes:
+        """``POST /api/webeventspub``: one event, as the seed's snippet sends it."""
+        site = self.site(incoming)
+        self.check_body(body)
+        try:
+            event = _decode_one.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self.metrics.rejected.labels("invalid").inc()
+            raise validation_problem(exc) from None
+        await self.produce([self.record(event, incoming, site)])
+        return _encode.encode({"accepted": 1, "id": event_id(event)})
+
+    async def batch(self, incoming: Incoming, body: bytes) -> bytes:
+        """``POST /v1/events``: a JSON array or NDJSON; good events in, bad ones by index."""
+        site = self.site(incoming)
+        self.check_body(body)
+        raws = split_batch(body)
+        limit = self.config.max_batch_events
+        if len(raws) > limit:
+            raise Problem(413, f"batch of {len(raws)} events is over the limit of {limit}")
+        records: list[Record] = []
+        rejected: list[dict[str, Any]] = []
+        for index, raw in enumerate(raws):
+            try:
+                records.append(self.record(_decode_one.decode(raw), incoming, site))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                problem = validation_problem(exc)
+                rejected.append({"index": index, "error": problem.message, "field": problem.field})
+        if rejected:
+            self.metrics.rejected.labels("invalid").inc(len(rejected))
+        if not records:
+            raise Problem(422, "no valid event in the batch", rejected=rejected)
+        await self.produce(records)
+        return _encode.encode({"accepted": len(records), "rejected": rejected})
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def site(self, incoming: Incoming) -> str | None:
+        if not self.sites_by_key:
+            return None
+        key = incoming.query.get("key") or incoming.headers.get("x-clickstream-key")
+        if not key:
+            raise Problem(
+                401, "missing write key: pass ?key=... or an X-Clickstream-Key header", "key"
+            )
+        site = self.sites_by_key.get(key)
+        if site is None:
+            raise Problem(401, "unknown write key", "key")
+        return site
+
+    def check_body(self, body: bytes) -> None:
+        if not body.strip():
+            raise Problem(400, "empty body: send a JSON event")
+
+    def record(self, event: WebEvent, incoming: Incoming, site: str | None) -> Record:
+        headers = incoming.headers
+        user_agent = headers.get("user-agent", "")
+        address = client_address(
+            incoming.peer, headers.get("x-forwarded-for"), self.config.trust_forwarded_for
+        )
+        enriched = enrich(
+            event,
+            agent=parse_user_agent(user_agent),
+            ip=anonymize_ip(address, self.config.ip_mode),
+            user_agent=user_agent or None,
+            site=site,
+        )
+        topic = self.topics.get(type(event), self.custom_topic)
+        return topic, enriched.uiud.encode(), _encode.encode(enriched)
+
+    async def produce(self, records: list[Record]) -> None:
+        started = time.perf_counter()
+        try:
+            await self.producer.send_many(records)
+        except KafkaUnavailableError as exc:
+            self.metrics.unavailable.inc()
+            raise Problem(
+                503,
+                f"events not stored, Kafka is unavailable ({exc}); retry later",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
+        self.metrics.ack_seconds.observe(time.perf_counter() - started)
+        accepted = self.metrics.accepted
+        for topic, _, _ in records:
+            accepted.labels(topic).inc()
+
+
+def split_batch(body: bytes) -> list[msgspec.Raw]:
+    """A JSON array, or one JSON value per line (NDJSON)."""
+    if body.lstrip()[:1] == b"[":
+        try:
+            return _decode_list.decode(body)
+        except msgspec.DecodeError as exc:
+            raise Problem(400, f"body is not valid JSON: {exc}") from None
+    return [msgspec.Raw(line) for line in body.splitlines() if line.strip()]
