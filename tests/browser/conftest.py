@@ -20,9 +20,12 @@ def chromium_path() -> str | None:
     return os.environ.get("CLICKSTREAM_TEST_CHROMIUM") or shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session. Skipped without Chromium, except in CI."""
+    """Headless Chromium for a test module. Skipped without Chromium, except in CI.
+
+    Module scope, not session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, and ``asyncio.run`` in later tests would refuse to start."""
     executable = chromium_path()
     if executable is None:
         if os.environ.get("CI"):

@@ -50,6 +50,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
+        # A loaded 2-core machine can take longer than the default 15 s to start a Python
+        # worker, which fails the query with "Python worker failed to connect back".
+        "spark.python.authenticate.socketTimeout": "120s",
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
     }
