@@ -7,14 +7,15 @@ On the embedded broker, one after the other, --duration seconds each after a 2 s
 wrk (else an asyncio + httpx generator): for each ``clickstream collector --workers N``, "single"
 (``POST /api/webeventspub``, the seed snippet's payload) and "batch" (``POST /v1/events``, a JSON
 array of --events-per-batch events, distinct eventIds); then the reference, flask_reference.py:
-the seed's Flask + flask-restful + kafka-python endpoint on Flask's built-in server.
+the seed's Flask + flask-restful + kafka-python endpoint on Flask's built-in server. Every request
+of a scenario has the same body and a Chrome user agent, and no Origin header.
 
 events/s counts 2xx answers x events per request. "in Kafka" is the records added to the topic
 during the run (true end offsets, read once they stop moving): for clickstream it is the accepted
 events plus those of the requests wrk abandoned in flight at the end, which the collector still
-completes ("Kafka - accepted"). "server CPU µs/event" is the server's own CPU time per accepted
-event; "cores" is what server, broker, load generator and everything else used. On a small shared
-machine the rates are lower bounds and the CPU per event is the steadiest figure.
+completes ("Kafka - accepted"). "server CPU µs/event" is the server's own CPU time (all threads
+and processes) per accepted event; "cores" is what server, broker, load generator and everything
+else used. On a small shared machine the rates are lower bounds; CPU per event is steadier.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import os
 import resource
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -154,13 +156,14 @@ def run_wrk(url: str, body: bytes, seconds: float, args: Namespace) -> dict[str,
 
 
 async def run_httpx(url: str, body: bytes, seconds: float, connections: int) -> dict[str, float]:
+    """The fallback generator: one client per connection (httpcore's pool is costly when shared)."""
     latencies: list[float] = []
     counts = {"ok": 0, "bad": 0, "errors": 0}
-    limits = httpx.Limits(max_connections=connections)
-    async with httpx.AsyncClient(headers=HEADERS, limits=limits, timeout=10) as client:
-        deadline = time.perf_counter() + seconds
+    deadline = time.perf_counter() + seconds
+    tls = ssl.create_default_context()  # unused on http://, but costly to make per client
 
-        async def worker() -> None:
+    async def worker() -> None:
+        async with httpx.AsyncClient(headers=HEADERS, timeout=10, verify=tls) as client:
             while time.perf_counter() < deadline and len(latencies) < 5_000_000:
                 start = time.perf_counter()
                 try:
@@ -171,9 +174,9 @@ async def run_httpx(url: str, body: bytes, seconds: float, connections: int) -> 
                 latencies.append((time.perf_counter() - start) * 1000)
                 counts["ok" if response.is_success else "bad"] += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
     latencies.sort()
     at = lambda q: latencies[int(q * (len(latencies) - 1))] if latencies else 0.0  # noqa: E731
     sent = counts["ok"] + counts["bad"]  # every request is waited for: none left in flight
@@ -209,8 +212,8 @@ def kafka_records(settings: Settings, topic: str, timeout: float = 60.0) -> int:
 
 
 def fetched_high_watermarks(consumer: Consumer, keys: list[Key]) -> dict[Key, tuple[int, int]]:
-    """Seen on the embedded broker after 2 collector workers wrote a partition: fetches near its
-    end answer no record and no end-of-partition, but their high watermark is the true end."""
+    """Seen on the embedded broker (intermittently, after 2 collector workers): a partition's
+    fetches answer no record and no end-of-partition, but carry the true high watermark."""
     listed = {k: consumer.get_watermark_offsets(TopicPartition(*k), timeout=10) for k in keys}
     consumer.assign([TopicPartition(*k, max(lo, hi - 1)) for k, (lo, hi) in listed.items()])
     deadline = time.monotonic() + 3.0

@@ -4,6 +4,7 @@ enrich, produce, and say what happened. The ASGI layer (``app.py``) only moves b
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,6 @@ from clickstream.collector.enrich import (
     anonymize_ip,
     client_address,
     enrich,
-    event_id,
     parse_user_agent,
 )
 from clickstream.collector.metrics import CollectorMetrics
@@ -27,7 +27,7 @@ RETRY_AFTER_S = 5
 _decode_one = msgspec.json.Decoder(WebEvent, strict=False)
 _decode_list = msgspec.json.Decoder(list[msgspec.Raw])
 _encode = msgspec.json.Encoder()
-Record = tuple[str, bytes, bytes]
+Record = tuple[str, bytes, bytes, str]  # topic, key, value, event id
 
 
 @dataclass
@@ -66,8 +66,9 @@ class Collector:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self.metrics.rejected.labels("invalid").inc()
             raise validation_problem(exc) from None
-        await self.produce([self.record(event, incoming, site)])
-        return _encode.encode({"accepted": 1, "id": event_id(event)})
+        record = self.record(event, incoming, site)
+        await self.produce([record])
+        return _encode.encode({"accepted": 1, "id": record[3]})
 
     async def batch(self, incoming: Incoming, body: bytes) -> bytes:
         """``POST /v1/events``: a JSON array or NDJSON; good events in, bad ones by index."""
@@ -125,12 +126,12 @@ class Collector:
             site=site,
         )
         topic = self.topics.get(type(event), self.custom_topic)
-        return topic, enriched.uiud.encode(), _encode.encode(enriched)
+        return topic, enriched.uiud.encode(), _encode.encode(enriched), enriched.eventId
 
     async def produce(self, records: list[Record]) -> None:
         started = time.perf_counter()
         try:
-            await self.producer.send_many(records)
+            await self.producer.send_many([(t, k, v) for t, k, v, _ in records])
         except KafkaUnavailableError as exc:
             self.metrics.unavailable.inc()
             raise Problem(
@@ -139,9 +140,9 @@ class Collector:
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             ) from None
         self.metrics.ack_seconds.observe(time.perf_counter() - started)
-        accepted = self.metrics.accepted
-        for topic, _, _ in records:
-            accepted.labels(topic).inc()
+        per_topic = Counter(record[0] for record in records)
+        for topic, count in per_topic.items():
+            self.metrics.accepted.labels(topic).inc(count)
 
 
 def split_batch(body: bytes) -> list[msgspec.Raw]:

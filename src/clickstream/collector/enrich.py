@@ -88,12 +88,18 @@ def anonymize_ip(address: str | None, mode: Literal["anonymize", "drop", "full"]
 
 
 def utm_parameters(page_url: str) -> dict[str, str]:
-    query = urlsplit(page_url).query
-    if "utm_" not in query:
+    if "utm_" not in page_url:
         return {}
-    return {
-        UTM_FIELDS[key]: value for key, value in parse_qsl(query) if key in UTM_FIELDS and value
-    }
+    return dict(_utm(page_url))
+
+
+@lru_cache(maxsize=8192)
+def _utm(page_url: str) -> tuple[tuple[str, str], ...]:
+    """Page URLs repeat: parse each once."""
+    query = urlsplit(page_url).query
+    return tuple(
+        (UTM_FIELDS[key], value) for key, value in parse_qsl(query) if key in UTM_FIELDS and value
+    )
 
 
 def event_id(event: WebEvent) -> str:

@@ -79,6 +79,9 @@ class AsyncProducer:
             futures.append(future)
         try:
             async with asyncio.timeout(self.ack_timeout_s + 1.0):
+                if len(futures) == 1:
+                    await futures[0]
+                    return
                 results = await asyncio.gather(*futures, return_exceptions=True)
         except TimeoutError:
             raise KafkaUnavailableError(

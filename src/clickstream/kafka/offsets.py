@@ -72,14 +72,20 @@ def _probe_high_watermarks(
     try:
         while pending and time.monotonic() < deadline:
             msg = consumer.poll(0.05)
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                raise KafkaUnavailableError(
-                    f"cannot fetch {msg.topic()}[{msg.partition()}]: {error.str()}"
-                )
-            pending.discard((msg.topic(), msg.partition()))
+            if msg is not None:
+                error = msg.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaUnavailableError(
+                        f"cannot fetch {msg.topic()}[{msg.partition()}]: {error.str()}"
+                    )
+                pending.discard((msg.topic(), msg.partition()))
+            # Any fetch answer carries the high watermark, even one without records (the
+            # embedded broker has been seen to answer some fetches that way). A value cached
+            # by an earlier probe is stale unless it reaches the ListOffsets answer.
+            for key in list(pending):
+                _, cached = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+                if cached >= result[key][1]:
+                    pending.discard(key)
         if pending:
             raise KafkaUnavailableError(
                 f"no fetch answer within {timeout:g}s for {sorted(pending)}"
