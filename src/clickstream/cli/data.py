@@ -70,6 +70,13 @@ def simulate() -> None:
 @click.option("--endless", is_flag=True, help="Run until Ctrl-C.")
 @click.option("--seed", type=int, help="Random seed, for reproducible traffic.")
 @click.option("--write-key", help="Write key of the site, if the collector needs one.")
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Simulated time per real second: 60 makes a 30-minute session gap pass in 30 s.",
+)
 @pass_context
 def simulate_web(
     ctx: Context,
@@ -80,6 +87,7 @@ def simulate_web(
     endless: bool,
     seed: int | None,
     write_key: str | None,
+    time_scale: float,
 ) -> None:
     """Visitors browsing a shop site, sent through the collector over HTTP."""
     from clickstream.simulators.sender import run_web_simulation
@@ -94,6 +102,7 @@ def simulate_web(
         seed=seed,
         write_key=write_key,
         endless=endless,
+        time_scale=time_scale,
     )
     click.echo(
         f"sent {stats.sent} events in {stats.requests} requests: {stats.accepted} accepted, "

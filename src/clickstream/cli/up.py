@@ -68,7 +68,9 @@ def _parts(
         ),
     ]
     if demo:
+        # Simulated time runs 60x so sessions close (30 min idle + watermark) within a minute.
         simulate = ["simulate", "web", "--endless", f"--rate={rate}", f"--collector={url}"]
+        simulate.append("--time-scale=60")
         parts.append(
             ProcessPart("web-sim", simulate, env, logs / "web-sim.log", url=f"{rate:g} events/s")
         )
