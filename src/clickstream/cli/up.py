@@ -36,7 +36,7 @@ def up(click_ctx: click.Context, demo: bool, rate: float) -> None:
                 stack.add(part)
             click.echo(f"clickstream is up (logs in {logs}); press Ctrl-C to stop")
             reported: set[str] = set()
-            while not stop.wait(1.0):
+            while not stop.wait(5.0):  # a signal ends the wait at once
                 down = set(stack.unhealthy())
                 for name in sorted(down - reported):
                     warn(f"{name} is not healthy (see {logs / (name + '.log')})")

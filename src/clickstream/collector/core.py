@@ -131,7 +131,7 @@ class Collector:
     async def produce(self, records: list[Record]) -> None:
         started = time.perf_counter()
         try:
-            await self.producer.send_many([(t, k, v) for t, k, v, _ in records])
+            await self.producer.send_many(records)
         except KafkaUnavailableError as exc:
             self.metrics.unavailable.inc()
             raise Problem(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -59,14 +60,16 @@ class AsyncProducer:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    async def send_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
-        """Produce (topic, key, value) records; return when Kafka acknowledged all of them.
+    async def send_many(
+        self, records: Sequence[tuple[str, bytes, bytes, *tuple[Any, ...]]]
+    ) -> None:
+        """Produce (topic, key, value, ...) records; return when Kafka acknowledged all of them.
 
         Raises :class:`KafkaUnavailableError` if any was not acknowledged in time.
         """
         assert self._loop is not None, "start() the producer first"
         futures: list[asyncio.Future[None]] = []
-        for topic, key, value in records:
+        for topic, key, value, *_ in records:
             future: asyncio.Future[None] = self._loop.create_future()
             try:
                 self._producer.produce(

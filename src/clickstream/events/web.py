@@ -53,7 +53,6 @@ class Custom(_Base, tag="Custom", tag_field="eventType"):
 
 
 WebEvent = Pageview | PagePing | Custom
-KINDS: dict[str, type[_Base]] = {"Pageview": Pageview, "PagePing": PagePing, "Custom": Custom}
 
 
 class EnrichedWebEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
