@@ -94,6 +94,10 @@ class TopicSettings(_Section):
     web_pings: str = Field(default="webevent.ping", min_length=1)
     web_custom: str = Field(default="webevent.custom", min_length=1)
     dead_letter: str = Field(default="clickstream.dead-letter", min_length=1)
+    shop: str = Field(default="shop", min_length=1)
+    """Shopping-log events (the shop scenario)."""
+    results: str = Field(default="clickstream.results", min_length=1)
+    """Windowed counts as JSON, read by the dashboard."""
 
 
 class SparkSettings(_Section):
@@ -124,6 +128,20 @@ class JobSettings(_Section):
     """Events later than this (event time behind the newest seen) are dropped, and counted."""
     session_gap_s: int = Field(default=1800, ge=1)
     """Inactivity that closes a session (30 minutes, as the tracker's cookie)."""
+    count_window_s: int = Field(default=1, ge=1)
+    """Length of the windows of the count jobs (tumbling unless ``count_slide_s`` is set)."""
+    count_slide_s: int | None = Field(default=None, ge=1)
+    """Set (smaller than the window) for sliding windows."""
+    count_watermark_s: int = Field(default=10, ge=0)
+    """How late an event may be and still be counted in its window."""
+    count_trigger_s: float = Field(default=1.0, gt=0)
+    """Micro-batch interval of the count jobs (results reach the dashboard this often)."""
+
+    @model_validator(mode="after")
+    def _check_slide(self) -> JobSettings:
+        if self.count_slide_s is not None and self.count_slide_s > self.count_window_s:
+            raise ValueError("jobs.count_slide_s must not exceed jobs.count_window_s")
+        return self
 
 
 class WarehouseSettings(_Section):
@@ -190,6 +208,8 @@ class DashboardSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8050, ge=0, le=65535)
+    history_s: int = Field(default=300, ge=1)
+    """Seconds of recent windows a browser receives when it connects."""
 
 
 class Settings(_Section):

@@ -1,0 +1,42 @@
+"""Windowed counts: what the count jobs write to the result topic and the warehouse, and what
+the dashboard pushes to browsers.
+
+A record is the count of events with one value (``key``) of one measure (``metric``) in one
+window. Jobs run in update mode: a window's count is written again each micro-batch that adds
+to it, so the newest record of a ``(metric, window_start, key)`` is the count so far, and the
+last one the final count. The Kafka key is ``metric|window_start|key`` (a compacted topic
+keeps just the final counts); the warehouse table ``window_counts`` is upserted on it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+TABLE = "window_counts"
+
+
+class WindowCount(msgspec.Struct, kw_only=True):
+    metric: str
+    """What is counted, e.g. ``shop.gender`` or ``web.pages``."""
+    window_start: int
+    """Epoch milliseconds, inclusive."""
+    window_end: int
+    """Epoch milliseconds, exclusive."""
+    key: str
+    """The counted value, e.g. ``female`` or ``/pricing``."""
+    count: int
+
+
+def record_key(metric: str, window_start: int, key: str) -> str:
+    return f"{metric}|{window_start}|{key}"
+
+
+# The metrics of the built-in jobs, and what their keys are.
+METRICS = {
+    "shop.gender": "shoppers per second by gender: female, male, unknown",
+    "shop.action": "shop events per second by action: click, cart, purchase, favourite",
+    "web.pageviews": "web events per second by kind: Pageview, PagePing, Custom",
+    "web.pages": "pageviews per second by page path",
+    "web.referrers": "pageviews per second by referrer (direct for none or internal)",
+    "web.active_sessions": "distinct sessions with a hit in the last 5 minutes (key: all)",
+}
