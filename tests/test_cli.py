@@ -121,10 +121,20 @@ def test_sql_queries_the_warehouse(tmp_path: Path) -> None:
     assert "no warehouse at" in empty.stderr
 
 
-def test_jobs_list_names_the_sessions_job() -> None:
+def test_jobs_list_names_every_job() -> None:
     result = run("jobs", "list")
     assert result.returncode == 0
-    assert result.stdout.startswith("sessions ")
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        "sessions",
+        "shop",
+        "web-live",
+    ]
+
+
+def test_jobs_run_refuses_an_unknown_job_before_starting_spark() -> None:
+    result = run("jobs", "run", "sessions", "shopp")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: unknown job 'shopp'; jobs: sessions, shop, web-live"
 
 
 def test_simulate_web_through_a_real_collector(start_collector: Callable[..., Any]) -> None:

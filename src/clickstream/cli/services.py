@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from clickstream.cli.base import Context, cli, pass_context
+from clickstream.errors import ConfigError
 
 
 @cli.command()
@@ -61,38 +62,50 @@ def jobs_list() -> None:
 
 
 @jobs.command("run")
-@click.argument("name")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("--available-now", is_flag=True, help="Process what is in Kafka now, then stop.")
 @click.option("--master", help="Spark master URL. Default: spark.master.")
 @pass_context
-def jobs_run(ctx: Context, name: str, available_now: bool, master: str | None) -> None:
-    """Run job NAME until Ctrl-C (or until caught up, with --available-now)."""
-    from clickstream.jobs.runner import start_job
+def jobs_run(ctx: Context, names: tuple[str, ...], available_now: bool, master: str | None) -> None:
+    """Run the jobs NAME... in one Spark session until Ctrl-C (or until caught up, with
+    --available-now). `clickstream jobs run sessions shop web-live` runs them all."""
+    from clickstream.jobs.runner import RunningJob, builders, start_job
     from clickstream.spark.session import get_spark
     from clickstream.stack import stop_signals
 
+    known = builders()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown job {unknown[0]!r}; jobs: {', '.join(sorted(known))}")
     settings = ctx.client_settings()
     if master:
         settings = settings.model_copy(
             update={"spark": settings.spark.model_copy(update={"master": master})}
         )
     spark = get_spark(settings)
-    job = start_job(spark, settings, name, available_now=available_now)
-    click.echo(f"job {name}: {len(job.queries)} queries started on {settings.spark.master}")
-    if available_now:
-        job.await_all()
-    else:
-        with stop_signals() as stop:
-            while not stop.wait(settings.jobs.trigger_s):
-                for query in job.queries:
-                    if not query.isActive:
-                        job.await_all()
-                    if query.lastProgress:
-                        job.record(query.lastProgress)
-        job.stop()
-    for query_name, stats in sorted(job.stats.items()):
-        click.echo(
-            f"{query_name}: {stats.input_rows} rows in {stats.batches} batches, "
-            f"{stats.late_rows_dropped} late rows dropped"
-        )
+    running: list[RunningJob] = []
+    try:
+        for name in dict.fromkeys(names):
+            job = start_job(spark, settings, name, available_now=available_now)
+            running.append(job)
+            click.echo(f"job {name}: {len(job.queries)} queries started on {settings.spark.master}")
+        if available_now:
+            for job in running:
+                job.await_all()
+        else:
+            with stop_signals() as stop:
+                while not stop.wait(1.0):
+                    for job in running:
+                        job.poll()
+    finally:
+        for job in running:
+            job.stop()
+    for job in running:
+        for query in job.queries:
+            job.collect(query)
+        for query_name, stats in sorted(job.stats.items()):
+            click.echo(
+                f"{query_name}: {stats.input_rows} rows in {stats.batches} batches, "
+                f"{stats.late_rows_dropped} late events dropped"
+            )
     spark.stop()

@@ -47,11 +47,3 @@ class ShopEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     province: str | None = None
     timestamp: Millis
     """Event time, epoch milliseconds (stamped by the replayer)."""
-
-
-SPARK_DDL = (
-    "user_id bigint, item_id bigint, cat_id bigint, merchant_id bigint, brand_id bigint, "
-    "month int, day int, action int, age_range int, gender int, province string, "
-    "timestamp bigint"
-)
-"""The same fields as Spark sees them (a test checks this against :class:`ShopEvent`)."""

@@ -8,6 +8,7 @@ which made parsing about three times slower.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
@@ -26,10 +27,16 @@ SOURCE = {
 }
 
 
-def parse_json(raw: DataFrame, ddl: str, required: list[str]) -> DataFrame:
+def parse_json(
+    raw: DataFrame,
+    ddl: str,
+    required: list[str],
+    checks: Sequence[tuple[Column, str]] = (),
+) -> DataFrame:
     """Kafka rows -> the event's fields as columns, ``reason`` (None when the record is good)
     and the source columns prefixed with ``_``, so bad records can be dead-lettered with where
-    they came from."""
+    they came from. ``checks`` are (condition true for a bad record, reason) pairs, tried after
+    the required fields."""
     data = F.from_json(
         F.col("value").cast("string"),
         f"{ddl}, `{CORRUPT}` string",
@@ -44,6 +51,8 @@ def parse_json(raw: DataFrame, ddl: str, required: list[str]) -> DataFrame:
         reason = reason.when(
             F.col(f"`{field}`").isNull(), F.lit(f"missing or invalid field {field}")
         )
+    for condition, why in checks:
+        reason = reason.when(condition, F.lit(why))
     return parsed.withColumn("reason", reason)
 
 

@@ -20,9 +20,9 @@ Builder = Callable[..., JobSpec]
 
 
 def builders() -> dict[str, Builder]:
-    from clickstream.jobs import sessions
+    from clickstream.jobs import sessions, shop, web_live
 
-    return {sessions.NAME: sessions.build}
+    return {module.NAME: module.build for module in (sessions, shop, web_live)}
 
 
 @dataclass
@@ -30,6 +30,7 @@ class QueryStats:
     batches: int = 0
     input_rows: int = 0
     late_rows_dropped: int = 0
+    """Events dropped as later than the watermark."""
     last_batch_id: int | None = None
 
 
@@ -41,16 +42,31 @@ class RunningJob:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, progress: dict[str, Any]) -> None:
-        """Fold one progress report (``query.lastProgress``) into the stats."""
+        """Fold one progress report (``query.recentProgress``) into the stats, once per batch."""
+        name = progress.get("name") or ""
+        spec = next((q for q in self.spec.queries if f"{self.spec.name}.{q.name}" == name), None)
+        per_event = spec.rows_per_event if spec else 1
         with self._lock:
-            stats = self.stats.setdefault(progress.get("name") or "", QueryStats())
+            stats = self.stats.setdefault(name, QueryStats())
+            batch_id = progress.get("batchId")
+            seen = stats.last_batch_id
+            if batch_id is not None and seen is not None and batch_id <= seen:
+                return
             stats.batches += 1
             stats.input_rows += int(progress.get("numInputRows", 0))
-            stats.late_rows_dropped += sum(
+            dropped = sum(
                 int(op.get("numRowsDroppedByWatermark", 0))
                 for op in progress.get("stateOperators", [])
             )
-            stats.last_batch_id = progress.get("batchId")
+            stats.late_rows_dropped += dropped // per_event
+            stats.last_batch_id = batch_id
+
+    def poll(self) -> None:
+        """Record the progress of every query so far; fail if a query died."""
+        for query in self.queries:
+            if not query.isActive and query.exception() is not None:
+                self.await_all()
+            self.collect(query)
 
     def await_all(self, timeout: int | None = None) -> None:
         """Wait for every query (``available_now`` ones end by themselves)."""
@@ -99,10 +115,11 @@ def start_job(
             .foreachBatch(query.write_batch)
             .option("checkpointLocation", str(settings.checkpoint_dir / spec.name / query.name))
         )
+        interval = query.trigger_s or settings.jobs.trigger_s
         writer = (
             writer.trigger(availableNow=True)
             if available_now
-            else writer.trigger(processingTime=f"{settings.jobs.trigger_s} seconds")
+            else writer.trigger(processingTime=f"{interval} seconds")
         )
         queries.append(writer.start())
     return RunningJob(spec, queries)

@@ -16,6 +16,10 @@ class QuerySpec:
     frame: DataFrame
     write_batch: Callable[[DataFrame, int], Any]
     output_mode: str = "append"
+    trigger_s: float | None = None
+    """Micro-batch interval; default ``jobs.trigger_s``."""
+    rows_per_event: int = 1
+    """Rows an event becomes before the stateful step (to report dropped events, not rows)."""
 
 
 @dataclass

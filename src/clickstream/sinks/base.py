@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ class Sink(Protocol):
         ...
 
 
-def fan_out(*sinks: Sink):  # type: ignore[no-untyped-def]
+def fan_out(*sinks: Sink) -> Callable[[DataFrame, int], None]:
     """A ``foreachBatch`` function writing each micro-batch to every sink, in order."""
 
     def write(batch: DataFrame, batch_id: int) -> None:

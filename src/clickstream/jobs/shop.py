@@ -1,0 +1,79 @@
+"""Shop counts (the live shop scenario): shoppers per second by gender, events by action.
+
+Reads the shop topic (``clickstream simulate shop``), counts per window of event time
+(``jobs.count_window_s``, 1 s by default, as the seed) the events per gender (``female``,
+``male``, ``unknown`` for 2 or empty: the seed's "wordcount" of gender) and per action
+(``click``, ``cart``, ``purchase``, ``favourite``). Results go to the result topic and the
+warehouse table ``window_counts`` (metrics ``shop.gender`` and ``shop.action``). Records that
+are not shop events go to the dead-letter topic with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
+from clickstream.events.web import spark_ddl
+from clickstream.jobs.counts import Measure, Windows, results_writer, window_counts
+from clickstream.jobs.parse import bad, good, parse_json
+from clickstream.jobs.spec import JobSpec, QuerySpec
+from clickstream.settings import Settings
+from clickstream.spark.io import kafka_sink, read_kafka
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+NAME = "shop"
+
+
+def label(column: str, labels: dict[int, str], default: str | None = None) -> Column:
+    """The label of a coded column (``gender`` 0 -> ``female``); ``default`` when null."""
+    mapping = F.create_map(*(F.lit(x) for pair in labels.items() for x in pair))
+    found = F.element_at(mapping, F.col(column).cast("int"))
+    return F.coalesce(found, F.lit(default)) if default else found
+
+
+def measures() -> list[Measure]:
+    return [
+        Measure("shop.gender", label("gender", GENDERS, default="unknown")),
+        Measure("shop.action", label("action", ACTIONS)),
+    ]
+
+
+def parse(raw: DataFrame) -> DataFrame:
+    checks = [
+        (~F.col("action").between(0, 3), "action must be 0, 1, 2 or 3"),
+        (F.coalesce(~F.col("gender").between(0, 2), F.lit(False)), "gender must be 0, 1 or 2"),
+    ]
+    return parse_json(raw, spark_ddl(ShopEvent), ["user_id", "action", "timestamp"], checks)
+
+
+def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
+    raw = read_kafka(
+        spark, settings.topics.shop, settings=settings, starting_offsets=starting_offsets
+    )
+    parsed = parse(raw)
+    events = good(parsed).withColumn("ts", F.timestamp_millis("timestamp"))
+    counts = window_counts(events, "ts", measures(), Windows.from_settings(settings))
+    trigger = settings.jobs.count_trigger_s
+    return JobSpec(
+        NAME,
+        [
+            QuerySpec(
+                "counts",
+                counts,
+                results_writer(settings),
+                "update",
+                trigger,
+                rows_per_event=len(measures()),
+            ),
+            QuerySpec(
+                "dead-letter",
+                bad(parsed),
+                kafka_sink(settings.topics.dead_letter, settings=settings),
+                trigger_s=trigger,
+            ),
+        ],
+    )

@@ -1,0 +1,92 @@
+"""Live web counts (the web scenario's dashboard panels): events per second by kind, pageviews
+per second by page and by referrer, and active sessions.
+
+Reads the three web topics (pageviews, page pings, custom events) and counts on the
+collector's receive time (``receivedAt``: the dashboard shows what happens now, whatever the
+visitors' clocks say), in windows of ``jobs.count_window_s``:
+
+* ``web.pageviews``: events by kind (``Pageview``, ``PagePing``, ``Custom``);
+* ``web.pages``: pageviews by page path;
+* ``web.referrers``: pageviews by referrer host (``direct`` when none or internal);
+* ``web.active_sessions``: distinct (visitor, session) pairs with a hit in the last 5 minutes,
+  a sliding window that moves every 10 s (approximate: HyperLogLog, within ~2%).
+
+Malformed pageviews are dead-lettered by the ``sessions`` job; this job dead-letters those of the
+ping and custom topics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from clickstream.events.web import EnrichedWebEvent, spark_ddl
+from clickstream.jobs.counts import Measure, Windows, results_writer, window_counts, window_distinct
+from clickstream.jobs.parse import bad, good, parse_json
+from clickstream.jobs.spec import JobSpec, QuerySpec
+from clickstream.settings import Settings
+from clickstream.spark.io import kafka_sink, read_kafka
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+NAME = "web-live"
+REQUIRED = ["eventType", "receivedAt", "uiud", "sessionId", "pageUrl"]
+ACTIVE = Windows(size_s=300, slide_s=10)
+
+
+def measures() -> list[Measure]:
+    pageview = F.col("eventType") == "Pageview"
+    path = F.coalesce(F.nullif(F.parse_url("pageUrl", F.lit("PATH")), F.lit("")), F.lit("/"))
+    referrer = F.coalesce(
+        F.parse_url("referrer", F.lit("HOST")),
+        F.nullif(F.col("referrer"), F.lit("")),
+        F.lit("direct"),
+    )
+    return [
+        Measure("web.pageviews", F.col("eventType")),
+        Measure("web.pages", F.when(pageview, path)),
+        Measure("web.referrers", F.when(pageview, referrer)),
+    ]
+
+
+def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
+    topics = settings.topics
+    raw = read_kafka(
+        spark,
+        [topics.web_events, topics.web_pings, topics.web_custom],
+        settings=settings,
+        starting_offsets=starting_offsets,
+    )
+    parsed = parse_json(raw, spark_ddl(EnrichedWebEvent), REQUIRED)
+    events = good(parsed).withColumn("ts", F.timestamp_millis("receivedAt"))
+    windows = Windows.from_settings(settings)
+    active = Windows(ACTIVE.size_s, ACTIVE.slide_s, windows.watermark_s)
+    writer = results_writer(settings)
+    trigger = settings.jobs.count_trigger_s
+    return JobSpec(
+        NAME,
+        [
+            QuerySpec(
+                "counts",
+                window_counts(events, "ts", measures(), windows),
+                writer,
+                "update",
+                trigger,
+            ),
+            QuerySpec(
+                "active-sessions",
+                window_distinct(events, "ts", "web.active_sessions", ["uiud", "sessionId"], active),
+                writer,
+                "update",
+                trigger,
+            ),
+            QuerySpec(
+                "dead-letter",
+                bad(parsed.where(F.col("_topic") != topics.web_events)),
+                kafka_sink(topics.dead_letter, settings=settings),
+                trigger_s=trigger,
+            ),
+        ],
+    )

@@ -1,0 +1,208 @@
+"""The count jobs end to end: topic -> Spark (update mode) -> result topic + `window_counts`."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
+from clickstream.events.web import EnrichedWebEvent
+from clickstream.jobs.runner import start_job
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import Settings
+from clickstream.sinks.duckdb_table import connect
+from tests.conftest import read_topic
+
+pytestmark = pytest.mark.slow
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+Expected = dict[tuple[str, int, str], int]
+
+
+def count_settings(settings: Settings, tmp_path: Path) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    names = {
+        "shop": f"shop-{tag}",
+        "results": f"results-{tag}",
+        "dead_letter": f"dead-{tag}",
+        "web_events": f"web-{tag}",
+        "web_pings": f"ping-{tag}",
+        "web_custom": f"custom-{tag}",
+    }
+    ensure_topics(settings, list(names.values()), partitions=2)
+    return settings.model_copy(
+        update={"data_dir": tmp_path, "topics": settings.topics.model_copy(update=names)}
+    )
+
+
+def latest_counts(settings: Settings) -> Expected:
+    """The newest count of each (metric, window_start, key) in the result topic."""
+    found: Expected = {}
+    for key, value in read_topic(settings, settings.topics.results):
+        metric, start, name = key.decode().split("|", 2)
+        assert (value["metric"], value["window_start"], value["key"]) == (metric, int(start), name)
+        length = 300_000 if metric == "web.active_sessions" else 1000
+        assert value["window_end"] == value["window_start"] + length
+        found[(metric, int(start), name)] = value["count"]
+    return found
+
+
+def table_counts(settings: Settings, metric_prefix: str) -> Expected:
+    with connect(settings.duckdb_path, read_only=True) as con:
+        rows = con.execute(
+            "SELECT metric, epoch_ms(window_start), key, count FROM window_counts"
+            " WHERE metric LIKE ? || '%'",
+            [metric_prefix],
+        ).fetchall()
+    return {(metric, start, key): count for metric, start, key, count in rows}
+
+
+def run(spark: Any, settings: Settings, name: str) -> Any:
+    job = start_job(spark, settings, name, available_now=True)
+    job.await_all(300)
+    return job
+
+
+def shop_events(n: int, seed: int) -> list[ShopEvent]:
+    rng = random.Random(seed)
+    return [
+        ShopEvent(
+            user_id=rng.randrange(50),
+            action=rng.choice([0, 0, 0, 1, 2, 3]),
+            gender=rng.choice([0, 0, 1, 2, None]),
+            timestamp=T0 + rng.randrange(4000),
+        )
+        for _ in range(n)
+    ]
+
+
+def expected_shop(events: list[ShopEvent]) -> Expected:
+    counts: Counter[tuple[str, int, str]] = Counter()
+    for e in events:
+        second = e.timestamp // 1000 * 1000
+        counts["shop.gender", second, GENDERS.get(e.gender, "unknown")] += 1  # type: ignore[arg-type]
+        counts["shop.action", second, ACTIONS[e.action]] += 1
+    return dict(counts)
+
+
+def send(settings: Settings, topic: str, records: list[Any]) -> None:
+    producer = make_producer(settings)
+    for record in records:
+        value = record if isinstance(record, bytes) else msgspec.json.encode(record)
+        producer.produce(topic, value, key=b"k")
+    producer.flush()
+
+
+def test_shop_counts_per_second_by_gender_and_action(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    s = count_settings(settings, tmp_path)
+    first = shop_events(300, seed=1)
+    bad = [
+        b"not json",
+        b'{"user_id": 1, "action": 7, "timestamp": 1767225600000}',
+        b'{"action": 1, "timestamp": 1767225600000}',
+        b'{"user_id": 1, "action": 1, "gender": 5, "timestamp": 1767225600000}',
+    ]
+    send(s, s.topics.shop, [*first, *bad])
+    job = run(spark, s, "shop")
+
+    assert latest_counts(s) == expected_shop(first)
+    assert table_counts(s, "shop.") == expected_shop(first)
+    reasons = sorted(value["reason"] for _, value in read_topic(s, s.topics.dead_letter))
+    assert reasons == [
+        "action must be 0, 1, 2 or 3",
+        "gender must be 0, 1 or 2",
+        "missing or invalid field user_id",
+        "not a JSON object",
+    ]
+    assert job.stats["shop.counts"].input_rows == len(first) + len(bad)
+
+    # More events in the same windows, in a later micro-batch: the counts grow (update mode),
+    # the table holds one row per window and key, and a run with nothing new changes nothing.
+    second = shop_events(200, seed=2)
+    send(s, s.topics.shop, second)
+    run(spark, s, "shop")
+    assert latest_counts(s) == expected_shop(first + second)
+    assert table_counts(s, "shop.") == expected_shop(first + second)
+    records = len(read_topic(s, s.topics.results))
+    run(spark, s, "shop")
+    assert len(read_topic(s, s.topics.results)) == records
+    assert table_counts(s, "shop.") == expected_shop(first + second)
+
+
+def test_shop_events_later_than_the_watermark_are_dropped(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    s = count_settings(settings, tmp_path)
+    on_time = [ShopEvent(user_id=1, action=0, gender=0, timestamp=T0 + 60_000)]
+    send(s, s.topics.shop, on_time)
+    run(spark, s, "shop")
+    # 60 s behind the newest event: past the 10 s watermark, so not counted.
+    too_late = ShopEvent(user_id=2, action=0, gender=1, timestamp=T0)
+    send(s, s.topics.shop, [too_late])
+    job = run(spark, s, "shop")
+    assert ("shop.gender", T0, "male") not in latest_counts(s)
+    assert job.stats["shop.counts"].late_rows_dropped == 1
+
+
+def web_event(
+    kind: str, at_ms: int, page: str, session: str, referrer: str | None
+) -> EnrichedWebEvent:
+    return EnrichedWebEvent(
+        eventId=str(uuid.uuid4()),
+        eventType=kind,  # type: ignore[arg-type]
+        timestamp=at_ms - 5_000,
+        receivedAt=at_ms,
+        uiud=f"visitor-{session}",
+        sessionId=session,
+        pageUrl=f"https://shop.example.com{page}?utm_source=x",
+        referrer=referrer,
+        engagedMs=10_000 if kind == "PagePing" else None,
+        name="signup" if kind == "Custom" else None,
+    )
+
+
+def test_web_live_counts(spark: Any, settings: Settings, tmp_path: Path) -> None:
+    s = count_settings(settings, tmp_path)
+    pageviews = [
+        web_event("Pageview", T0 + 100, "/", "s1", "https://www.google.com/search?q=x"),
+        web_event("Pageview", T0 + 200, "/pricing", "s1", "direct"),
+        web_event("Pageview", T0 + 900, "/pricing", "s2", None),
+        web_event("Pageview", T0 + 1500, "/", "s3", "https://news.ycombinator.com/"),
+    ]
+    pings = [web_event("PagePing", T0 + 1600, "/", "s3", None)]
+    custom = [web_event("Custom", T0 + 1700, "/pricing", "s2", None)]
+    send(s, s.topics.web_events, pageviews)
+    send(s, s.topics.web_pings, [*pings, b"{}"])
+    send(s, s.topics.web_custom, custom)
+    run(spark, s, "web-live")
+
+    got = latest_counts(s)
+    per_second = {k: v for k, v in got.items() if k[0] != "web.active_sessions"}
+    assert per_second == {
+        ("web.pageviews", T0, "Pageview"): 3,
+        ("web.pageviews", T0 + 1000, "Pageview"): 1,
+        ("web.pageviews", T0 + 1000, "PagePing"): 1,
+        ("web.pageviews", T0 + 1000, "Custom"): 1,
+        ("web.pages", T0, "/"): 1,
+        ("web.pages", T0, "/pricing"): 2,
+        ("web.pages", T0 + 1000, "/"): 1,
+        ("web.referrers", T0, "www.google.com"): 1,
+        ("web.referrers", T0, "direct"): 2,
+        ("web.referrers", T0 + 1000, "news.ycombinator.com"): 1,
+    }
+    # Every 5-minute window (sliding by 10 s) holding the events saw the 3 sessions.
+    active = {k[1]: v for k, v in got.items() if k[0] == "web.active_sessions"}
+    assert sorted(active) == [T0 - 290_000 + 10_000 * i for i in range(30)]
+    assert set(active.values()) == {3}
+    assert table_counts(s, "web.") == got
+    dead = read_topic(s, s.topics.dead_letter)
+    assert [value["sourceTopic"] for _, value in dead] == [s.topics.web_pings]
