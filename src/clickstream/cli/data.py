@@ -111,3 +111,137 @@ def simulate_web(
     )
     if stats.first_error:
         warn(f"first error: {stats.first_error}")
+
+
+@simulate.command("shop")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.option("--topic", help="Topic to send to. Default: topics.shop.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Events/s (0: flat out).",
+)
+@click.option(
+    "--start",
+    help="Event time of the first row, ISO 8601 (2026-01-01T00:00:00Z; UTC without a zone): "
+    "row k gets start + k*1000/rate ms and rows go out as fast as possible. "
+    "Default: the time each row is sent.",
+)
+@click.option("--strict", is_flag=True, help="Stop at the first malformed row (default: skip it).")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after S s.")
+@click.option("--endless", is_flag=True, help="Synthetic rows until Ctrl-C.")
+@click.option("--seed", type=int, help="Random seed of synthetic rows, for reproducible rows.")
+@click.option(
+    "--generate",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Write N synthetic rows to --out in the log's format, and send nothing.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="File of --generate.")
+@click.option("--force", is_flag=True, help="Let --generate overwrite --out.")
+@pass_context
+def simulate_shop(
+    ctx: Context,
+    path: str | None,
+    topic: str | None,
+    rate: float,
+    start: str | None,
+    strict: bool,
+    count: int | None,
+    duration: float | None,
+    endless: bool,
+    seed: int | None,
+    generate: int | None,
+    out: str | None,
+    force: bool,
+) -> None:
+    """Shopping-log events to Kafka: a replay of PATH, or synthetic rows without PATH.
+
+    PATH is a CSV in the seed's user_log.csv format: a header naming user_id, item_id, cat_id,
+    merchant_id, brand_id, month, day, action, age_range, gender and province (any order), then
+    one row per line. Malformed rows are skipped and counted (--strict: stop at the first).
+    """
+    import itertools
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+
+    from clickstream.errors import ConfigError
+    from clickstream.simulators.shop import (
+        MalformedRowError,
+        ReplayProgress,
+        ShopCsv,
+        ShopRow,
+        count_rows,
+        generate_shop_rows,
+        parse_start,
+        read_shop_csv,
+        replay_shop,
+        write_shop_csv,
+    )
+
+    if generate is not None or out is not None:
+        if generate is None or out is None:
+            raise click.UsageError("--generate N and --out FILE go together")
+        if path is not None or count or duration or endless:
+            raise click.UsageError("--generate takes no PATH, --count, --duration or --endless")
+        if Path(out).exists() and not force:
+            raise ClickstreamError(f"{out} already exists: pass --force to overwrite it")
+        users: set[int] = set()
+
+        def noted(rows: Iterable[ShopRow]) -> Iterator[ShopRow]:
+            for row in rows:
+                users.add(row.user_id)
+                yield row
+
+        rows = itertools.islice(generate_shop_rows(seed), generate)
+        written = write_shop_csv(out, noted(rows), overwrite=True)
+        click.echo(f"wrote {written} rows ({len(users)} users) to {out}")
+        return
+    if path is not None and (endless or seed is not None):
+        raise click.UsageError("--endless and --seed are for synthetic rows (without PATH)")
+    if path is None and not (count or duration or endless):
+        raise click.UsageError("synthetic rows never end: give --count, --duration or --endless")
+    try:
+        start_ms = parse_start(start) if start is not None else None
+        if start_ms is not None and rate <= 0:
+            raise ConfigError("--start needs --rate > 0 (event times are 1000/rate ms apart)")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start") from None
+    from clickstream.stack import stop_signals
+
+    source = read_shop_csv(path) if path is not None else generate_shop_rows(seed)
+    try:
+        settings = ctx.client_settings()
+        name = topic or settings.topics.shop
+        total = count if count or path is None else count_rows(path)
+        failure = None
+        with stop_signals() as stop, ReplayProgress(name, total) as progress:
+            try:
+                stats = replay_shop(
+                    settings,
+                    source,
+                    topic=name,
+                    rate=rate,
+                    start=start_ms,
+                    strict=strict,
+                    count=count,
+                    duration_s=duration,
+                    progress=progress,
+                    on_skip=progress.skipped,
+                    stop=stop,
+                )
+            except MalformedRowError as exc:
+                failure, stats = exc, exc.stats
+    finally:
+        if isinstance(source, ShopCsv):
+            source.close()
+    click.echo(stats.summary())
+    if failure is not None:
+        raise failure
+    if stats.interrupted:
+        warn("stopped early: what was sent is in the topic")
+    if stats.failed:
+        raise ClickstreamError(f"{stats.failed} events were not delivered: {stats.first_error}")

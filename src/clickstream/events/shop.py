@@ -14,7 +14,7 @@ from typing import Annotated
 import msgspec
 
 Millis = Annotated[int, msgspec.Meta(ge=0, le=32_503_680_000_000)]
-Id = Annotated[int, msgspec.Meta(ge=0)]
+Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # Spark reads bigint
 
 COLUMNS = (
     "user_id",
