@@ -206,3 +206,62 @@ def test_web_live_counts(spark: Any, settings: Settings, tmp_path: Path) -> None
     assert table_counts(s, "web.") == got
     dead = read_topic(s, s.topics.dead_letter)
     assert [value["sourceTopic"] for _, value in dead] == [s.topics.web_pings]
+
+
+SHOP_CSV = """\
+user_id,item_id,cat_id,merchant_id,brand_id,month,day,action,age_range,gender,province
+{rows}
+"""
+
+
+def test_replayed_csv_counts_match_the_file(spark: Any, settings: Settings, tmp_path: Path) -> None:
+    """The seed's flow: a user_log.csv replayed by `clickstream simulate shop` (malformed lines
+    skipped, genders missing), counted per second by the shop job; the result topic's counts
+    equal those computed from the file alone."""
+    import csv
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    s = count_settings(settings, tmp_path)
+    rng = random.Random(5)
+    lines = []
+    for i in range(57):
+        gender = rng.choice(["0", "0", "1", "2", ""])
+        action = rng.choice(["0", "0", "0", "1", "2", "3"])
+        lines.append(f"{1000 + i % 9},{i},833,2882,2661,08,29,{action},3,{gender},Zhejiang")
+    lines[10] = "1009,5,833,2882,2661,08,29,0,3,x,Zhejiang"  # bad gender
+    lines[20] = "1009,5,833,2882,08,29,0,3,1,Zhejiang"  # a column short
+    lines[30] = "abc,5,833,2882,2661,08,29,0,3,1,Zhejiang"  # bad user id
+    path = tmp_path / "user_log.csv"
+    path.write_text(SHOP_CSV.format(rows="\n".join(lines)))
+
+    start_ms = T0 + 3_600_000
+    replay = subprocess.run(
+        [sys.executable, "-m", "clickstream", "simulate", "shop", str(path), "--rate", "10",
+         "--start", "2026-01-01T01:00:00Z", "--topic", s.topics.shop],
+        env=cli_env(CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(s.kafka.bootstrap_servers)),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    for line in (12, 22, 32):
+        assert f"line {line}:" in replay.stderr
+    run(spark, s, "shop")
+
+    # Expected, from the file alone: the k-th good row's event time is start + k * 100 ms.
+    expected: Counter[tuple[str, int, str]] = Counter()
+    with path.open() as fh:
+        good_rows = [
+            row for row in csv.DictReader(fh)
+            if len(row) == 11 and None not in row.values() and row["user_id"].isdigit()
+            and row["gender"] in ("0", "1", "2", "")
+        ]  # fmt: skip
+    assert len(good_rows) == 54
+    for k, row in enumerate(good_rows):
+        second = (start_ms + k * 100) // 1000 * 1000
+        gender = GENDERS[int(row["gender"])] if row["gender"] else "unknown"
+        expected["shop.gender", second, gender] += 1
+        expected["shop.action", second, ACTIONS[int(row["action"])]] += 1
+    assert latest_counts(s) == dict(expected)
+    assert table_counts(s, "shop.") == dict(expected)

@@ -78,8 +78,14 @@ def get_spark(settings: Settings) -> SparkSession:
 
     from pyspark.sql import SparkSession
 
+    conf = spark_conf(settings)
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Started by spark-submit (clickstream.jobs.submit): its --master and --driver-memory
+        # decide, not the settings' defaults.
+        conf.pop("spark.master")
+        conf.pop("spark.driver.memory")
     builder = SparkSession.builder
-    for key, value in spark_conf(settings).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(settings.spark.log_level)

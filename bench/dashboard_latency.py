@@ -1,0 +1,239 @@
+"""Benchmark: end-to-end latency from producing a shop event to its window's count on the
+dashboard's WebSocket, p50/p99, at steady rates.
+
+    .venv/bin/python bench/dashboard_latency.py [--rates 1000,5000] [--seconds 30] [--markdown]
+
+Starts the embedded broker, then the deployment's own processes: `clickstream jobs run shop`
+(Spark local, 1-s windows, 1-s trigger, update mode) and `clickstream dashboard`. This script
+produces shop events at a fixed rate (event time = produce time), listens on the dashboard's
+WebSocket, and for each (window, gender) matches counts to events: when an update says the
+window holds c events, the first c produced in it (by produce time) are visible from that
+moment. An event's latency is that moment minus its produce time. Events never seen within
+10 s after the run are reported as missing. The first 5 s of each rate are warm-up and not
+measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from clickstream.broker.embedded import EmbeddedBroker
+from clickstream.children import spawn, stop
+from clickstream.events.shop import GENDERS, ShopEvent
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import BrokerSettings
+
+console = Console(stderr=True)
+WARMUP_S = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Produced:
+    """Produce times per (window start ms, gender label), in order."""
+
+    def __init__(self) -> None:
+        self.times: dict[tuple[int, str], list[float]] = defaultdict(list)
+        self.lock = threading.Lock()
+
+
+def produce(bootstrap: str, topic: str, rate: int, seconds: float, produced: Produced) -> int:
+    from clickstream.settings import load_settings
+
+    settings = load_settings(environ={"CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    producer = make_producer(settings, **{"linger.ms": 5})
+    rng = random.Random(1)
+    encode = msgspec.json.Encoder().encode
+    chunk = max(rate // 100, 1)  # send every 10 ms
+    start = time.monotonic()
+    sent = 0
+    while sent < rate * seconds:
+        due = start + sent / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        for _ in range(chunk):
+            now = time.time()
+            gender = rng.choice([0, 0, 0, 1, 1, 2])
+            event = ShopEvent(
+                user_id=rng.randrange(100_000), action=0, gender=gender, timestamp=int(now * 1000)
+            )
+            producer.produce(topic, encode(event), key=str(event.user_id))
+            window = event.timestamp // 1000 * 1000
+            with produced.lock:
+                produced.times[window, GENDERS[gender]].append(now)
+            sent += 1
+        producer.poll(0)
+    producer.flush()
+    return sent
+
+
+async def listen(url: str, updates: list[tuple[float, dict]], done: asyncio.Event) -> None:
+    import websockets
+
+    async with websockets.connect(url, max_size=None) as ws:
+        while not done.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
+            now = time.time()
+            message = json.loads(raw)
+            for row in message.get("rows", []):
+                if row.get("metric") == "shop.gender":
+                    updates.append((now, row))
+
+
+def latencies(
+    produced: Produced, updates: list[tuple[float, dict]], since: float
+) -> tuple[list[float], int]:
+    visible: dict[tuple[int, str], int] = defaultdict(int)  # events already matched
+    found: list[float] = []
+    for received, row in sorted(updates, key=lambda u: u[0]):
+        key = (row["window_start"], row["key"])
+        times = produced.times.get(key, [])
+        count = min(row["count"], len(times))
+        for i in range(visible[key], count):
+            if times[i] >= since:
+                found.append(received - times[i])
+        visible[key] = max(visible[key], count)
+    total = sum(1 for ts in produced.times.values() for t in ts if t >= since)
+    return found, total - len(found)
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
+
+
+def run_rate(
+    bootstrap: str, env: dict[str, str], port: int, rate: int, seconds: float, tag: str
+) -> dict:
+    topic = f"shop-{tag}"
+    produced = Produced()
+    updates: list[tuple[float, dict]] = []
+    done = asyncio.Event()
+
+    async def main() -> int:
+        listener = asyncio.create_task(listen(f"ws://127.0.0.1:{port}/ws", updates, done))
+        sent = await asyncio.to_thread(produce, bootstrap, topic, rate, seconds, produced)
+        await asyncio.sleep(10)
+        done.set()
+        await listener
+        return sent
+
+    started = time.time()
+    sent = asyncio.run(main())
+    found, missing = latencies(produced, updates, started + WARMUP_S)
+    return {
+        "rate": rate,
+        "sent": sent,
+        "measured": len(found) + missing,
+        "p50": quantile(found, 0.5),
+        "p99": quantile(found, 0.99),
+        "max": max(found, default=float("nan")),
+        "missing": missing,
+    }
+
+
+def wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout:g} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="1000,5000")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+
+    rows = []
+    with (
+        tempfile.TemporaryDirectory(prefix="clickstream-bench-") as tmp,
+        EmbeddedBroker(BrokerSettings(port=0), log_file=Path(tmp) / "broker.log") as broker,
+    ):
+        for i, rate in enumerate(rates):
+            tag = f"{os.getpid()}-{i}"
+            port = free_port()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+            env |= {
+                "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "CLICKSTREAM_DATA_DIR": str(Path(tmp) / tag),
+                "CLICKSTREAM_TOPICS_SHOP": f"shop-{tag}",
+                "CLICKSTREAM_TOPICS_RESULTS": f"results-{tag}",
+                "CLICKSTREAM_DASHBOARD_PORT": str(port),
+                "CLICKSTREAM_SPARK_MASTER": "local[2]",
+            }
+            from clickstream.settings import load_settings
+
+            ensure_topics(load_settings(environ=env), [f"shop-{tag}", f"results-{tag}"])
+            command = [sys.executable, "-m", "clickstream"]
+            procs = [
+                spawn([*command, *args], log_file=Path(tmp) / f"{args[0]}-{tag}.log", env=env)
+                for args in (["jobs", "run", "shop"], ["dashboard"])
+            ]
+            try:
+                wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+                console.print(f"rate {rate}/s: job warm-up, then {args.seconds:g} s of events")
+                time.sleep(20)  # the job's JVM and first batch
+                rows.append(run_rate(broker.bootstrap, env, port, rate, args.seconds, tag))
+            finally:
+                for proc in procs:
+                    stop(proc)
+
+    table = Table("events/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)", "missing")
+    for row in rows:
+        table.add_row(
+            str(row["rate"]),
+            str(row["sent"]),
+            str(row["measured"]),
+            f"{row['p50']:.2f}",
+            f"{row['p99']:.2f}",
+            f"{row['max']:.2f}",
+            str(row["missing"]),
+        )
+    Console().print(table)
+    if args.markdown:
+        print("| events/s | sent | measured | p50 (s) | p99 (s) | max (s) | missing |")
+        print("|---|---|---|---|---|---|---|")
+        for row in rows:
+            cells = [row[k] for k in ("rate", "sent", "measured")]
+            cells += [f"{row[k]:.2f}" for k in ("p50", "p99", "max")] + [row["missing"]]
+            print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""``clickstream status``: how the running parts are doing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+from clickstream.cli.base import Context, cli, pass_context
+from clickstream.errors import ClickstreamError
+from clickstream.settings import Settings
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Topics, each job's lag, the newest results, and the collector and dashboard."""
+    from clickstream.status import gather
+
+    kafka: Settings | None
+    try:
+        kafka = ctx.client_settings()
+    except ClickstreamError:
+        kafka = None
+    report = gather(ctx.settings, kafka)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), default=str, indent=2))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if report.kafka_error:
+        console.print(f"[bold]Kafka[/]: [red]{report.kafka_error}[/]")
+    else:
+        topics = Table("topic", "partitions", "records", title="Kafka topics", title_justify="left")
+        for topic in report.topics:
+            topics.add_row(topic.name, str(topic.partitions), str(topic.records))
+        console.print(topics)
+
+    jobs = Table(
+        "job", "query", "batches", "lag (records)", "last batch", title="Jobs", title_justify="left"
+    )
+    for query in report.queries:
+        lag = "?" if query.lag is None else str(query.lag)
+        ago = "-" if query.last_commit_s is None else f"{query.last_commit_s:.0f} s ago"
+        jobs.add_row(query.job, query.query, str(query.batches), lag, ago)
+    if not report.queries:
+        jobs.add_row("-", "no job has run yet (clickstream jobs run NAME)", "", "", "")
+    console.print(jobs)
+
+    if report.warehouse_error:
+        console.print(f"[bold]Warehouse[/]: {report.warehouse_error}")
+    else:
+        results = Table(
+            "metric",
+            "last window ends",
+            "rows",
+            title="Results in the warehouse",
+            title_justify="left",
+        )
+        for metric, (end, rows) in report.last_windows.items():
+            results.add_row(metric, end, str(rows))
+        if report.sessions is not None:
+            n, newest = report.sessions
+            results.add_row("sessions", newest or "-", str(n))
+        console.print(results)
+
+    console.print(f"[bold]Collector[/]: {report.collector}")
+    connections = (
+        f", {report.dashboard_connections} browser connection(s)"
+        if report.dashboard_connections is not None
+        else ""
+    )
+    console.print(f"[bold]Dashboard[/]: {report.dashboard}{connections}")

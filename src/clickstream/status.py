@@ -1,0 +1,174 @@
+"""What ``clickstream status`` reports: topics, each job's lag, the newest results, and whether
+the collector and the dashboard answer (with the dashboard's connection count).
+
+Each part is read independently: a part that cannot be reached is reported as such, never
+raised, so the command shows as much as there is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from clickstream.errors import ClickstreamError
+from clickstream.kafka.admin import TopicInfo, describe_topics
+from clickstream.settings import Settings
+
+Key = tuple[str, int]
+
+
+@dataclass
+class QueryLag:
+    job: str
+    query: str
+    batches: int
+    """Micro-batches committed."""
+    lag: int | None
+    """Records in its topics not yet processed (None when Kafka could not be asked)."""
+    last_commit_s: float | None
+    """Seconds since the last committed micro-batch."""
+
+
+@dataclass
+class Report:
+    kafka_error: str | None = None
+    topics: list[TopicInfo] = field(default_factory=list)
+    queries: list[QueryLag] = field(default_factory=list)
+    last_windows: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """metric -> (newest window end, rows in the warehouse)."""
+    sessions: tuple[int, str | None] | None = None
+    """(sessions in the warehouse, newest session end)."""
+    warehouse_error: str | None = None
+    collector: str = "not running"
+    dashboard: str = "not running"
+    dashboard_connections: int | None = None
+
+
+def checkpoint_offsets(query_dir: Path) -> tuple[int, dict[Key, int]] | None:
+    """(committed batches, the Kafka offsets the last committed batch ended at) of a streaming
+    query's checkpoint, or None when it has committed nothing."""
+    commits = [int(p.name) for p in (query_dir / "commits").glob("[0-9]*") if p.name.isdigit()]
+    if not commits:
+        return None
+    last = max(commits)
+    lines = (query_dir / "offsets" / str(last)).read_text().splitlines()
+    offsets: dict[Key, int] = {}
+    for line in lines[2:]:  # version, metadata, then one line per source
+        try:
+            nested = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(nested, dict):
+            for topic, parts in nested.items():
+                for partition, offset in parts.items():
+                    offsets[topic, int(partition)] = int(offset)
+    return last + 1, offsets
+
+
+def query_lags(checkpoints: Path, ends: dict[Key, int] | None) -> list[QueryLag]:
+    found = []
+    for offsets_dir in sorted(checkpoints.glob("*/*/offsets")):
+        query_dir = offsets_dir.parent
+        committed = checkpoint_offsets(query_dir)
+        batches, offsets = committed if committed else (0, {})
+        lag = None
+        if ends is not None and committed:
+            lag = sum(max(ends.get(key, offset) - offset, 0) for key, offset in offsets.items())
+        commits = list((query_dir / "commits").glob("[0-9]*"))
+        last = max((p.stat().st_mtime for p in commits), default=None)
+        found.append(
+            QueryLag(
+                job=query_dir.parent.name,
+                query=query_dir.name,
+                batches=batches,
+                lag=lag,
+                last_commit_s=time.time() - last if last is not None else None,
+            )
+        )
+    return found
+
+
+def _ends(settings: Settings, topics: list[str]) -> dict[Key, int]:
+    from confluent_kafka import Consumer
+
+    from clickstream.kafka.config import consumer_config
+    from clickstream.kafka.offsets import partitions_of, watermarks
+
+    consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
+    try:
+        keys = partitions_of(consumer, topics, settings.kafka.timeout_s)
+        return {
+            k: hi for k, (_, hi) in watermarks(consumer, keys, settings.kafka.timeout_s).items()
+        }
+    finally:
+        consumer.close()
+
+
+def _warehouse(settings: Settings, report: Report) -> None:
+    from clickstream.events.results import TABLE
+    from clickstream.sinks.duckdb_table import connect
+
+    path = settings.duckdb_path
+    if not path.exists():
+        report.warehouse_error = f"no warehouse at {path} yet"
+        return
+    with connect(path, read_only=True, timeout=5.0) as con:
+        tables = {
+            row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        if TABLE in tables:
+            rows = con.execute(
+                f"SELECT metric, max(window_end)::VARCHAR, count(*) FROM {TABLE} GROUP BY metric"
+                " ORDER BY metric"
+            ).fetchall()
+            report.last_windows = {metric: (end, n) for metric, end, n in rows}
+        if "sessions" in tables:
+            n, end = con.execute(
+                "SELECT count(*), max(session_end)::VARCHAR FROM sessions"
+            ).fetchone()  # type: ignore[misc]
+            report.sessions = (int(n), end)
+
+
+def _probe(url: str) -> tuple[str, Any]:
+    try:
+        response = httpx.get(url, timeout=2.0)
+    except httpx.HTTPError as exc:
+        return f"not running ({url}: {type(exc).__name__})", None
+    if response.status_code != 200:
+        return f"unhealthy ({url} answered {response.status_code})", None
+    try:
+        return f"up ({url})", response.json()
+    except ValueError:
+        return f"up ({url})", None
+
+
+def gather(settings: Settings, kafka_settings: Settings | None) -> Report:
+    """The report; ``kafka_settings`` is None when no Kafka cluster could be found."""
+    report = Report()
+    ends: dict[Key, int] | None = None
+    if kafka_settings is None:
+        report.kafka_error = "no Kafka cluster found (start one with clickstream up)"
+    else:
+        try:
+            report.topics = describe_topics(kafka_settings)
+            ends = _ends(kafka_settings, [t.name for t in report.topics])
+        except ClickstreamError as exc:
+            report.kafka_error = str(exc)
+    report.queries = query_lags(settings.checkpoint_dir, ends)
+    try:
+        _warehouse(settings, report)
+    except ClickstreamError as exc:
+        report.warehouse_error = str(exc)
+    collector = settings.collector
+    report.collector, _ = _probe(f"http://{collector.host}:{collector.port}/healthz")
+    dashboard = settings.dashboard
+    state, body = _probe(f"http://{dashboard.host}:{dashboard.port}/api/status")
+    report.dashboard = state.replace("/api/status", "")
+    if isinstance(body, dict) and isinstance(body.get("connections"), int):
+        report.dashboard_connections = body["connections"]
+    return report
