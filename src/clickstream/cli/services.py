@@ -88,7 +88,9 @@ def jobs_run(ctx: Context, names: tuple[str, ...], available_now: bool, master: 
         for name in dict.fromkeys(names):
             job = start_job(spark, settings, name, available_now=available_now)
             running.append(job)
-            click.echo(f"job {name}: {len(job.queries)} queries started on {settings.spark.master}")
+            click.echo(
+                f"job {name}: {len(job.queries)} queries started on {spark.sparkContext.master}"
+            )
         if available_now:
             for job in running:
                 job.await_all()
