@@ -265,3 +265,37 @@ def test_replayed_csv_counts_match_the_file(spark: Any, settings: Settings, tmp_
         expected["shop.action", second, ACTIONS[int(row["action"])]] += 1
     assert latest_counts(s) == dict(expected)
     assert table_counts(s, "shop.") == dict(expected)
+
+
+def test_spark_submit_runs_the_jobs(settings: Settings, tmp_path: Path) -> None:
+    """The documented production path: spark-submit with the `clickstream.jobs.submit` module."""
+    import os
+    import subprocess
+    import sys
+
+    import clickstream.jobs.submit
+    from clickstream.spark.java import find_java_home
+    from tests.conftest import cli_env
+
+    s = count_settings(settings, tmp_path)
+    events = shop_events(50, seed=3)
+    send(s, s.topics.shop, events)
+    java_home = find_java_home(None, os.environ)
+    assert java_home is not None
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[1]",
+         clickstream.jobs.submit.__file__, "shop", "--available-now"],
+        env=cli_env(
+            JAVA_HOME=str(java_home),
+            PYSPARK_PYTHON=sys.executable,
+            CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(s.kafka.bootstrap_servers),
+            CLICKSTREAM_DATA_DIR=str(tmp_path),
+            CLICKSTREAM_TOPICS_SHOP=s.topics.shop,
+            CLICKSTREAM_TOPICS_RESULTS=s.topics.results,
+            CLICKSTREAM_TOPICS_DEAD_LETTER=s.topics.dead_letter,
+        ),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "queries started on local[1]" in result.stdout
+    assert latest_counts(s) == expected_shop(events)
