@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-
 from clickstream.broker.embedded import EmbeddedBroker
-from tests.conftest import alive, child_pids, cli_env
+from tests.conftest import cli_env
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -58,47 +53,6 @@ def test_topics_without_a_cluster_is_one_line() -> None:
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "127.0.0.1:1" in result.stderr
-
-
-@pytest.mark.slow
-def test_up_runs_until_sigint_and_leaves_no_process(tmp_path: Path) -> None:
-    from tests.collector.conftest import free_port
-
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clickstream", "up", "--no-demo"],
-        env=cli_env(
-            CLICKSTREAM_BROKER_PORT="0",
-            CLICKSTREAM_DATA_DIR=str(tmp_path),
-            CLICKSTREAM_COLLECTOR_PORT=str(port),
-            CLICKSTREAM_SPARK_MASTER="local[1]",
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if "clickstream is up" in line or not line:
-            break
-    assert any("broker" in line and "up" in line for line in lines), lines
-    assert any("created topics" in line for line in lines), lines
-    assert any("collector  up   http://127.0.0.1:" in line for line in lines), lines
-    assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["kafka"] == "up"
-    children = child_pids(process.pid)
-    assert len(children) >= 6  # three watchdogs: broker, collector, sessions job (+ the JVM)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(30) == 0
-    rest = process.stdout.read()
-    assert "broker     stopped" in rest
-    assert "collector  stopped" in rest
-    time.sleep(0.5)
-    assert [pid for pid in children if alive(pid)] == []
-    assert (tmp_path / "logs" / "broker.log").read_text().startswith("tansu broker")
 
 
 def test_sql_queries_the_warehouse(tmp_path: Path) -> None:

@@ -167,7 +167,14 @@ class Stack:
         else:
             self._start(ExternalKafkaPart(self.settings))
         topics = self.settings.topics
-        names = [topics.web_events, topics.web_pings, topics.web_custom, topics.dead_letter]
+        names = [
+            topics.web_events,
+            topics.web_pings,
+            topics.web_custom,
+            topics.shop,
+            topics.results,
+            topics.dead_letter,
+        ]
         created = ensure_topics(self.settings, names)
         if created:
             self.say(f"created topics: {', '.join(created)}")

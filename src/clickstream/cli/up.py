@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import click
@@ -10,14 +11,25 @@ import click
 from clickstream.broker.embedded import IN_MEMORY_WARNING
 from clickstream.cli.base import Context, cli, warn
 from clickstream.settings import Settings
-from clickstream.stack import ProcessPart
+from clickstream.stack import ProcessPart, Stack
+
+JOBS = ["sessions", "shop", "web-live"]
 
 
 @cli.command()
 @click.option("--demo/--no-demo", default=True, help="Also run the traffic simulators.")
-@click.option("--rate", type=float, default=5.0, show_default=True, help="Demo events per second.")
+@click.option(
+    "--rate", type=float, default=5.0, show_default=True, help="Demo web events per second."
+)
+@click.option(
+    "--shop-rate",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Demo shop events per second (the seed's pace).",
+)
 @click.pass_context
-def up(click_ctx: click.Context, demo: bool, rate: float) -> None:
+def up(click_ctx: click.Context, demo: bool, rate: float, shop_rate: float) -> None:
     """Start everything on embedded defaults; one Ctrl-C stops it all."""
     from clickstream.stack import Stack, stop_signals
 
@@ -32,24 +44,38 @@ def up(click_ctx: click.Context, demo: bool, rate: float) -> None:
                 settings, click_ctx.parent.params.get("config_file") if click_ctx.parent else None
             )
             logs = settings.data_dir.absolute() / "logs"
-            for part in _parts(settings, env, logs, demo, rate):
+            for part in _parts(settings, env, logs, demo, rate, shop_rate):
+                if stop.is_set():
+                    return
                 stack.add(part)
-            click.echo(f"clickstream is up (logs in {logs}); press Ctrl-C to stop")
-            reported: set[str] = set()
-            while not stop.wait(5.0):  # a signal ends the wait at once
-                down = set(stack.unhealthy())
-                for name in sorted(down - reported):
-                    warn(f"{name} is not healthy (see {logs / (name + '.log')})")
-                reported = down
+            dashboard = settings.dashboard
+            click.echo(
+                f"clickstream is up: open http://{dashboard.host}:{dashboard.port}/ "
+                f"(logs in {logs}; `clickstream status` for details); press Ctrl-C to stop"
+            )
+            _watch(stack, stop, logs)
         finally:
             stack.stop()
 
 
+def _watch(stack: Stack, stop: threading.Event, logs: Path) -> None:
+    """Say when a part stops answering, and when it is back, until a signal."""
+    reported: set[str] = set()
+    while not stop.wait(5.0):  # a signal ends the wait at once
+        down = set(stack.unhealthy())
+        for name in sorted(down - reported):
+            warn(f"{name} is not healthy (see {logs / (name + '.log')})")
+        for name in sorted(reported - down):
+            click.echo(f"{name} is healthy again")
+        reported = down
+
+
 def _parts(
-    settings: Settings, env: dict[str, str], logs: Path, demo: bool, rate: float
+    settings: Settings, env: dict[str, str], logs: Path, demo: bool, rate: float, shop_rate: float
 ) -> list[ProcessPart]:
     """The child processes of ``up``, in start order."""
     url = f"http://{settings.collector.host}:{settings.collector.port}"
+    board = f"http://{settings.dashboard.host}:{settings.dashboard.port}"
     parts = [
         ProcessPart(
             "collector",
@@ -60,11 +86,19 @@ def _parts(
             health_url=f"{url}/healthz",
         ),
         ProcessPart(
-            "sessions",
-            ["jobs", "run", "sessions"],
+            "dashboard",
+            ["dashboard"],
             env,
-            logs / "sessions.log",
-            url=f"Spark job -> {settings.duckdb_path} (query it: clickstream sql)",
+            logs / "dashboard.log",
+            url=f"{board}/",
+            health_url=f"{board}/healthz",
+        ),
+        ProcessPart(
+            "jobs",
+            ["jobs", "run", *JOBS],
+            env,
+            logs / "jobs.log",
+            url=f"Spark: {', '.join(JOBS)} -> {settings.duckdb_path} (clickstream sql)",
         ),
     ]
     if demo:
@@ -73,6 +107,15 @@ def _parts(
         simulate.append("--time-scale=60")
         parts.append(
             ProcessPart("web-sim", simulate, env, logs / "web-sim.log", url=f"{rate:g} events/s")
+        )
+        parts.append(
+            ProcessPart(
+                "shop-sim",
+                ["simulate", "shop", "--endless", f"--rate={shop_rate}"],
+                env,
+                logs / "shop-sim.log",
+                url=f"{shop_rate:g} events/s to topic {settings.topics.shop}",
+            )
         )
     return parts
 

@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from clickstream.jobs.spec import QuerySpec
+from clickstream.settings import Settings
+from clickstream.spark.io import DriverKafkaSink
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
@@ -75,4 +79,17 @@ def bad(parsed: DataFrame) -> DataFrame:
     )
     return parsed.where(F.col("reason").isNotNull()).select(
         F.col("_key").alias("key"), value.alias("value")
+    )
+
+
+def dead_letter_query(
+    parsed: DataFrame, settings: Settings, name: str = "dead-letter"
+) -> QuerySpec:
+    """The query sending a job's bad records to the dead-letter topic. Bad records are rare, so
+    they are produced from the driver, every ``jobs.trigger_s`` (not latency-critical)."""
+    return QuerySpec(
+        name,
+        bad(parsed),
+        DriverKafkaSink(settings.topics.dead_letter, settings=settings),
+        trigger_s=settings.jobs.trigger_s,
     )

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.web import EnrichedWebEvent, spark_ddl
-from clickstream.jobs.parse import bad, good, parse_json
+from clickstream.jobs.parse import dead_letter_query, good, parse_json
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
 from clickstream.sinks.avro_files import AvroFilesSink
 from clickstream.sinks.base import Sink, fan_out
 from clickstream.sinks.duckdb_table import DuckDBTable
-from clickstream.spark.io import kafka_sink, read_kafka
+from clickstream.spark.io import read_kafka
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -116,10 +116,6 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         NAME,
         [
             QuerySpec("sessions", sessions, fan_out(*sinks), output_mode="append"),
-            QuerySpec(
-                "sessions-dead-letter",
-                bad(parsed),
-                kafka_sink(settings.topics.dead_letter, settings=settings),
-            ),
+            dead_letter_query(parsed, settings, "sessions-dead-letter"),
         ],
     )

@@ -17,10 +17,10 @@ from pyspark.sql import functions as F
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
 from clickstream.events.web import spark_ddl
 from clickstream.jobs.counts import Measure, Windows, results_writer, window_counts
-from clickstream.jobs.parse import bad, good, parse_json
+from clickstream.jobs.parse import dead_letter_query, good, parse_json
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
-from clickstream.spark.io import kafka_sink, read_kafka
+from clickstream.spark.io import read_kafka
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -69,11 +69,6 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
                 trigger,
                 rows_per_event=len(measures()),
             ),
-            QuerySpec(
-                "dead-letter",
-                bad(parsed),
-                kafka_sink(settings.topics.dead_letter, settings=settings),
-                trigger_s=trigger,
-            ),
+            dead_letter_query(parsed, settings),
         ],
     )

@@ -23,10 +23,10 @@ from pyspark.sql import functions as F
 
 from clickstream.events.web import EnrichedWebEvent, spark_ddl
 from clickstream.jobs.counts import Measure, Windows, results_writer, window_counts, window_distinct
-from clickstream.jobs.parse import bad, good, parse_json
+from clickstream.jobs.parse import dead_letter_query, good, parse_json
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
-from clickstream.spark.io import kafka_sink, read_kafka
+from clickstream.spark.io import read_kafka
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,7 +63,6 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
     events = good(parsed).withColumn("ts", F.timestamp_millis("receivedAt"))
     windows = Windows.from_settings(settings)
     active = Windows(ACTIVE.size_s, ACTIVE.slide_s, windows.watermark_s)
-    writer = results_writer(settings)
     trigger = settings.jobs.count_trigger_s
     return JobSpec(
         NAME,
@@ -71,22 +70,17 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             QuerySpec(
                 "counts",
                 window_counts(events, "ts", measures(), windows),
-                writer,
+                results_writer(settings),
                 "update",
                 trigger,
             ),
             QuerySpec(
                 "active-sessions",
                 window_distinct(events, "ts", "web.active_sessions", ["uiud", "sessionId"], active),
-                writer,
+                results_writer(settings),
                 "update",
-                trigger,
+                settings.jobs.trigger_s,  # the window moves every 10 s
             ),
-            QuerySpec(
-                "dead-letter",
-                bad(parsed.where(F.col("_topic") != topics.web_events)),
-                kafka_sink(topics.dead_letter, settings=settings),
-                trigger_s=trigger,
-            ),
+            dead_letter_query(parsed.where(F.col("_topic") != topics.web_events), settings),
         ],
     )

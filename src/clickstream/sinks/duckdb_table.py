@@ -2,12 +2,16 @@
 replaces its rows instead of adding them again.
 
 The connection is opened per batch and closed at once: DuckDB lets one process write a file,
-and ``clickstream sql`` must be able to read it between batches.
+and ``clickstream sql`` must be able to read it between batches. Within a process the writes
+take turns (one lock per file): several streaming queries write from their own threads, and
+DuckDB's Python client fails when threads open the same file at the same moment.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +20,9 @@ from clickstream.errors import TransientError
 if TYPE_CHECKING:
     import duckdb
     from pyspark.sql import DataFrame
+
+
+_WRITERS: defaultdict[Path, threading.Lock] = defaultdict(threading.Lock)
 
 
 def connect(
@@ -51,7 +58,7 @@ class DuckDBTable:
         return self.upsert(rows)
 
     def upsert(self, rows: Any) -> int:
-        with connect(self.path, timeout=self.lock_timeout_s) as con:
+        with _WRITERS[self.path.absolute()], connect(self.path, timeout=self.lock_timeout_s) as con:
             con.register("incoming", rows)
             self._ensure_table(con)
             con.execute(f'INSERT OR REPLACE INTO "{self.table}" SELECT * FROM incoming')
