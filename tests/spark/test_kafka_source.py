@@ -206,3 +206,42 @@ def test_include_headers(  # type: ignore[no-untyped-def]
     rows = spark.read.parquet(str(tmp_path / "out")).orderBy("offset").collect()
     assert [(h.key, h.value) for h in rows[0].headers] == [("source", b"tracker"), ("v", b"2")]
     assert rows[1].headers == []
+
+
+def test_small_batches_are_read_by_one_task_large_ones_per_partition(
+    spark, settings: Settings, new_topic: Callable[..., str], produce: Callable[..., int]
+) -> None:  # type: ignore[no-untyped-def]
+    from clickstream.kafka.config import client_config
+    from clickstream.spark.kafka_source import (
+        SMALL_BATCH,
+        KafkaRange,
+        KafkaRanges,
+        KafkaStreamReader,
+    )
+
+    topic = new_topic(partitions=4)
+    produce(topic, 40, partitions=4)
+    options = {"subscribe": topic, "startingoffsets": "earliest"}
+    options |= {f"kafka.{k}": str(v) for k, v in client_config(settings).items()}
+    reader = KafkaStreamReader(options)
+    start = {topic: {str(p): 0 for p in range(4)}}
+    small = reader.partitions(start, {topic: {str(p): 10 for p in range(4)}})
+    assert len(small) == 1
+    assert isinstance(small[0], KafkaRanges)
+    assert [(r.partition, r.start, r.end) for r in small[0].ranges] == [
+        (p, 0, 10) for p in range(4)
+    ]
+    large = reader.partitions(start, {topic: {str(p): SMALL_BATCH for p in range(4)}})
+    assert [type(r) for r in large] == [KafkaRange] * 4
+    reader.stop()
+    # Read through Spark: every record once from the one-task batch.
+    frame = read_kafka(spark, topic, settings=settings, starting_offsets="earliest")
+    rows = (
+        frame.writeStream.format("memory")
+        .queryName(f"small_{topic.replace('-', '_')}")
+        .trigger(availableNow=True)
+        .start()
+    )
+    rows.awaitTermination(120)
+    got = spark.sql(f"select value from small_{topic.replace('-', '_')}").collect()
+    assert sorted(json.loads(r.value)["i"] for r in got) == list(range(40))

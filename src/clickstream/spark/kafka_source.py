@@ -64,6 +64,8 @@ _ARROW_HEADERS = pa.field(
 # librdkafka timestamp type -> the Java client's TimestampType id that Spark reports.
 _TIMESTAMP_TYPES = {0: -1, 1: 0, 2: 1}
 _READ_CHUNK = 10_000
+SMALL_BATCH = 20_000
+"""Micro-batches of at most this many records are read by one task."""
 
 Offsets = dict[str, dict[str, int]]
 
@@ -92,6 +94,15 @@ class KafkaRange(InputPartition):
         self.partition = partition
         self.start = start
         self.end = end
+
+
+class KafkaRanges(InputPartition):
+    """Several small ranges read one after the other by one task: a micro-batch of a few
+    records should not pay for a task (and a Python worker call) per topic-partition."""
+
+    def __init__(self, ranges: list[KafkaRange]) -> None:
+        super().__init__(tuple(r.value for r in ranges))
+        self.ranges = ranges
 
 
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
@@ -175,16 +186,18 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def reportLatestOffset(self) -> Offsets | None:
         return _nest(self._ends()[1])
 
-    def partitions(self, start: Offsets, end: Offsets) -> list[KafkaRange]:
+    def partitions(self, start: Offsets, end: Offsets) -> list[InputPartition]:
         begin, finish = _flat(start), _flat(end)
         missing = [k for k in finish if k not in begin]
         lows = self._ends()[0] if missing else {}
-        ranges = []
+        ranges: list[KafkaRange] = []
         for key, stop in sorted(finish.items()):
             first = begin.get(key, lows.get(key, 0))
             if stop > first:
                 ranges.append(KafkaRange(key[0], key[1], first, stop))
-        return ranges
+        if len(ranges) > 1 and sum(r.end - r.start for r in ranges) <= SMALL_BATCH:
+            return [KafkaRanges(ranges)]
+        return list(ranges)
 
     def commit(self, end: Offsets) -> None:
         """Offsets live in Spark's checkpoint; nothing to commit to Kafka."""
@@ -197,14 +210,16 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     # -- executor side -----------------------------------------------------------------------
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRange)
-        yield from read_range(
-            self.client,
-            partition,
-            include_headers=self.include_headers,
-            fail_on_data_loss=self.fail_on_data_loss,
-            read_timeout=self.read_timeout,
-        )
+        ranges = partition.ranges if isinstance(partition, KafkaRanges) else [partition]
+        for rng in ranges:
+            assert isinstance(rng, KafkaRange)
+            yield from read_range(
+                self.client,
+                rng,
+                include_headers=self.include_headers,
+                fail_on_data_loss=self.fail_on_data_loss,
+                read_timeout=self.read_timeout,
+            )
 
 
 def read_range(
