@@ -210,27 +210,30 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     # -- executor side -----------------------------------------------------------------------
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        ranges = partition.ranges if isinstance(partition, KafkaRanges) else [partition]
-        for rng in ranges:
-            assert isinstance(rng, KafkaRange)
-            yield from read_range(
-                self.client,
-                rng,
-                include_headers=self.include_headers,
-                fail_on_data_loss=self.fail_on_data_loss,
-                read_timeout=self.read_timeout,
-            )
+        if isinstance(partition, KafkaRanges):
+            ranges = partition.ranges
+        else:
+            assert isinstance(partition, KafkaRange)
+            ranges = [partition]
+        yield from read_ranges(
+            self.client,
+            ranges,
+            include_headers=self.include_headers,
+            fail_on_data_loss=self.fail_on_data_loss,
+            read_timeout=self.read_timeout,
+        )
 
 
-def read_range(
+def read_ranges(
     client: dict[str, str],
-    rng: KafkaRange,
+    ranges: list[KafkaRange],
     *,
     include_headers: bool = False,
     fail_on_data_loss: bool = True,
     read_timeout: float = 120.0,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield Arrow batches with every record of ``rng``: offsets ``[start, end)``, each once."""
+    """Yield Arrow batches (one topic-partition each) with every record of ``ranges``: offsets
+    ``[start, end)`` of each, each record once. One consumer reads them all at the same time."""
     consumer = Consumer(
         _consumer_config(
             client,
@@ -242,37 +245,54 @@ def read_range(
         )
     )
     schema = pa.schema([*_ARROW_FIELDS, _ARROW_HEADERS] if include_headers else _ARROW_FIELDS)
-    tp = TopicPartition(rng.topic, rng.partition, rng.start)
+    by_key = {(r.topic, r.partition): r for r in ranges}
+    position = {key: r.start for key, r in by_key.items()}
+    waiting = {key for key, r in by_key.items() if r.start < r.end}
     try:
-        consumer.assign([tp])
-        position = rng.start
+        consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in ranges])
         last_progress = time.monotonic()
-        while position < rng.end:
-            messages = consumer.consume(min(rng.end - position, _READ_CHUNK), timeout=0.2)
-            rows: list[Any] = []
+        while waiting:
+            left = sum(by_key[k].end - position[k] for k in waiting)
+            messages = consumer.consume(min(left, _READ_CHUNK), timeout=0.2)
+            rows: dict[Key, list[Any]] = {}
             for msg in messages:
+                key = (msg.topic(), msg.partition())
                 error = msg.error()
                 if error is not None:
-                    _raise_read_error(error, rng, position)
+                    if key in by_key:
+                        _raise_read_error(error, by_key[key], position[key])
+                    continue
+                if key not in waiting:
                     continue
                 offset = int(msg.offset() or 0)
-                if offset >= rng.end:
-                    position = rng.end
-                    break
-                rows.append(msg)
-                position = offset + 1
+                if offset < by_key[key].end:
+                    rows.setdefault(key, []).append(msg)
+                position[key] = min(offset + 1, by_key[key].end)
+                if position[key] >= by_key[key].end:
+                    _done(consumer, key, waiting)
+            for batch in rows.values():
+                yield _to_batch(batch, schema, include_headers)
             if rows:
                 last_progress = time.monotonic()
-                yield _to_batch(rows, schema, include_headers)
-            elif position < rng.end:
-                position = max(position, _position(consumer, tp))
-                if time.monotonic() - last_progress > read_timeout:
-                    raise KafkaUnavailableError(
-                        f"{rng.topic}[{rng.partition}]: no record after offset {position - 1} "
-                        f"within {read_timeout:g}s (reading up to {rng.end})"
-                    )
+                continue
+            for key in list(waiting):
+                position[key] = max(position[key], _position(consumer, TopicPartition(*key)))
+                if position[key] >= by_key[key].end:
+                    _done(consumer, key, waiting)
+            if waiting and time.monotonic() - last_progress > read_timeout:
+                key = min(waiting)
+                raise KafkaUnavailableError(
+                    f"{key[0]}[{key[1]}]: no record after offset {position[key] - 1} "
+                    f"within {read_timeout:g}s (reading up to {by_key[key].end})"
+                )
     finally:
         consumer.close()
+
+
+def _done(consumer: Consumer, key: Key, waiting: set[Key]) -> None:
+    """Stop fetching a topic-partition that reached the end of its range."""
+    waiting.discard(key)
+    consumer.pause([TopicPartition(*key)])
 
 
 def _position(consumer: Consumer, tp: TopicPartition) -> int:
