@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -144,6 +145,23 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def serve_in_thread(app: Any, port: int, what: str) -> tuple[Any, threading.Thread]:
+    """Run an ASGI ``app`` with uvicorn on 127.0.0.1:``port`` in a daemon thread; return the
+    server (set ``should_exit`` to stop it) and the thread once it accepts connections."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the {what} did not start")
+        time.sleep(0.05)
+    return server, thread
 
 
 def cli_env(**extra: str) -> dict[str, str]:

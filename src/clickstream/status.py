@@ -93,22 +93,6 @@ def query_lags(checkpoints: Path, ends: dict[Key, int] | None) -> list[QueryLag]
     return found
 
 
-def _ends(settings: Settings, topics: list[str]) -> dict[Key, int]:
-    from confluent_kafka import Consumer
-
-    from clickstream.kafka.config import consumer_config
-    from clickstream.kafka.offsets import partitions_of, watermarks
-
-    consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
-    try:
-        keys = partitions_of(consumer, topics, settings.kafka.timeout_s)
-        return {
-            k: hi for k, (_, hi) in watermarks(consumer, keys, settings.kafka.timeout_s).items()
-        }
-    finally:
-        consumer.close()
-
-
 def _warehouse(settings: Settings, report: Report) -> None:
     from clickstream.events.results import TABLE
     from clickstream.sinks.duckdb_table import connect
@@ -156,7 +140,7 @@ def gather(settings: Settings, kafka_settings: Settings | None) -> Report:
     else:
         try:
             report.topics = describe_topics(kafka_settings)
-            ends = _ends(kafka_settings, [t.name for t in report.topics])
+            ends = {(t.name, p): end for t in report.topics for p, end in t.ends.items()}
         except ClickstreamError as exc:
             report.kafka_error = str(exc)
     report.queries = query_lags(settings.checkpoint_dir, ends)

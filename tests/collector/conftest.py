@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,18 +36,10 @@ def free_port() -> int:
 
 
 def serve(settings: Settings, port: int | None = None) -> RunningCollector:
+    from tests.conftest import serve_in_thread
+
     port = port or free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the collector did not start")
-        time.sleep(0.05)
+    server, thread = serve_in_thread(create_app(settings), port, "collector")
     return RunningCollector(f"http://127.0.0.1:{port}", settings, server, thread)
 
 

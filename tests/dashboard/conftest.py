@@ -21,6 +21,7 @@ from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from tests.browser.conftest import browser  # noqa: F401  (module-scoped headless Chromium)
 from tests.collector.conftest import free_port
+from tests.conftest import serve_in_thread
 
 T = TypeVar("T")
 
@@ -49,15 +50,7 @@ class RunningDashboard:
 def serve(settings: Settings, port: int | None = None, **options: Any) -> RunningDashboard:
     port = port or free_port()
     app = create_app(settings, **options)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the dashboard did not start")
-        time.sleep(0.05)
+    server, thread = serve_in_thread(app, port, "dashboard")
     return RunningDashboard(f"http://127.0.0.1:{port}", settings, app, server, thread)
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from clickstream.cli.base import Context, cli, pass_context
-from clickstream.errors import ConfigError
 
 
 @cli.command()
@@ -69,14 +68,11 @@ def jobs_list() -> None:
 def jobs_run(ctx: Context, names: tuple[str, ...], available_now: bool, master: str | None) -> None:
     """Run the jobs NAME... in one Spark session until Ctrl-C (or until caught up, with
     --available-now). `clickstream jobs run sessions shop web-live` runs them all."""
-    from clickstream.jobs.runner import RunningJob, builders, start_job
+    from clickstream.jobs.runner import RunningJob, check_names, start_job
     from clickstream.spark.session import get_spark
     from clickstream.stack import stop_signals
 
-    known = builders()
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ConfigError(f"unknown job {unknown[0]!r}; jobs: {', '.join(sorted(known))}")
+    check_names(names)  # before Spark starts
     settings = ctx.client_settings()
     if master:
         settings = settings.model_copy(

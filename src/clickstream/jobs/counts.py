@@ -125,30 +125,23 @@ class ResultsWriter:
         rows = batch.toArrow()
         if rows.num_rows == 0:
             return
+        counts = [WindowCount(**r) for r in rows.to_pylist()]
+        keys = [record_key(c.metric, c.window_start, c.key) for c in counts]
         encode = msgspec.json.encode
-        self.topic.send(
-            (record_key(r["metric"], r["window_start"], r["key"]), encode(WindowCount(**r)))
-            for r in rows.to_pylist()
+        self.topic.send(zip(keys, map(encode, counts), strict=True))
+        utc = pa.timestamp("ms", tz="UTC")
+        self.table.upsert(
+            pa.table(
+                {
+                    "result_key": keys,
+                    "metric": rows["metric"],
+                    "window_start": pc.cast(rows["window_start"], utc),
+                    "window_end": pc.cast(rows["window_end"], utc),
+                    "key": rows["key"],
+                    "count": rows["count"],
+                }
+            )
         )
-        self.table.upsert(warehouse_rows(rows))
-
-
-def warehouse_rows(rows: pa.Table) -> pa.Table:
-    """Counts as the warehouse keeps them: a ``result_key`` and timestamps."""
-    key = pc.binary_join_element_wise(
-        rows["metric"], pc.cast(rows["window_start"], pa.string()), rows["key"], "|"
-    )
-    utc = pa.timestamp("ms", tz="UTC")
-    return pa.table(
-        {
-            "result_key": key,
-            "metric": rows["metric"],
-            "window_start": pc.cast(rows["window_start"], utc),
-            "window_end": pc.cast(rows["window_end"], utc),
-            "key": rows["key"],
-            "count": rows["count"],
-        }
-    )
 
 
 def results_writer(settings: Settings) -> Callable[[DataFrame, int], None]:

@@ -25,6 +25,15 @@ def builders() -> dict[str, Builder]:
     return {module.NAME: module.build for module in (sessions, shop, web_live)}
 
 
+def check_names(names: list[str] | tuple[str, ...]) -> dict[str, Builder]:
+    """The jobs' builders; raise :class:`ConfigError` naming the first unknown job."""
+    found = builders()
+    unknown = [name for name in names if name not in found]
+    if unknown:
+        raise ConfigError(f"unknown job {unknown[0]!r}; jobs: {', '.join(sorted(found))}")
+    return found
+
+
 @dataclass
 class QueryStats:
     batches: int = 0
@@ -103,10 +112,7 @@ def start_job(
     **options: Any,
 ) -> RunningJob:
     """Build job ``name`` and start its queries (``available_now``: process what is there, stop)."""
-    found = builders()
-    if name not in found:
-        raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(sorted(found))}")
-    spec = found[name](spark, settings, **options)
+    spec = check_names([name])[name](spark, settings, **options)
     queries = []
     for query in spec.queries:
         writer = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -21,6 +21,8 @@ class TopicInfo:
     partitions: int
     records: int
     """Records currently held (sum over partitions of high - low watermark)."""
+    ends: dict[int, int] = field(default_factory=dict)
+    """Partition -> offset after its last record (the high watermark)."""
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -110,6 +112,7 @@ def describe_topics(settings: Settings, include_internal: bool = False) -> list[
             name=name,
             partitions=len(metadata.topics[name].partitions),
             records=sum(hi - lo for (topic, _), (lo, hi) in marks.items() if topic == name),
+            ends={p: hi for (topic, p), (_, hi) in marks.items() if topic == name},
         )
         for name in names
     ]

@@ -1,12 +1,12 @@
 """Replay a shopping log (the seed's ``user_log.csv``) into Kafka, at a rate.
 
 :func:`replay_shop` sends rows as :class:`~clickstream.events.shop.ShopEvent` JSON, keyed by
-``user_id``: the rows of a file (:func:`read_shop_csv`) or made-up ones
-(:func:`generate_shop_rows`), both from :mod:`clickstream.simulators.shop_data` and re-exported
-here. It sends ``rate`` events per second, paced in ~10 ms chunks against a monotonic schedule
-(so it holds thousands of events per second), and stamps each event with the time of sending
-or, given ``start``, with ``start + k * 1000 / rate`` ms for the k-th event sent (then sent as
-fast as possible: the times are simulated, and a replay is deterministic). Malformed rows do not
+``user_id``: the rows of a file (:func:`read_shop_csv`, from :mod:`clickstream.simulators.shop_log`)
+or made-up ones (:func:`generate_shop_rows`, from :mod:`clickstream.simulators.shop_data`), both
+re-exported here. It sends ``rate`` events per second, paced in ~10 ms chunks against a monotonic
+schedule (so it holds thousands of events per second), and stamps each event with the time of
+sending or, given ``start``, with ``start + k * 1000 / rate`` ms for the k-th event sent (then sent
+as fast as possible: the times are simulated, and a replay is deterministic). Malformed rows do not
 take a slot. :class:`ReplayProgress` shows the progress on stderr.
 """
 
@@ -28,14 +28,14 @@ from clickstream.errors import ConfigError, KafkaUnavailableError, TerminalError
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import EventProducer, make_producer
 from clickstream.settings import Settings
-from clickstream.simulators.shop_data import (
+from clickstream.simulators.shop_data import generate_shop_rows
+from clickstream.simulators.shop_log import (
     Numbered,
     RowError,
     ShopCsv,
     ShopLogError,
     ShopRow,
     count_rows,
-    generate_shop_rows,
     read_shop_csv,
     write_shop_csv,
 )
