@@ -2,6 +2,11 @@
 dashboard's WebSocket, p50/p99, at steady rates.
 
     .venv/bin/python bench/dashboard_latency.py [--rates 1000,5000] [--seconds 30] [--markdown]
+        [--variant NAME:SETTING=VALUE,...]...
+
+Each ``--variant`` runs every rate again with the job's settings changed (environment names,
+e.g. ``--variant trigger-0:CLICKSTREAM_JOBS_COUNT_TRIGGER_S=0``), so settings are compared side by
+side in one run; without it the defaults run alone.
 
 Starts the embedded broker, then the deployment's own processes: `clickstream jobs run shop`
 (Spark local, 1-s windows, 1-s trigger, update mode) and `clickstream dashboard`. This script
@@ -160,6 +165,18 @@ def run_rate(
     }
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:KEY=VALUE,KEY=VALUE`` -> (name, environment)."""
+    name, _, assignments = text.partition(":")
+    extra = {}
+    for item in filter(None, assignments.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("CLICKSTREAM_"):
+            raise argparse.ArgumentTypeError(f"expected CLICKSTREAM_NAME=VALUE, got {item!r}")
+        extra[key] = value
+    return name, extra
+
+
 def wait_http(url: str, timeout: float) -> None:
     import httpx
 
@@ -181,15 +198,18 @@ def main() -> None:
     parser.add_argument("--rates", default="1000,5000")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--variant", action="append", default=[], type=parse_variant)
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
+    variants = args.variant or [("defaults", {})]
 
     rows = []
     with (
         tempfile.TemporaryDirectory(prefix="clickstream-bench-") as tmp,
         EmbeddedBroker(BrokerSettings(port=0), log_file=Path(tmp) / "broker.log") as broker,
     ):
-        for i, rate in enumerate(rates):
+        runs = [(name, extra, rate) for name, extra in variants for rate in rates]
+        for i, (name, extra, rate) in enumerate(runs):
             tag = f"{os.getpid()}-{i}"
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
@@ -201,6 +221,7 @@ def main() -> None:
                 "CLICKSTREAM_DASHBOARD_PORT": str(port),
                 "CLICKSTREAM_SPARK_MASTER": "local[2]",
             }
+            env |= extra
             from clickstream.settings import load_settings
 
             ensure_topics(load_settings(environ=env), [f"shop-{tag}", f"results-{tag}"])
@@ -211,16 +232,22 @@ def main() -> None:
             ]
             try:
                 wait_http(f"http://127.0.0.1:{port}/healthz", 60)
-                console.print(f"rate {rate}/s: job warm-up, then {args.seconds:g} s of events")
+                console.print(
+                    f"{name}, rate {rate}/s: job warm-up, then {args.seconds:g} s of events"
+                )
                 time.sleep(10)  # the job's JVM
-                rows.append(run_rate(broker.bootstrap, env, port, rate, args.seconds, tag))
+                row = run_rate(broker.bootstrap, env, port, rate, args.seconds, tag)
+                rows.append({"variant": name, **row})
             finally:
                 for proc in procs:
                     stop(proc)
 
-    table = Table("events/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)", "missing")
+    table = Table(
+        "variant", "events/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)", "missing"
+    )
     for row in rows:
         table.add_row(
+            row["variant"],
             str(row["rate"]),
             str(row["sent"]),
             str(row["measured"]),
@@ -231,10 +258,10 @@ def main() -> None:
         )
     Console().print(table)
     if args.markdown:
-        print("| events/s | sent | measured | p50 (s) | p99 (s) | max (s) | missing |")
-        print("|---|---|---|---|---|---|---|")
+        print("| variant | events/s | sent | measured | p50 (s) | p99 (s) | max (s) | missing |")
+        print("|---|---|---|---|---|---|---|---|")
         for row in rows:
-            cells = [row[k] for k in ("rate", "sent", "measured")]
+            cells = [row[k] for k in ("variant", "rate", "sent", "measured")]
             cells += [f"{row[k]:.2f}" for k in ("p50", "p99", "max")] + [row["missing"]]
             print("| " + " | ".join(str(c) for c in cells) + " |")
 

@@ -43,6 +43,12 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
     assert not settings.embedded_broker
 
 
+def test_count_trigger_zero_means_back_to_back_batches() -> None:
+    assert (
+        load_settings(environ={"CLICKSTREAM_JOBS_COUNT_TRIGGER_S": "0"}).jobs.count_trigger_s == 0
+    )
+
+
 def test_settings_are_frozen() -> None:
     settings = load_settings(environ={})
     with pytest.raises(ValueError, match="frozen"):
@@ -54,6 +60,7 @@ def test_settings_are_frozen() -> None:
     [
         ({"CLICKSTREAM_TOPICS_PARTITIONS": "zero"}, "CLICKSTREAM_TOPICS_PARTITIONS='zero'"),
         ({"CLICKSTREAM_TOPICS_PARTITIONS": "0"}, "greater than or equal to 1"),
+        ({"CLICKSTREAM_JOBS_COUNT_TRIGGER_S": "-1"}, "greater than or equal to 0"),
         (
             {"CLICKSTREAM_KAFKA_SECURITY_PROTOCOL": "TLS"},
             "CLICKSTREAM_KAFKA_SECURITY_PROTOCOL='TLS'",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,11 @@ def test_sessions_gaps_late_events_and_dead_letters(  # type: ignore[no-untyped-
 
     avro = [r for r in read_avro(f"{ours.files_url}/sessions") if r["visitor_id"] in (a, b)]
     assert sorted(r["session_key"] for r in avro) == sorted(r["session_key"] for r in mine)
+    in_file = {r["session_key"]: r for r in avro}[first["session_key"]]
+    assert in_file["session_start"] == first["session_start"]
+    assert in_file["session_start"] == datetime.fromtimestamp(T0 / 1000, UTC)
+    assert in_file["hit_timestamps"] == first["hit_timestamps"]
+    assert in_file["pages"] == first["pages"]
 
     dead = [value for _, value in read_topic(ours, ours.topics.dead_letter)]
     assert sorted(d["reason"] for d in dead) == [

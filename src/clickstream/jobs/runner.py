@@ -121,7 +121,7 @@ def start_job(
             .foreachBatch(query.write_batch)
             .option("checkpointLocation", str(settings.checkpoint_dir / spec.name / query.name))
         )
-        interval = query.trigger_s or settings.jobs.trigger_s
+        interval = settings.jobs.trigger_s if query.trigger_s is None else query.trigger_s
         writer = (
             writer.trigger(availableNow=True)
             if available_now

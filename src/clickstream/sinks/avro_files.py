@@ -93,7 +93,7 @@ def _writer(folder: str, schema: dict[str, Any]):  # type: ignore[no-untyped-def
 
         rows: list[dict[str, Any]] = []
         for batch in batches:
-            rows.extend(batch.to_pylist())
+            rows.extend(_micros(batch).to_pylist())
         if not rows:
             return
         context = TaskContext.get()
@@ -104,6 +104,21 @@ def _writer(folder: str, schema: dict[str, Any]):  # type: ignore[no-untyped-def
         yield pa.RecordBatch.from_pydict({"path": [target], "rows": [len(rows)]})
 
     return write
+
+
+def _micros(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps (also in lists) as integer microseconds, what Avro's ``timestamp-micros``
+    stores: Python datetimes cost more to make and to encode than the rest of a session row."""
+    columns = []
+    for column in batch.columns:
+        kind = column.type
+        if pa.types.is_timestamp(kind):
+            column = column.cast(pa.timestamp("us", tz=kind.tz)).cast(pa.int64())
+        elif pa.types.is_list(kind) and pa.types.is_timestamp(kind.value_type):
+            unit = pa.timestamp("us", tz=kind.value_type.tz)
+            column = column.cast(pa.list_(unit)).cast(pa.list_(pa.int64()))
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def read_avro(url: str) -> list[dict[str, Any]]:

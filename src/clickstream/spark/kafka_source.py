@@ -124,6 +124,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.read_timeout = float(options.get("readtimeoutms", "120000")) / 1000
         self._consumer: Consumer | None = None
         self._target: Offsets | None = None
+        self._latest: Offsets | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -169,6 +170,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def latestOffset(self, start: Offsets, limit: ReadLimit) -> Offsets:
         lows, highs = self._ends()
+        self._latest = _nest(highs)
         if self._target is not None:
             target = _flat(self._target)
             highs = {k: v for k, v in highs.items() if k in target}
@@ -184,7 +186,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return _nest(ends)
 
     def reportLatestOffset(self) -> Offsets | None:
-        return _nest(self._ends()[1])
+        """The partition ends seen by the last ``latestOffset`` (Spark asks right after it)."""
+        return self._latest if self._latest is not None else _nest(self._ends()[1])
 
     def partitions(self, start: Offsets, end: Offsets) -> list[InputPartition]:
         begin, finish = _flat(start), _flat(end)
