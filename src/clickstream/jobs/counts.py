@@ -29,8 +29,6 @@ from clickstream.sinks.duckdb_table import DuckDBTable
 from clickstream.spark.io import DriverKafkaSink
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from pyspark.sql import Column, DataFrame
 
 
@@ -142,8 +140,3 @@ class ResultsWriter:
                 }
             )
         )
-
-
-def results_writer(settings: Settings) -> Callable[[DataFrame, int], None]:
-    """A ``foreachBatch`` function writing counts to the result topic and the warehouse."""
-    return ResultsWriter(settings)

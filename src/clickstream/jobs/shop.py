@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
 from clickstream.events.web import spark_ddl
-from clickstream.jobs.counts import Measure, Windows, results_writer, window_counts
+from clickstream.jobs.counts import Measure, ResultsWriter, Windows, window_counts
 from clickstream.jobs.parse import dead_letter_query, good, parse_json
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
@@ -64,7 +64,7 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             QuerySpec(
                 "counts",
                 counts,
-                results_writer(settings),
+                ResultsWriter(settings),
                 "update",
                 trigger,
                 rows_per_event=len(measures()),

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.web import EnrichedWebEvent, spark_ddl
-from clickstream.jobs.counts import Measure, Windows, results_writer, window_counts, window_distinct
+from clickstream.jobs.counts import Measure, ResultsWriter, Windows, window_counts, window_distinct
 from clickstream.jobs.parse import dead_letter_query, good, parse_json
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
@@ -70,14 +70,14 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             QuerySpec(
                 "counts",
                 window_counts(events, "ts", measures(), windows),
-                results_writer(settings),
+                ResultsWriter(settings),
                 "update",
                 trigger,
             ),
             QuerySpec(
                 "active-sessions",
                 window_distinct(events, "ts", "web.active_sessions", ["uiud", "sessionId"], active),
-                results_writer(settings),
+                ResultsWriter(settings),
                 "update",
                 settings.jobs.trigger_s,  # the window moves every 10 s
             ),
