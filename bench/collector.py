@@ -1,7 +1,8 @@
 """Benchmark: the collector's HTTP -> Kafka rate against the seed's Flask endpoint, same broker.
 
     python bench/collector.py [--duration 20] [--connections 64] [--events-per-batch 100]
-                              [--workers 1,2] [--skip-reference] [--markdown]
+                              [--workers 1,2] [--servers uvicorn,granian] [--skip-reference]
+                              [--markdown]
 
 On the embedded broker, one after the other, --duration seconds each after a 2 s warm-up, with
 wrk (else an asyncio + httpx generator): for each ``clickstream collector --workers N``, "single"
@@ -268,14 +269,15 @@ def bench_server(
         stop(process)
 
 
-def bench_collector(workers: int, args: Namespace) -> list[Result]:
+def bench_collector(workers: int, server: str, args: Namespace) -> list[Result]:
     base = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     argv = [sys.executable, "-m", "clickstream", "collector", "--port", base.rsplit(":", 1)[1]]
     batch = [seed_payload(eventId=str(uuid.uuid4())) for _ in range(args.events_per_batch)]
     runs: list[Run] = [("single", f"{base}/api/webeventspub", seed_payload(), 1, args.topic)]
     runs += [("batch", f"{base}/v1/events", batch, args.events_per_batch, args.topic)]
-    label = f"clickstream, {workers} worker{'s' if workers > 1 else ''}"
-    return bench_server(label, [*argv, "--workers", str(workers)], f"{base}/healthz", runs, args)
+    label = f"clickstream ({server}), {workers} worker{'s' if workers > 1 else ''}"
+    argv += ["--workers", str(workers), "--server", server]
+    return bench_server(label, argv, f"{base}/healthz", runs, args)
 
 
 def bench_reference(args: Namespace) -> list[Result]:
@@ -329,6 +331,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (each takes a core)")
     parser.add_argument("--events-per-batch", type=int, default=100)
     parser.add_argument("--workers", default="1,2", help="collector worker counts to measure")
+    parser.add_argument(
+        "--servers",
+        default="uvicorn",
+        help="ASGI servers to measure, e.g. uvicorn,granian (granian: clickstream[granian])",
+    )
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     args = parser.parse_args()
@@ -350,8 +357,9 @@ def main() -> int:
             args.settings = load_settings(environ=args.env)
             ensure_topics(args.settings, [args.topic])
             results: list[Result] = []
-            for workers in (int(n) for n in args.workers.split(",")):
-                results += bench_collector(workers, args)
+            for server in args.servers.split(","):
+                for workers in (int(n) for n in args.workers.split(",")):
+                    results += bench_collector(workers, server, args)
             if not args.skip_reference:
                 results += bench_reference(args)
             report(results, args)

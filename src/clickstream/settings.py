@@ -182,6 +182,8 @@ class CollectorSettings(_Section):
     ack_timeout_s: float = Field(default=5.0, gt=0, le=300)
     """How long a request waits for Kafka's acknowledgement before answering 503."""
     workers: int = Field(default=1, ge=1, le=64)
+    server: Literal["uvicorn", "granian"] = "uvicorn"
+    """The ASGI server of ``clickstream collector``; ``granian`` needs ``clickstream[granian]``."""
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -9,23 +9,40 @@ from typing import Any
 import click
 
 from clickstream.cli.base import Context, cli, pass_context
+from clickstream.errors import ConfigError
+from clickstream.settings import Settings
 
 
 @cli.command()
 @click.option("--host", help="Default: collector.host.")
 @click.option("--port", type=int, help="Default: collector.port.")
 @click.option("--workers", type=click.IntRange(min=1), help="Default: collector.workers.")
+@click.option(
+    "--server",
+    type=click.Choice(["uvicorn", "granian"]),
+    help="ASGI server. Default: collector.server.",
+)
 @pass_context
-def collector(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
+def collector(
+    ctx: Context, host: str | None, port: int | None, workers: int | None, server: str | None
+) -> None:
     """Run the HTTP collector (events in, Kafka out)."""
-    import uvicorn
-
     settings = ctx.client_settings()
     section = settings.collector
     workers = workers or section.workers
+    server = server or section.server
     bind_host = host or section.host
     bind_port = port if port is not None else section.port
-    click.echo(f"collector on http://{bind_host}:{bind_port} -> {settings.kafka.bootstrap_servers}")
+    plural = "s" if workers > 1 else ""
+    click.echo(
+        f"collector on http://{bind_host}:{bind_port} -> {settings.kafka.bootstrap_servers} "
+        f"({server}, {workers} worker{plural})"
+    )
+    if server == "granian":
+        serve_granian(settings, bind_host, bind_port, workers)
+        return
+    import uvicorn
+
     if workers > 1:  # each worker process loads the settings itself
         os.environ["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
         app: Any = "clickstream.collector.app:app_from_env"
@@ -43,6 +60,28 @@ def collector(ctx: Context, host: str | None, port: int | None, workers: int | N
         access_log=False,
         proxy_headers=section.trust_forwarded_for,
     )
+
+
+def serve_granian(settings: Settings, host: str, port: int, workers: int) -> None:
+    """The collector on granian (a Rust HTTP server): worker processes load the settings from
+    the environment, as uvicorn's do with several workers."""
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces
+    except ImportError:
+        raise ConfigError(
+            "collector.server = 'granian' needs granian: pip install 'clickstream[granian]'"
+        ) from None
+    os.environ["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
+    Granian(
+        "clickstream.collector.app:app_from_env",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        log_access=False,
+    ).serve()
 
 
 @cli.group()

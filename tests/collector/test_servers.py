@@ -1,0 +1,71 @@
+"""``clickstream collector --server``: the same app on uvicorn (default) and granian, as the
+command runs it (its own process, settings from the environment)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+
+from clickstream.broker.embedded import EmbeddedBroker, free_port
+from clickstream.kafka.admin import ensure_topics
+from clickstream.settings import Settings
+from tests.collector.test_collector import seed_payload
+from tests.conftest import cli_env, read_topic
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_collector_command_serves_on_each_server(
+    broker: EmbeddedBroker, settings: Settings, server: str
+) -> None:
+    port = free_port("127.0.0.1")
+    topic = f"web-{uuid.uuid4().hex[:8]}"
+    ours = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"web_events": topic})}
+    )
+    ensure_topics(ours, [topic])
+    env = cli_env(
+        CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+        CLICKSTREAM_TOPICS_WEB_EVENTS=topic,
+        CLICKSTREAM_COLLECTOR_SERVER=server,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clickstream", "collector", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"{server} did not answer within 60 s"
+            time.sleep(0.2)
+        event_id = str(uuid.uuid4())
+        answer = httpx.post(f"{base}/api/webeventspub", json=seed_payload(eventId=event_id))
+        assert answer.status_code == 200, answer.text
+        bad = httpx.post(f"{base}/api/webeventspub", content=b"{", timeout=10)
+        assert bad.status_code == 400
+        assert [e["eventId"] for _, e in read_topic(ours, topic)] == [event_id]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    output = process.stdout.read().decode()  # type: ignore[union-attr]
+    assert f"({server}, 1 worker)" in output
