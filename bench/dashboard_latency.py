@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import threading
@@ -38,7 +37,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from clickstream.broker.embedded import EmbeddedBroker
+from clickstream.broker.embedded import EmbeddedBroker, free_port
 from clickstream.children import spawn, stop
 from clickstream.events.shop import GENDERS, ShopEvent
 from clickstream.kafka.admin import ensure_topics
@@ -47,12 +46,6 @@ from clickstream.settings import BrokerSettings
 
 console = Console(stderr=True)
 WARMUP_S = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Produced:

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -170,5 +170,20 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+T = TypeVar("T")
+
+
 # The running-collector fixture is shared by the collector and browser tests.
 from tests.collector.conftest import start_collector  # noqa: E402, F401
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Call ``check`` until it returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value:
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout:g}s (last value: {value!r})")
+        time.sleep(interval)
+        value = check()
+    return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from clickstream.broker.embedded import free_port
 from clickstream.collector.app import create_app
 from clickstream.kafka.admin import ensure_topics
 from clickstream.settings import Settings
@@ -27,12 +27,6 @@ class RunningCollector:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(15)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve(settings: Settings, port: int | None = None) -> RunningCollector:

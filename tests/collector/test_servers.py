@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import httpx
@@ -16,7 +15,7 @@ from clickstream.broker.embedded import EmbeddedBroker, free_port
 from clickstream.kafka.admin import ensure_topics
 from clickstream.settings import Settings
 from tests.collector.test_collector import seed_payload
-from tests.conftest import cli_env, read_topic
+from tests.conftest import cli_env, read_topic, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,17 +42,16 @@ def test_collector_command_serves_on_each_server(
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"{server} did not answer within 60 s"
-            time.sleep(0.2)
+        wait_for(healthy, timeout=60)
         event_id = str(uuid.uuid4())
         answer = httpx.post(f"{base}/api/webeventspub", json=seed_payload(eventId=event_id))
         assert answer.status_code == 200, answer.text

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -22,8 +22,6 @@ from clickstream.settings import Settings
 from tests.browser.conftest import browser  # noqa: F401  (module-scoped headless Chromium)
 from tests.collector.conftest import free_port
 from tests.conftest import serve_in_thread
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -116,15 +114,3 @@ def produce_rows(settings: Settings, rows: list[WindowCount | bytes]) -> None:
             key = record_key(row.metric, row.window_start, row.key)
             producer.produce(settings.topics.results, msgspec.json.encode(row), key.encode())
     producer.flush()
-
-
-def wait_for(check: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
-    """Call ``check`` until it returns something truthy; fail with the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value:
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout:g}s (last value: {value!r})")
-        time.sleep(interval)
-        value = check()
-    return value

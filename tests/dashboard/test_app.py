@@ -23,12 +23,11 @@ from clickstream.events.results import WindowCount
 from clickstream.kafka.admin import ensure_topics
 from clickstream.settings import BrokerSettings, Settings
 from tests.collector.conftest import free_port
-from tests.conftest import cli_env
+from tests.conftest import cli_env, wait_for
 from tests.dashboard.conftest import (
     RunningDashboard,
     now_s,
     produce_rows,
-    wait_for,
     windows,
     with_results_topic,
 )

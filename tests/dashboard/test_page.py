@@ -15,8 +15,8 @@ import pytest
 
 from clickstream.settings import Settings
 from tests.collector.conftest import free_port
-from tests.conftest import alive, cli_env
-from tests.dashboard.conftest import RunningDashboard, now_s, produce_rows, wait_for, windows
+from tests.conftest import alive, cli_env, wait_for
+from tests.dashboard.conftest import RunningDashboard, now_s, produce_rows, windows
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 XSS = '<img src=x onerror="window.__xss=1">'

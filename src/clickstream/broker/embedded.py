@@ -44,7 +44,7 @@ def tansu_binary() -> str:
         raise BrokerError(f"the Tansu broker binary is missing: {exc}") from exc
 
 
-def free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

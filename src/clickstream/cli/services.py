@@ -43,9 +43,8 @@ def collector(
         return
     import uvicorn
 
-    if workers > 1:  # each worker process loads the settings itself
-        os.environ["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
-        app: Any = "clickstream.collector.app:app_from_env"
+    if workers > 1:
+        app: Any = worker_app(settings)
     else:
         from clickstream.collector.app import create_app
 
@@ -62,9 +61,15 @@ def collector(
     )
 
 
+def worker_app(settings: Settings) -> str:
+    """The app's import string for server worker processes, which load the settings from the
+    environment: the Kafka address resolved here (the embedded broker's) is passed on there."""
+    os.environ["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
+    return "clickstream.collector.app:app_from_env"
+
+
 def serve_granian(settings: Settings, host: str, port: int, workers: int) -> None:
-    """The collector on granian (a Rust HTTP server): worker processes load the settings from
-    the environment, as uvicorn's do with several workers."""
+    """The collector on granian (a Rust HTTP server), always in worker processes."""
     try:
         from granian import Granian
         from granian.constants import Interfaces
@@ -72,9 +77,8 @@ def serve_granian(settings: Settings, host: str, port: int, workers: int) -> Non
         raise ConfigError(
             "collector.server = 'granian' needs granian: pip install 'clickstream[granian]'"
         ) from None
-    os.environ["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
     Granian(
-        "clickstream.collector.app:app_from_env",
+        worker_app(settings),
         factory=True,
         address=host,
         port=port,
