@@ -2,7 +2,7 @@
 
     python bench/collector.py [--duration 20] [--connections 64] [--events-per-batch 100]
                               [--workers 1,2] [--servers uvicorn,granian] [--skip-reference]
-                              [--markdown]
+                              [--compare LABEL=SRC_DIR] [--markdown]
 
 On the embedded broker, one after the other, --duration seconds each after a 2 s warm-up, with
 wrk (else an asyncio + httpx generator): for each ``clickstream collector --workers N``, "single"
@@ -17,6 +17,10 @@ events plus those of the requests wrk abandoned in flight at the end, which the 
 completes ("Kafka - accepted"). "server CPU µs/event" is the server's own CPU time (all threads
 and processes) per accepted event; "cores" is what server, broker, load generator and everything
 else used. On a small shared machine the rates are lower bounds; CPU per event is steadier.
+
+``--compare before=/tmp/old/src`` (repeatable) also measures the collector from another source
+tree, e.g. ``git worktree add /tmp/old <rev>``, so a change is measured against its baseline in
+the same run.
 """
 
 from __future__ import annotations
@@ -256,10 +260,16 @@ def scenario(
 
 
 def bench_server(
-    label: str, argv: list[str], ready: str, runs: list[Run], args: Namespace
+    label: str,
+    argv: list[str],
+    ready: str,
+    runs: list[Run],
+    args: Namespace,
+    env: dict[str, str] | None = None,
 ) -> list[Result]:
     """Start a server, measure each (kind, url, body, events per request, topic), stop it."""
-    process = serve(argv, ready, Path(args.scratch) / f"{label.replace(' ', '_')}.log", args.env)
+    log = Path(args.scratch) / f"{label.replace(' ', '_').replace('/', '_')}.log"
+    process = serve(argv, ready, log, env or args.env)
     try:
         return [
             scenario(f"{label}: {kind}", url, json.dumps(body).encode(), n, topic, process, args)
@@ -269,7 +279,9 @@ def bench_server(
         stop(process)
 
 
-def bench_collector(workers: int, server: str, args: Namespace) -> list[Result]:
+def bench_collector(
+    workers: int, server: str, args: Namespace, source: tuple[str, str] | None = None
+) -> list[Result]:
     base = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     argv = [sys.executable, "-m", "clickstream", "collector", "--port", base.rsplit(":", 1)[1]]
     batch = [seed_payload(eventId=str(uuid.uuid4())) for _ in range(args.events_per_batch)]
@@ -277,7 +289,11 @@ def bench_collector(workers: int, server: str, args: Namespace) -> list[Result]:
     runs += [("batch", f"{base}/v1/events", batch, args.events_per_batch, args.topic)]
     label = f"clickstream ({server}), {workers} worker{'s' if workers > 1 else ''}"
     argv += ["--workers", str(workers), "--server", server]
-    return bench_server(label, argv, f"{base}/healthz", runs, args)
+    env = args.env
+    if source is not None:
+        label = f"{label} [{source[0]}]"
+        env = {**env, "PYTHONPATH": source[1]}
+    return bench_server(label, argv, f"{base}/healthz", runs, args, env)
 
 
 def bench_reference(args: Namespace) -> list[Result]:
@@ -337,8 +353,21 @@ def main() -> int:
         help="ASGI servers to measure, e.g. uvicorn,granian (granian: clickstream[granian])",
     )
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="LABEL=SRC_DIR",
+        help="also measure the collector from this source tree (a worktree's src/)",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     args = parser.parse_args()
+    sources: list[tuple[str, str] | None] = [None]
+    for spec in args.compare:
+        label, _, folder = spec.partition("=")
+        if not label or not Path(folder, "clickstream").is_dir():
+            parser.error(f"--compare wants LABEL=SRC_DIR with a clickstream package, not {spec!r}")
+        sources.append((label, str(Path(folder).resolve())))
     args.wrk = shutil.which("wrk") is not None
     args.generator = "wrk" if args.wrk else "asyncio + httpx (wrk not installed)"
     args.topic = f"bench.collector.{uuid.uuid4().hex[:8]}"
@@ -359,7 +388,8 @@ def main() -> int:
             results: list[Result] = []
             for server in args.servers.split(","):
                 for workers in (int(n) for n in args.workers.split(",")):
-                    results += bench_collector(workers, server, args)
+                    for source in sources:
+                        results += bench_collector(workers, server, args, source)
             if not args.skip_reference:
                 results += bench_reference(args)
             report(results, args)

@@ -1,7 +1,12 @@
-"""An asyncio face on the Kafka producer: ``await send(...)`` returns once Kafka acknowledged.
+"""An asyncio face on the Kafka producer: ``await send_many(...)`` returns once Kafka
+acknowledged every record.
 
-Delivery reports are served by one background thread; their results are handed to the event
-loop in bulk (one wake-up per poll, not per record). A fatal producer error, or records that
+Delivery reports are served on the event loop itself: ``Producer.poll(0)`` runs right after a
+request's records are produced and then every millisecond while records are in flight (every
+``IDLE_POLL_S`` when none are, for error reports). Each request waits on one future, resolved
+by the last of its records' reports; no second thread, no lock and no cross-thread wake-up per
+acknowledgement. Requests are failed in order of age once past their deadline (records' own
+``message.timeout.ms`` normally fails them first). A fatal producer error, or records that
 timed out (the broker may have lost the idempotent producer's state, as the embedded broker
 does when restarted), replace the producer with a new one.
 """
@@ -10,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +25,44 @@ from confluent_kafka import KafkaError, Message, Producer
 from clickstream.errors import KafkaUnavailableError
 from clickstream.kafka.config import LOGGER, producer_config
 from clickstream.settings import Settings
+
+BUSY_POLL_S = 0.001
+"""How often delivery reports are served while records are in flight."""
+IDLE_POLL_S = 0.1
+"""How often the producer is polled with nothing in flight (error reports, kafka_up)."""
+
+
+class _Request:
+    """The records of one request: a future resolved when the last report arrives."""
+
+    __slots__ = ("deadline", "error", "future", "left", "owner")
+
+    def __init__(self, owner: AsyncProducer, future: asyncio.Future[None], deadline: float):
+        self.owner = owner
+        self.future = future
+        self.left = 0
+        self.error: KafkaError | None = None
+        self.deadline = deadline
+
+    def delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        self.left -= 1
+        if err is not None:
+            self.error = self.error or err
+            if err.code() == KafkaError._MSG_TIMED_OUT:
+                # An idempotent producer whose records timed out never recovers on a broker
+                # that lost its state (the embedded broker after a restart): start afresh.
+                self.owner._renew = True
+        else:
+            self.owner.kafka_up = True
+        if self.left <= 0 and not self.future.done():
+            if self.error is None:
+                self.future.set_result(None)
+            else:
+                self.future.set_exception(KafkaUnavailableError(self.error.str()))
+
+    def fail(self, message: str) -> None:
+        if not self.future.done():
+            self.future.set_exception(KafkaUnavailableError(message))
 
 
 class AsyncProducer:
@@ -37,10 +80,10 @@ class AsyncProducer:
         )
         self._producer = Producer(self._config)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._done: list[tuple[asyncio.Future[None], KafkaError | None]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._waiting: deque[_Request] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False
+        self._closed = False
         self._renew = False
         self.kafka_up = True
         self.last_error: str | None = None
@@ -49,14 +92,17 @@ class AsyncProducer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
-        self._thread.start()
+        self._schedule(IDLE_POLL_S)
 
     async def close(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, timeout)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         self._producer.flush(timeout)
+
+    def unacknowledged(self) -> int:
+        """Records handed to the producer whose delivery report has not been served yet."""
+        return len(self._producer)
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -67,43 +113,34 @@ class AsyncProducer:
 
         Raises :class:`KafkaUnavailableError` if any was not acknowledged in time.
         """
-        assert self._loop is not None, "start() the producer first"
-        futures: list[asyncio.Future[None]] = []
-        for topic, key, value, *_ in records:
-            future: asyncio.Future[None] = self._loop.create_future()
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, on_delivery=self._callback(future)
-                )
-            except BufferError:
-                raise KafkaUnavailableError("the producer queue is full") from None
-            except Exception as exc:  # a fatal producer: replaced by the delivery thread
-                raise KafkaUnavailableError(f"cannot produce: {exc}") from None
-            futures.append(future)
+        loop = self._loop
+        assert loop is not None, "start() the producer first"
+        request = _Request(self, loop.create_future(), time.monotonic() + self.ack_timeout_s + 1)
+        produce = self._producer.produce
+        delivered = request.delivered
         try:
-            async with asyncio.timeout(self.ack_timeout_s + 1.0):
-                if len(futures) == 1:
-                    await futures[0]
-                    return
-                results = await asyncio.gather(*futures, return_exceptions=True)
-        except TimeoutError:
-            raise KafkaUnavailableError(
-                f"Kafka did not acknowledge within {self.ack_timeout_s:g}s"
-            ) from None
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            for topic, key, value, *_ in records:
+                produce(topic, value=value, key=key, on_delivery=delivered)
+                request.left += 1
+        except BufferError:
+            self._abandon(request)
+            raise KafkaUnavailableError("the producer queue is full") from None
+        except Exception as exc:  # a fatal producer: replaced by the next poll
+            self._abandon(request)
+            self._renew = True
+            raise KafkaUnavailableError(f"cannot produce: {exc}") from None
+        if request.left == 0:
+            return
+        self._waiting.append(request)
+        if not self._busy:
+            self._schedule(BUSY_POLL_S)
+        await request.future
 
-    def _callback(self, future: asyncio.Future[None]) -> Any:
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None and err.code() == KafkaError._MSG_TIMED_OUT:
-                # An idempotent producer whose records timed out never recovers on a broker
-                # that lost its state (the embedded broker after a restart): start afresh.
-                self._renew = True
-            with self._lock:
-                self._done.append((future, err))
-
-        return delivered
+    def _abandon(self, request: _Request) -> None:
+        """Fail a request whose records could not all be produced; any already produced still
+        report to it, but nothing waits for them."""
+        request.future.add_done_callback(_retrieve)
+        request.fail("abandoned")
 
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = err.str()
@@ -112,26 +149,39 @@ class AsyncProducer:
         if err.fatal():
             self._renew = True
 
-    # -- the delivery thread ---------------------------------------------------------------------
+    # -- serving delivery reports on the loop ----------------------------------------------------
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._producer.poll(0.02)
-                self._hand_over()
-                if self._renew:
-                    self._replace()
-            except Exception:  # the delivery thread must outlive any one bad poll
-                LOGGER.exception("kafka delivery thread")
-                time.sleep(0.1)
+    def _schedule(self, delay: float) -> None:
+        if self._closed or self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._busy = delay == BUSY_POLL_S
+        self._timer = self._loop.call_later(delay, self._tick)
 
-    def _hand_over(self) -> None:
-        with self._lock:
-            done, self._done = self._done, []
-        if done and self._loop is not None:
-            if any(err is None for _, err in done):
-                self.kafka_up = True
-            self._loop.call_soon_threadsafe(_resolve, done)
+    def _tick(self) -> None:
+        self._timer = None
+        try:
+            self._producer.poll(0)
+            self._expire()
+            if self._renew:
+                self._replace()
+        except Exception:  # serving reports must outlive any one bad poll
+            LOGGER.exception("serving Kafka delivery reports")
+        self._schedule(BUSY_POLL_S if self._waiting else IDLE_POLL_S)
+
+    def _expire(self) -> None:
+        """Forget answered requests at the front; fail those past their deadline (deadlines
+        grow in the order requests arrive, so only the front needs looking at)."""
+        waiting = self._waiting
+        now = time.monotonic()
+        while waiting:
+            head = waiting[0]
+            if not head.future.done():
+                if head.deadline > now:
+                    return
+                head.fail(f"Kafka did not acknowledge within {self.ack_timeout_s:g}s")
+            waiting.popleft()
 
     def _replace(self) -> None:
         """Fail what the old producer holds and start a new one."""
@@ -142,14 +192,9 @@ class AsyncProducer:
         for call in (old.purge, lambda: old.poll(0)):
             with contextlib.suppress(Exception):
                 call()
-        self._hand_over()
 
 
-def _resolve(done: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
-    for future, err in done:
-        if future.done():
-            continue
-        if err is None:
-            future.set_result(None)
-        else:
-            future.set_exception(KafkaUnavailableError(err.str()))
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark an abandoned request's exception as seen (no 'never retrieved' warning)."""
+    if not future.cancelled():
+        future.exception()
