@@ -13,6 +13,7 @@ import msgspec
 from clickstream.collector.enrich import (
     anonymize_ip,
     client_address,
+    edge_fields,
     enrich,
     parse_user_agent,
 )
@@ -66,7 +67,7 @@ class Collector:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self.metrics.rejected.labels("invalid").inc()
             raise validation_problem(exc) from None
-        record = self.record(event, incoming, site)
+        record = self.record(event, self.edge(incoming, site))
         await self.produce([record])
         return _encode.encode({"accepted": 1, "id": record[3]})
 
@@ -80,9 +81,11 @@ class Collector:
             raise Problem(413, f"batch of {len(raws)} events is over the limit of {limit}")
         records: list[Record] = []
         rejected: list[dict[str, Any]] = []
+        edge = self.edge(incoming, site)
+        received_at = int(time.time() * 1000)
         for index, raw in enumerate(raws):
             try:
-                records.append(self.record(_decode_one.decode(raw), incoming, site))
+                records.append(self.record(_decode_one.decode(raw), edge, received_at))
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 problem = validation_problem(exc)
                 rejected.append({"index": index, "error": problem.message, "field": problem.field})
@@ -112,19 +115,24 @@ class Collector:
         if not body.strip():
             raise Problem(400, "empty body: send a JSON event")
 
-    def record(self, event: WebEvent, incoming: Incoming, site: str | None) -> Record:
+    def edge(self, incoming: Incoming, site: str | None) -> dict[str, Any]:
+        """What the request adds to each of its events (user agent, client address, site)."""
         headers = incoming.headers
         user_agent = headers.get("user-agent", "")
         address = client_address(
             incoming.peer, headers.get("x-forwarded-for"), self.config.trust_forwarded_for
         )
-        enriched = enrich(
-            event,
+        return edge_fields(
             agent=parse_user_agent(user_agent),
             ip=anonymize_ip(address, self.config.ip_mode),
             user_agent=user_agent or None,
             site=site,
         )
+
+    def record(
+        self, event: WebEvent, edge: dict[str, Any], received_at: int | None = None
+    ) -> Record:
+        enriched = enrich(event, edge, received_at)
         topic = self.topics.get(type(event), self.custom_topic)
         return topic, enriched.uiud.encode(), _encode.encode(enriched), enriched.eventId
 

@@ -8,7 +8,7 @@ import ipaddress
 import re
 import time
 from functools import lru_cache
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from clickstream.events.web import Custom, EnrichedWebEvent, PagePing, Pageview, WebEvent
@@ -87,7 +87,7 @@ def anonymize_ip(address: str | None, mode: Literal["anonymize", "drop", "full"]
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
 
-def utm_parameters(page_url: str) -> dict[str, str]:
+def utm_parameters(page_url: str) -> dict[str, Any]:
     if "utm_" not in page_url:
         return {}
     return dict(_utm(page_url))
@@ -114,16 +114,38 @@ def event_id(event: WebEvent) -> str:
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
+def edge_fields(
+    *, agent: Agent, ip: str | None, user_agent: str | None, site: str | None
+) -> dict[str, Any]:
+    """The fields that come from the request rather than the event: the same for every event
+    of a batch, so they are worked out once per request."""
+    return {
+        "site": site,
+        "ip": ip,
+        "userAgent": user_agent,
+        "browser": agent.browser,
+        "os": agent.os,
+        "device": agent.device,
+        "isBot": agent.is_bot,
+    }
+
+
 def enrich(
-    event: WebEvent,
-    *,
-    agent: Agent,
-    ip: str | None,
-    user_agent: str | None,
-    site: str | None,
-    received_at: int | None = None,
+    event: WebEvent, edge: dict[str, Any], received_at: int | None = None
 ) -> EnrichedWebEvent:
-    enriched = EnrichedWebEvent(
+    """``event`` with its id, kind, receive time, ``edge_fields`` and UTM parameters."""
+    if isinstance(event, Pageview):
+        own: dict[str, Any] = {
+            "lastPageVisited": event.lastPageVisited,
+            "pageTitle": event.pageTitle,
+            "landingPage": event.landingPage,
+            "referrer": event.referrer,
+        }
+    elif isinstance(event, PagePing):
+        own = {"engagedMs": event.engagedMs}
+    else:
+        own = {"name": event.name, "props": event.props}
+    return EnrichedWebEvent(
         eventId=event_id(event),
         eventType=type(event).__name__,  # type: ignore[arg-type]
         timestamp=event.timestamp,
@@ -131,24 +153,7 @@ def enrich(
         uiud=event.uiud,
         sessionId=str(event.sessionId),
         pageUrl=event.pageUrl,
-        site=site,
-        ip=ip,
-        userAgent=user_agent,
-        browser=agent.browser,
-        os=agent.os,
-        device=agent.device,
-        isBot=agent.is_bot,
+        **own,
+        **edge,
+        **utm_parameters(event.pageUrl),
     )
-    for name, value in utm_parameters(event.pageUrl).items():
-        setattr(enriched, name, value)
-    if isinstance(event, Pageview):
-        enriched.lastPageVisited = event.lastPageVisited
-        enriched.pageTitle = event.pageTitle
-        enriched.landingPage = event.landingPage
-        enriched.referrer = event.referrer
-    elif isinstance(event, PagePing):
-        enriched.engagedMs = event.engagedMs
-    else:
-        enriched.name = event.name
-        enriched.props = event.props
-    return enriched
