@@ -2,7 +2,7 @@
 
     python bench/collector.py [--duration 20] [--connections 64] [--events-per-batch 100]
                               [--workers 1,2] [--servers uvicorn,granian] [--skip-reference]
-                              [--compare LABEL=SRC_DIR] [--markdown]
+                              [--compare LABEL=SRC_DIR] [--ceiling] [--markdown]
 
 On the embedded broker, one after the other, --duration seconds each after a 2 s warm-up, with
 wrk (else an asyncio + httpx generator): for each ``clickstream collector --workers N``, "single"
@@ -18,9 +18,10 @@ completes ("Kafka - accepted"). "server CPU µs/event" is the server's own CPU t
 and processes) per accepted event; "cores" is what server, broker, load generator and everything
 else used. On a small shared machine the rates are lower bounds; CPU per event is steadier.
 
-``--compare before=/tmp/old/src`` (repeatable) also measures the collector from another source
-tree, e.g. ``git worktree add /tmp/old <rev>``, so a change is measured against its baseline in
-the same run.
+``--ceiling`` also measures bare_asgi.py, an app that answers without doing anything, on the
+same server: the most any collector could reach here. ``--compare before=/tmp/old/src``
+(repeatable) also measures the collector from another source tree, e.g. ``git worktree add
+/tmp/old <rev>``, so a change is measured against its baseline in the same run.
 """
 
 from __future__ import annotations
@@ -296,6 +297,16 @@ def bench_collector(
     return bench_server(label, argv, f"{base}/healthz", runs, args, env)
 
 
+def bench_ceiling(workers: int, args: Namespace) -> list[Result]:
+    """bare_asgi.py: the same server doing nothing but answer, with the same request."""
+    base = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    argv = [sys.executable, str(HERE / "bare_asgi.py"), "--port", base.rsplit(":", 1)[1]]
+    argv += ["--workers", str(workers)]
+    runs: list[Run] = [("single", f"{base}/api/webeventspub", seed_payload(), 1, args.topic)]
+    label = f"ceiling: bare ASGI on uvicorn, {workers} worker{'s' if workers > 1 else ''}"
+    return bench_server(label, argv, f"{base}/", runs, args)
+
+
 def bench_reference(args: Namespace) -> list[Result]:
     base = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     ensure_topics(args.settings, ["webevent"])  # the seed's topic
@@ -316,6 +327,8 @@ def report(results: list[Result], args: Namespace) -> None:
         cores = "/".join(f"{c / r.seconds:.2f}" for c in r.cpu)
         numbers = [r.events_s, requests_s, r.p50, r.p99, r.bad, r.errors, r.kafka]
         cells = [f"{n:,.1f}" if isinstance(n, float) and n < 100 else f"{n:,.0f}" for n in numbers]
+        if r.name.startswith("ceiling"):
+            cells[-1], extra = "-", "(answers only)"
         rows.append([r.name, *cells, extra, f"{cost:,.0f}", cores])
     title = f"{args.generator}, {args.connections} connections, {args.duration:g} s per row"
     table = Table(title=title)
@@ -329,8 +342,19 @@ def report(results: list[Result], args: Namespace) -> None:
         print("\n".join("| " + " | ".join(row) + " |" for row in rows))
     print(NOTES, f"{os.cpu_count()} cores, shared by server, broker, load generator and others.")
     ref = next((r.events_s for r in results if r.name.startswith("reference")), None)
+
+    def workers(name: str) -> str:
+        return name.split(", ")[-1].split(" [")[0].split(":")[0]
+
+    ceilings = {workers(r.name): r.events_s for r in results if r.name.startswith("ceiling")}
     for r in results:
-        if r.name.endswith("single") and r.name.startswith("clickstream"):
+        if r.name.startswith("ceiling"):
+            rate = "above" if r.events_s >= 15_000 else "BELOW"
+            print(f"{r.name}: {r.events_s:,.0f} requests/s, {rate} the 15,000/s target")
+        elif r.name.endswith("single") and r.name.startswith("clickstream"):
+            if workers(r.name) in ceilings:
+                share = r.events_s / ceilings[workers(r.name)]
+                print(f"{r.name}: {share:.2f} of the bare-ASGI ceiling")
             ratio = f"{r.events_s / ref:.1f}x the reference" if ref else "no reference run"
             met = "met" if ref and r.events_s >= 20 * ref else "NOT met"
             rate = "met" if r.events_s >= 15_000 else "NOT met"
@@ -353,6 +377,11 @@ def main() -> int:
         help="ASGI servers to measure, e.g. uvicorn,granian (granian: clickstream[granian])",
     )
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also measure bare_asgi.py (answers without doing anything) per worker count",
+    )
     parser.add_argument(
         "--compare",
         action="append",
@@ -390,6 +419,8 @@ def main() -> int:
                 for workers in (int(n) for n in args.workers.split(",")):
                     for source in sources:
                         results += bench_collector(workers, server, args, source)
+                    if args.ceiling and server == "uvicorn":
+                        results += bench_ceiling(workers, args)
             if not args.skip_reference:
                 results += bench_reference(args)
             report(results, args)

@@ -55,6 +55,7 @@ class Collector:
         topics = settings.topics
         self.topics: dict[type, str] = {Pageview: topics.web_events, PagePing: topics.web_pings}
         self.custom_topic = topics.web_custom
+        self._accepted_by_topic: dict[str, Any] = {}
 
     # -- the two endpoints -------------------------------------------------------------------
 
@@ -148,9 +149,18 @@ class Collector:
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             ) from None
         self.metrics.ack_seconds.observe(time.perf_counter() - started)
-        per_topic = Counter(record[0] for record in records)
-        for topic, count in per_topic.items():
-            self.metrics.accepted.labels(topic).inc(count)
+        if len(records) == 1:
+            self._accepted(records[0][0]).inc()
+            return
+        for topic, count in Counter(record[0] for record in records).items():
+            self._accepted(topic).inc(count)
+
+    def _accepted(self, topic: str) -> Any:
+        """The per-topic counter (looked up once: ``labels()`` takes a lock every call)."""
+        child = self._accepted_by_topic.get(topic)
+        if child is None:
+            child = self._accepted_by_topic[topic] = self.metrics.accepted.labels(topic)
+        return child
 
 
 def split_batch(body: bytes) -> list[msgspec.Raw]:
