@@ -145,6 +145,11 @@ def test_sessions_gaps_late_events_and_dead_letters(  # type: ignore[no-untyped-
     assert in_file["session_start"] == datetime.fromtimestamp(T0 / 1000, UTC)
     assert in_file["hit_timestamps"] == first["hit_timestamps"]
     assert in_file["pages"] == first["pages"]
+    # Pages and hit times are never null: plain arrays (BigQuery cannot load null items).
+    items = avro_array_items(f"{ours.files_url}/sessions")
+    assert items["pages"] == "string"
+    assert items["hit_timestamps"]["logicalType"] == "timestamp-micros"
+    assert items["referrers"] == ["null", "string"]
 
     dead = [value for _, value in read_topic(ours, ours.topics.dead_letter)]
     assert sorted(d["reason"] for d in dead) == [
@@ -209,3 +214,20 @@ def test_replayed_batch_leaves_no_duplicates(  # type: ignore[no-untyped-def]
     assert sorted(r["visitor_id"] for r in rows) == sorted(visitors)
     again = read_avro(f"{ours.files_url}/sessions")
     assert sorted(r["session_key"] for r in again) == sorted(r["session_key"] for r in rows)
+
+
+def avro_array_items(url: str) -> dict[str, Any]:
+    """The item type of each array column in the first Avro file under ``url``."""
+    import fastavro
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    first = sorted(fs.glob(f"{path}/**/*.avro"))[0]
+    with fs.open(first, "rb") as fh:
+        schema = fastavro.reader(fh).writer_schema
+    items = {}
+    for field in schema["fields"]:  # type: ignore[index]
+        kind = field["type"][1]
+        if isinstance(kind, dict) and kind.get("type") == "array":
+            items[field["name"]] = kind["items"]
+    return items
