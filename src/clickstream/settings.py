@@ -137,6 +137,10 @@ class JobSettings(_Section):
     count_trigger_s: float = Field(default=1.0, ge=0)
     """Micro-batch interval of the count jobs (results reach the dashboard this often); 0 starts
     the next micro-batch as soon as the last one ends."""
+    staggered_start_s: float = Field(default=30.0, ge=0)
+    """Long-running jobs start their queries one at a time, each once the one before finished
+    its first micro-batch (waiting at most this long); dead-letter queries start last. The
+    first batches of many queries at once slowed each other down. 0 starts all at once."""
 
     @model_validator(mode="after")
     def _check_slide(self) -> JobSettings:

@@ -111,7 +111,7 @@ def jobs_list() -> None:
 def jobs_run(ctx: Context, names: tuple[str, ...], available_now: bool, master: str | None) -> None:
     """Run the jobs NAME... in one Spark session until Ctrl-C (or until caught up, with
     --available-now). `clickstream jobs run sessions shop web-live` runs them all."""
-    from clickstream.jobs.runner import RunningJob, check_names, start_job
+    from clickstream.jobs.runner import RunningJob, check_names, start_job, start_jobs
     from clickstream.spark.session import get_spark
     from clickstream.stack import stop_signals
 
@@ -124,17 +124,19 @@ def jobs_run(ctx: Context, names: tuple[str, ...], available_now: bool, master: 
     spark = get_spark(settings)
     running: list[RunningJob] = []
     try:
-        for name in dict.fromkeys(names):
-            job = start_job(spark, settings, name, available_now=available_now)
-            running.append(job)
-            click.echo(
-                f"job {name}: {len(job.queries)} queries started on {spark.sparkContext.master}"
-            )
         if available_now:
+            for name in dict.fromkeys(names):
+                job = start_job(spark, settings, name, available_now=True)
+                running.append(job)
+                click.echo(
+                    f"job {name}: {len(job.queries)} queries started on {spark.sparkContext.master}"
+                )
             for job in running:
                 job.await_all()
         else:
             with stop_signals() as stop:
+                click.echo(f"starting jobs {', '.join(names)} on {spark.sparkContext.master}")
+                start_jobs(spark, settings, names, running, say=click.echo, stop=stop)
                 while not stop.wait(1.0):
                     for job in running:
                         job.poll()

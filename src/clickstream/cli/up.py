@@ -13,7 +13,7 @@ from clickstream.cli.base import Context, cli, warn
 from clickstream.settings import Settings
 from clickstream.stack import ProcessPart, Stack
 
-JOBS = ["sessions", "shop", "web-live"]
+JOBS = ["shop", "web-live", "sessions"]  # dashboard jobs first: the first data point
 
 
 @cli.command()

@@ -92,4 +92,5 @@ def dead_letter_query(
         bad(parsed),
         DriverKafkaSink(settings.topics.dead_letter, settings=settings),
         trigger_s=settings.jobs.trigger_s,
+        background=True,
     )

@@ -4,12 +4,13 @@ their progress: rows in, rows dropped as too late, last batch."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clickstream.errors import ConfigError, JobFailedError
-from clickstream.jobs.spec import JobSpec
+from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
 
 if TYPE_CHECKING:
@@ -113,19 +114,79 @@ def start_job(
 ) -> RunningJob:
     """Build job ``name`` and start its queries (``available_now``: process what is there, stop)."""
     spec = check_names([name])[name](spark, settings, **options)
-    queries = []
+    job = RunningJob(spec, [])
     for query in spec.queries:
-        writer = (
-            query.frame.writeStream.queryName(f"{spec.name}.{query.name}")
-            .outputMode(query.output_mode)
-            .foreachBatch(query.write_batch)
-            .option("checkpointLocation", str(settings.checkpoint_dir / spec.name / query.name))
-        )
-        interval = settings.jobs.trigger_s if query.trigger_s is None else query.trigger_s
-        writer = (
-            writer.trigger(availableNow=True)
-            if available_now
-            else writer.trigger(processingTime=f"{interval} seconds")
-        )
-        queries.append(writer.start())
-    return RunningJob(spec, queries)
+        job.queries.append(_start_query(spec, query, settings, available_now))
+    return job
+
+
+def start_jobs(
+    spark: SparkSession,
+    settings: Settings,
+    names: Sequence[str],
+    running: list[RunningJob],
+    *,
+    say: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Start long-running jobs ``names`` into ``running`` (filled as queries start, so a caller
+    interrupted half-way can stop what runs), staggered: each query starts once the one before
+    finished its first micro-batch (at most ``jobs.staggered_start_s``), in the order of
+    ``names``, and background (dead-letter) queries start last, together. Returns early when
+    ``stop`` is set."""
+    builders = check_names(list(names))
+    to_build = list(dict.fromkeys(names))
+    jobs: list[RunningJob] = []
+    queue: list[tuple[RunningJob, QuerySpec]] = []
+
+    def build_next() -> None:
+        job = RunningJob(builders[to_build.pop(0)](spark, settings), [])
+        jobs.append(job)
+        running.append(job)
+        queue.extend((job, q) for q in job.spec.queries if not q.background)
+
+    build_next()
+    wait = settings.jobs.staggered_start_s
+    stop = stop or threading.Event()
+    while queue and not stop.is_set():
+        job, query = queue.pop(0)
+        started = _start_query(job.spec, query, settings, available_now=False)
+        job.queries.append(started)
+        if say is not None:
+            say(f"query {started.name} started")
+        if to_build:  # build the next job while this query runs its first batch
+            build_next()
+        if wait:
+            _await_first_batch(started, wait, stop)
+    for job in jobs:
+        for query in (q for q in job.spec.queries if q.background):
+            if stop.is_set():
+                return
+            job.queries.append(_start_query(job.spec, query, settings, available_now=False))
+            if say is not None:
+                say(f"query {job.queries[-1].name} started")
+
+
+def _await_first_batch(query: StreamingQuery, timeout: float, stop: threading.Event) -> None:
+    deadline = time.monotonic() + timeout
+    while query.isActive and query.lastProgress is None and time.monotonic() < deadline:
+        if stop.wait(0.1):
+            return
+
+
+def _start_query(
+    spec: JobSpec, query: QuerySpec, settings: Settings, available_now: bool
+) -> StreamingQuery:
+    writer = (
+        query.frame.writeStream.queryName(f"{spec.name}.{query.name}")
+        .outputMode(query.output_mode)
+        .foreachBatch(query.write_batch)
+        .option("checkpointLocation", str(settings.checkpoint_dir / spec.name / query.name))
+    )
+    interval = settings.jobs.trigger_s if query.trigger_s is None else query.trigger_s
+    writer = (
+        writer.trigger(availableNow=True)
+        if available_now
+        else writer.trigger(processingTime=f"{interval} seconds")
+    )
+    return writer.start()

@@ -20,6 +20,9 @@ class QuerySpec:
     """Micro-batch interval; default ``jobs.trigger_s``."""
     rows_per_event: int = 1
     """Rows an event becomes before the stateful step (to report dropped events, not rows)."""
+    background: bool = False
+    """Started after every other query of the jobs being started (dead letters: not shown on
+    the dashboard, so their first batch should not delay those that are)."""
 
 
 @dataclass

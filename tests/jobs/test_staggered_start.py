@@ -1,0 +1,49 @@
+"""Long-running jobs start their queries one at a time: each after the one before finished its
+first micro-batch, dead-letter queries last (a cold start reaches its first data point sooner)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from clickstream.jobs.runner import RunningJob, start_jobs
+from clickstream.settings import Settings
+from tests.jobs.test_counts import count_settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_queries_start_after_the_first_batch_of_the_one_before(
+    spark, settings: Settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    ours = count_settings(settings, tmp_path)
+    ours = ours.model_copy(
+        update={"jobs": ours.jobs.model_copy(update={"trigger_s": 1.0, "staggered_start_s": 60})}
+    )
+    running: list[RunningJob] = []
+    said: list[str] = []
+    try:
+        start_jobs(spark, ours, ["shop", "web-live"], running, say=said.append)
+        queries = {q.name: q for job in running for q in job.queries}
+        foreground = ["shop.counts", "web-live.counts", "web-live.active-sessions"]
+        background = ["shop.dead-letter", "web-live.dead-letter"]
+        assert said == [f"query {name} started" for name in foreground + background]
+        for name in foreground:  # start_jobs waited for each one's first batch
+            assert queries[name].lastProgress is not None, name
+        first_batch = {name: _first_batch(queries[name]) for name in foreground}
+        for before, after in itertools.pairwise(foreground):
+            assert first_batch[before][1] <= first_batch[after][0], (before, after)
+    finally:
+        for job in running:
+            job.stop()
+
+
+def _first_batch(query) -> tuple[datetime, datetime]:  # type: ignore[no-untyped-def]
+    """(start, end) of batch 0, from the query's progress reports."""
+    progress = next(p for p in query.recentProgress if p["batchId"] == 0)
+    started = datetime.fromisoformat(progress["timestamp"].replace("Z", "+00:00"))
+    took = progress["durationMs"]["triggerExecution"] / 1000
+    return started, started + timedelta(seconds=took)
