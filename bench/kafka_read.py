@@ -28,6 +28,7 @@ from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.kafka.config import consumer_config
 from clickstream.settings import BrokerSettings, Settings, load_settings
+from streams import time_count
 
 console = Console(stderr=True)
 
@@ -65,21 +66,7 @@ def raw_consume(settings: Settings, topic: str, records: int, partitions: int) -
 def spark_count(spark, settings: Settings, topic: str, records: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     from clickstream.spark.io import read_kafka
 
-    counted: list[int] = []
-    df = read_kafka(spark, topic, settings=settings, starting_offsets="earliest")
-    with tempfile.TemporaryDirectory() as checkpoint:
-        start = time.perf_counter()
-        query = (
-            df.writeStream.foreachBatch(lambda batch, _id: counted.append(batch.count()))
-            .option("checkpointLocation", checkpoint)
-            .trigger(availableNow=True)
-            .start()
-        )
-        query.awaitTermination()
-        elapsed = time.perf_counter() - start
-    if query.exception() is not None:
-        raise RuntimeError(str(query.exception()))
-    return elapsed, sum(counted)
+    return time_count(read_kafka(spark, topic, settings=settings, starting_offsets="earliest"))
 
 
 def main() -> int:

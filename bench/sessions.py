@@ -33,6 +33,7 @@ from clickstream.events.web import EnrichedWebEvent
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import BrokerSettings, Settings, load_settings
+from streams import time_count
 
 console = Console(stderr=True)
 T0 = 1_767_225_600_000
@@ -101,23 +102,12 @@ def ceiling(spark, settings: Settings, parse: bool) -> tuple[float, int]:  # typ
     from clickstream.jobs.sessions import REQUIRED
     from clickstream.spark.io import read_kafka
 
-    counted: list[int] = []
     frame = read_kafka(
         spark, settings.topics.web_events, settings=settings, starting_offsets="earliest"
     )
     if parse:
         frame = good(parse_json(frame, spark_ddl(EnrichedWebEvent), REQUIRED))
-    with tempfile.TemporaryDirectory() as checkpoint:
-        started = time.perf_counter()
-        query = (
-            frame.writeStream.foreachBatch(lambda batch, _id: counted.append(batch.count()))
-            .option("checkpointLocation", checkpoint)
-            .trigger(availableNow=True)
-            .start()
-        )
-        query.awaitTermination()
-        elapsed = time.perf_counter() - started
-    return elapsed, sum(counted)
+    return time_count(frame)
 
 
 def main() -> int:
