@@ -1,9 +1,9 @@
 """An asyncio face on the Kafka producer: ``await send_many(...)`` returns once Kafka
 acknowledged every record.
 
-Delivery reports are served on the event loop itself: ``Producer.poll(0)`` runs right after a
-request's records are produced and then every millisecond while records are in flight (every
-``IDLE_POLL_S`` when none are, for error reports). Each request waits on one future, resolved
+Delivery reports are served on the event loop itself: ``Producer.poll(0)`` runs every
+``BUSY_POLL_S`` (1 ms) while records are in flight and every ``IDLE_POLL_S`` when none are (for
+error reports). Each request waits on one future, resolved
 by the last of its records' reports; no second thread, no lock and no cross-thread wake-up per
 acknowledgement. Requests are failed in order of age once past their deadline (records' own
 ``message.timeout.ms`` normally fails them first). A fatal producer error, or records that

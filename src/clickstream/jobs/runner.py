@@ -136,35 +136,33 @@ def start_jobs(
     ``stop`` is set."""
     builders = check_names(list(names))
     to_build = list(dict.fromkeys(names))
-    jobs: list[RunningJob] = []
+    first = len(running)
     queue: list[tuple[RunningJob, QuerySpec]] = []
+    stop = stop or threading.Event()
 
     def build_next() -> None:
         job = RunningJob(builders[to_build.pop(0)](spark, settings), [])
-        jobs.append(job)
         running.append(job)
         queue.extend((job, q) for q in job.spec.queries if not q.background)
 
-    build_next()
-    wait = settings.jobs.staggered_start_s
-    stop = stop or threading.Event()
-    while queue and not stop.is_set():
-        job, query = queue.pop(0)
+    def launch(job: RunningJob, query: QuerySpec) -> StreamingQuery:
         started = _start_query(job.spec, query, settings, available_now=False)
         job.queries.append(started)
         if say is not None:
             say(f"query {started.name} started")
+        return started
+
+    build_next()
+    while queue and not stop.is_set():
+        started = launch(*queue.pop(0))
         if to_build:  # build the next job while this query runs its first batch
             build_next()
-        if wait:
-            _await_first_batch(started, wait, stop)
-    for job in jobs:
-        for query in (q for q in job.spec.queries if q.background):
-            if stop.is_set():
-                return
-            job.queries.append(_start_query(job.spec, query, settings, available_now=False))
-            if say is not None:
-                say(f"query {job.queries[-1].name} started")
+        if settings.jobs.staggered_start_s:
+            _await_first_batch(started, settings.jobs.staggered_start_s, stop)
+    for job in running[first:]:
+        for query in job.spec.queries:
+            if query.background and not stop.is_set():
+                launch(job, query)
 
 
 def _await_first_batch(query: StreamingQuery, timeout: float, stop: threading.Event) -> None:
