@@ -2,11 +2,12 @@
 dashboard's WebSocket, p50/p99, at steady rates.
 
     .venv/bin/python bench/dashboard_latency.py [--rates 1000,5000] [--seconds 30] [--markdown]
-        [--variant NAME:SETTING=VALUE,...]...
+        [--variant NAME:SETTING=VALUE,...]... [--compare LABEL=SRC_DIR]...
 
 Each ``--variant`` runs every rate again with the job's settings changed (environment names,
 e.g. ``--variant trigger-0:CLICKSTREAM_JOBS_COUNT_TRIGGER_S=0``), so settings are compared side by
-side in one run; without it the defaults run alone.
+side in one run; without it the defaults run alone. Each ``--compare`` runs every rate again
+with the job and the dashboard from another source tree (a worktree's ``src/``).
 
 Starts the embedded broker, then the deployment's own processes: `clickstream jobs run shop`
 (Spark local, 1-s windows, 1-s trigger, update mode) and `clickstream dashboard`. This script
@@ -192,9 +193,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--variant", action="append", default=[], type=parse_variant)
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=SRC_DIR")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     variants = args.variant or [("defaults", {})]
+    for spec in args.compare:
+        label, _, folder = spec.partition("=")
+        if not label or not Path(folder, "clickstream").is_dir():
+            parser.error(f"--compare wants LABEL=SRC_DIR with a clickstream package, not {spec!r}")
+        variants.append((label, {"PYTHONPATH": str(Path(folder).resolve())}))
 
     rows = []
     with (

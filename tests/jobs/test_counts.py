@@ -299,3 +299,40 @@ def test_spark_submit_runs_the_jobs(settings: Settings, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "queries started on local[1]" in result.stdout
     assert latest_counts(s) == expected_shop(events)
+
+
+def test_a_batch_replayed_after_a_crash_is_counted_once(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Spark runs a micro-batch again when the process died before it committed it. Whether the
+    counts of that batch were kept (the tally's snapshot) or not, the counts come out the same."""
+    s = count_settings(settings, tmp_path)
+    first, second = shop_events(150, seed=6), shop_events(150, seed=7)
+    send(s, s.topics.shop, first)
+    run(spark, s, "shop")
+    checkpoint = s.checkpoint_dir / "shop" / "counts"
+    snapshots = checkpoint / "tally"
+    (before,) = snapshots.iterdir()
+    saved = before.read_bytes()
+    send(s, s.topics.shop, second)
+    run(spark, s, "shop")
+    last = max(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
+    assert (snapshots / f"{last}.json").exists()
+
+    def uncommit() -> None:
+        for name in (str(last), f".{last}.crc"):
+            (checkpoint / "commits" / name).unlink(missing_ok=True)
+
+    # Died after writing the batch's counts and its snapshot, before Spark's commit.
+    uncommit()
+    run(spark, s, "shop")
+    assert (checkpoint / "commits" / str(last)).exists()
+    assert table_counts(s, "shop.") == expected_shop(first + second)
+
+    # Died after writing the batch's counts, before its snapshot and Spark's commit.
+    uncommit()
+    (snapshots / f"{last}.json").unlink()
+    before.write_bytes(saved)
+    run(spark, s, "shop")
+    assert table_counts(s, "shop.") == expected_shop(first + second)
+    assert latest_counts(s) == expected_shop(first + second)

@@ -26,10 +26,10 @@ def test_queries_start_after_the_first_batch_of_the_one_before(
     running: list[RunningJob] = []
     said: list[str] = []
     try:
-        start_jobs(spark, ours, ["shop", "web-live"], running, say=said.append)
+        start_jobs(spark, ours, ["sessions", "web-live"], running, say=said.append)
         queries = {q.name: q for job in running for q in job.queries}
-        foreground = ["shop.counts", "web-live.counts", "web-live.active-sessions"]
-        background = ["shop.dead-letter", "web-live.dead-letter"]
+        foreground = ["sessions.sessions", "web-live.counts", "web-live.active-sessions"]
+        background = ["sessions.sessions-dead-letter"]
         assert said == [f"query {name} started" for name in foreground + background]
         for name in foreground:  # start_jobs waited for each one's first batch
             assert queries[name].lastProgress is not None, name

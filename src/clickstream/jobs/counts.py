@@ -1,16 +1,19 @@
 """Windowed counts, the generic part: count events per value of a field in event-time windows.
 
-A :class:`Measure` names a metric and the column whose values are counted. Every measure of a
-job shares one stateful aggregation: each event becomes one ``(metric, key)`` row per measure,
-grouped by window, metric and key. Windows are tumbling (``window_s``) or sliding (a window
-starts every ``slide_s``), on event time with a watermark; events later than the watermark are
-dropped and counted in the query's progress.
+A :class:`Measure` names a metric and the column whose values are counted. Windows are tumbling
+(``window_s``) or sliding (a window starts every ``slide_s``), on event time with a watermark;
+events later than the watermark are dropped and counted.
 
-The queries run in **update** mode: each micro-batch writes the windows it changed with their
-count so far, so a window reaches the result topic one trigger after its first event instead of
-after the watermark passes it. The newest record of a ``(metric, window_start, key)`` is the
-count; the warehouse table is upserted on that key, and a replayed batch rewrites the same
-counts (see :mod:`clickstream.events.results`).
+:func:`live_counts` is the query of the count jobs. Spark reads and parses each micro-batch
+(statelessly: no shuffle, no state store), the driver adds its events to the counts of the open
+windows (:mod:`clickstream.jobs.tally`) and writes the windows it changed with their count so
+far, so a window reaches the result topic one trigger after its first event instead of after
+the watermark passes it. The same batch's malformed records go to the dead-letter topic: one
+read and one parse of the topic for both. The newest record of a ``(metric, window_start,
+key)`` is the count; the warehouse table is upserted on that key, and a replayed batch
+rewrites the same counts (see :mod:`clickstream.events.results`).
+
+:func:`window_distinct` (distinct visitors, not a sum) stays a Spark stateful aggregation.
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from clickstream.events.results import TABLE, WindowCount, record_key
+from clickstream.jobs.parse import dead_letter_value
+from clickstream.jobs.spec import QuerySpec, checkpoint_path
+from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import DuckDBTable
 from clickstream.spark.io import DriverKafkaSink
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pyspark.sql import Column, DataFrame
 
 
@@ -56,24 +64,109 @@ class Windows:
         return F.window(time_col, f"{self.size_s} seconds", slide)
 
 
-def window_counts(
-    events: DataFrame, time_col: str, measures: list[Measure], windows: Windows
-) -> DataFrame:
-    """Events with an event-time column -> rows (metric, window_start, window_end, key, count),
-    the times in epoch milliseconds."""
-    pairs = F.array(
-        *(
-            F.struct(F.lit(m.metric).alias("metric"), m.key.cast("string").alias("key"))
-            for m in measures
-        )
+COUNT_BATCH_MAX_EVENTS = 500_000
+"""A count micro-batch reads at most this many records (they are collected to the driver)."""
+
+
+def count_batch_limit(settings: Settings) -> int:
+    """Records per count micro-batch: ``spark.max_offsets_per_trigger`` up to
+    :data:`COUNT_BATCH_MAX_EVENTS`."""
+    limit = settings.spark.max_offsets_per_trigger
+    return min(limit, COUNT_BATCH_MAX_EVENTS) if limit else COUNT_BATCH_MAX_EVENTS
+
+
+def live_counts(
+    parsed: DataFrame,
+    time_ms: Column,
+    measures: list[Measure],
+    windows: Windows,
+    settings: Settings,
+    *,
+    job: str,
+    name: str = "counts",
+    dead_letters: Column | bool = True,
+) -> QuerySpec:
+    """The count query over ``parsed`` records (:func:`~clickstream.jobs.parse.parse_json`):
+    good records are counted by ``time_ms`` (event time, epoch ms); bad ones go to the
+    dead-letter topic if ``dead_letters`` is true, or a condition that holds for them."""
+    good = F.col("reason").isNull()
+    columns = [F.when(good, time_ms.cast("long")).alias("_time")]
+    columns += [F.when(good, m.key.cast("string")).alias(f"_m{i}") for i, m in enumerate(measures)]
+    if dead_letters is not False:
+        dead = F.col("reason").isNotNull()
+        if dead_letters is not True:
+            dead = dead & dead_letters
+        columns += [
+            F.when(dead, F.col("_key")).alias("_dead_key"),
+            F.when(dead, dead_letter_value()).alias("_dead_value"),
+        ]
+    writer = CountsWriter(
+        settings,
+        [m.metric for m in measures],
+        windows,
+        checkpoint_path(settings, job, name) / "tally",
+        dead_letters=dead_letters is not False,
     )
-    exploded = (
-        events.withWatermark(time_col, f"{windows.watermark_s} seconds")
-        .select(time_col, F.inline(pairs))
-        .where(F.col("key").isNotNull())
+    return QuerySpec(
+        name,
+        parsed.select(*columns),
+        writer,
+        "append",
+        settings.jobs.count_trigger_s,
+        late_events=lambda: writer.late_events,
     )
-    counted = exploded.groupBy(windows.window(time_col), "metric", "key").count()
-    return _shape(counted, F.col("count"))
+
+
+class CountsWriter:
+    """The ``foreachBatch`` function of :func:`live_counts`: collects the batch (a few narrow
+    columns) to the driver as Arrow, dead-letters the bad records, adds the good ones to the
+    tally, writes the changed counts, then commits the tally."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: list[str],
+        windows: Windows,
+        directory: Path,
+        *,
+        dead_letters: bool,
+    ) -> None:
+        self.metrics = metrics
+        self.windows = windows
+        self.directory = directory
+        self.results = ResultsWriter(settings)
+        self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
+        self.dead_letters = dead_letters
+        self._tally: WindowTally | None = None
+
+    @property
+    def tally(self) -> WindowTally:
+        if self._tally is None:
+            w = self.windows
+            self._tally = WindowTally.open(w.size_s, w.slide_s, w.watermark_s, self.directory)
+        return self._tally
+
+    @property
+    def late_events(self) -> int:
+        return self._tally.late_events if self._tally is not None else 0
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        tally = self.tally
+        if batch_id <= tally.batch_id:
+            return  # counted and written before a restart
+        rows = batch.toArrow()
+        if self.dead_letters:
+            dead = rows.filter(pc.is_valid(rows["_dead_value"]))
+            self.dead.send(
+                zip(dead["_dead_key"].to_pylist(), dead["_dead_value"].to_pylist(), strict=True)
+            )
+        good = rows.filter(pc.is_valid(rows["_time"]))
+        keys = [(m, good[f"_m{i}"]) for i, m in enumerate(self.metrics)]
+        update = tally.count(batch_id, good["_time"], keys)
+        if update is None:
+            return
+        self.results.write(update.results(tally.size_ms))
+        tally.commit(update)
 
 
 def window_distinct(
@@ -120,10 +213,11 @@ class ResultsWriter:
         )
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.toArrow()
-        if rows.num_rows == 0:
+        self.write([WindowCount(**r) for r in batch.toArrow().to_pylist()])
+
+    def write(self, counts: list[WindowCount]) -> None:
+        if not counts:
             return
-        counts = [WindowCount(**r) for r in rows.to_pylist()]
         keys = [record_key(c.metric, c.window_start, c.key) for c in counts]
         encode = msgspec.json.encode
         self.topic.send(zip(keys, map(encode, counts), strict=True))
@@ -132,11 +226,11 @@ class ResultsWriter:
             pa.table(
                 {
                     "result_key": keys,
-                    "metric": rows["metric"],
-                    "window_start": pc.cast(rows["window_start"], utc),
-                    "window_end": pc.cast(rows["window_end"], utc),
-                    "key": rows["key"],
-                    "count": rows["count"],
+                    "metric": [c.metric for c in counts],
+                    "window_start": pc.cast(pa.array([c.window_start for c in counts]), utc),
+                    "window_end": pc.cast(pa.array([c.window_end for c in counts]), utc),
+                    "key": [c.key for c in counts],
+                    "count": pa.array([c.count for c in counts], pa.int64()),
                 }
             )
         )

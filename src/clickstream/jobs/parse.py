@@ -65,9 +65,9 @@ def good(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.col("reason").isNull()).drop(*SOURCE.values(), CORRUPT, "reason")
 
 
-def bad(parsed: DataFrame) -> DataFrame:
-    """Dead-letter records: the key, and a JSON value with the reason and the source record."""
-    value = F.to_json(
+def dead_letter_value() -> Column:
+    """A bad record's dead-letter value: JSON with the reason and the source record."""
+    return F.to_json(
         F.struct(
             F.col("reason"),
             F.col("_topic").alias("sourceTopic"),
@@ -77,8 +77,12 @@ def bad(parsed: DataFrame) -> DataFrame:
             F.col("_value").cast("string").alias("value"),
         )
     )
+
+
+def bad(parsed: DataFrame) -> DataFrame:
+    """Dead-letter records: the key, and :func:`dead_letter_value`."""
     return parsed.where(F.col("reason").isNotNull()).select(
-        F.col("_key").alias("key"), value.alias("value")
+        F.col("_key").alias("key"), dead_letter_value().alias("value")
     )
 
 

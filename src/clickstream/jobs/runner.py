@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clickstream.errors import ConfigError, JobFailedError
-from clickstream.jobs.spec import JobSpec, QuerySpec
+from clickstream.jobs.spec import JobSpec, QuerySpec, checkpoint_path
 from clickstream.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ class RunningJob:
         """Fold one progress report (``query.recentProgress``) into the stats, once per batch."""
         name = progress.get("name") or ""
         spec = next((q for q in self.spec.queries if f"{self.spec.name}.{q.name}" == name), None)
-        per_event = spec.rows_per_event if spec else 1
         with self._lock:
             stats = self.stats.setdefault(name, QueryStats())
             batch_id = progress.get("batchId")
@@ -68,7 +67,9 @@ class RunningJob:
                 int(op.get("numRowsDroppedByWatermark", 0))
                 for op in progress.get("stateOperators", [])
             )
-            stats.late_rows_dropped += dropped // per_event
+            stats.late_rows_dropped += dropped
+            if spec is not None and spec.late_events is not None:
+                stats.late_rows_dropped = spec.late_events()
             stats.last_batch_id = batch_id
 
     def poll(self) -> None:
@@ -179,7 +180,7 @@ def _start_query(
         query.frame.writeStream.queryName(f"{spec.name}.{query.name}")
         .outputMode(query.output_mode)
         .foreachBatch(query.write_batch)
-        .option("checkpointLocation", str(settings.checkpoint_dir / spec.name / query.name))
+        .option("checkpointLocation", str(checkpoint_path(settings, spec.name, query.name)))
     )
     interval = settings.jobs.trigger_s if query.trigger_s is None else query.trigger_s
     writer = (

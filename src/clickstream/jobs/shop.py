@@ -16,9 +16,9 @@ from pyspark.sql import functions as F
 
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
 from clickstream.events.web import spark_ddl
-from clickstream.jobs.counts import Measure, ResultsWriter, Windows, window_counts
-from clickstream.jobs.parse import dead_letter_query, good, parse_json
-from clickstream.jobs.spec import JobSpec, QuerySpec
+from clickstream.jobs.counts import Measure, Windows, count_batch_limit, live_counts
+from clickstream.jobs.parse import parse_json
+from clickstream.jobs.spec import JobSpec
 from clickstream.settings import Settings
 from clickstream.spark.io import read_kafka
 
@@ -52,23 +52,12 @@ def parse(raw: DataFrame) -> DataFrame:
 
 def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
     raw = read_kafka(
-        spark, settings.topics.shop, settings=settings, starting_offsets=starting_offsets
+        spark,
+        settings.topics.shop,
+        settings=settings,
+        starting_offsets=starting_offsets,
+        max_offsets_per_trigger=count_batch_limit(settings),
     )
-    parsed = parse(raw)
-    events = good(parsed).withColumn("ts", F.timestamp_millis("timestamp"))
-    counts = window_counts(events, "ts", measures(), Windows.from_settings(settings))
-    trigger = settings.jobs.count_trigger_s
-    return JobSpec(
-        NAME,
-        [
-            QuerySpec(
-                "counts",
-                counts,
-                ResultsWriter(settings),
-                "update",
-                trigger,
-                rows_per_event=len(measures()),
-            ),
-            dead_letter_query(parsed, settings),
-        ],
-    )
+    windows = Windows.from_settings(settings)
+    counts = live_counts(parse(raw), F.col("timestamp"), measures(), windows, settings, job=NAME)
+    return JobSpec(NAME, [counts])

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+    from clickstream.settings import Settings
+
+
+def checkpoint_path(settings: Settings, job: str, query: str) -> Path:
+    """Where query ``query`` of job ``job`` keeps its checkpoint."""
+    return settings.checkpoint_dir / job / query
 
 
 @dataclass
@@ -18,8 +26,8 @@ class QuerySpec:
     output_mode: str = "append"
     trigger_s: float | None = None
     """Micro-batch interval; default ``jobs.trigger_s``."""
-    rows_per_event: int = 1
-    """Rows an event becomes before the stateful step (to report dropped events, not rows)."""
+    late_events: Callable[[], int] | None = None
+    """Events dropped as late so far, when the writer drops them (not Spark's state store)."""
     background: bool = False
     """Started after every other query of the jobs being started (dead letters: not shown on
     the dashboard, so their first batch should not delay those that are)."""

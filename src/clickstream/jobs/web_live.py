@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.web import EnrichedWebEvent, spark_ddl
-from clickstream.jobs.counts import Measure, ResultsWriter, Windows, window_counts, window_distinct
-from clickstream.jobs.parse import dead_letter_query, good, parse_json
+from clickstream.jobs.counts import (
+    Measure,
+    ResultsWriter,
+    Windows,
+    count_batch_limit,
+    live_counts,
+    window_distinct,
+)
+from clickstream.jobs.parse import good, parse_json
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
 from clickstream.spark.io import read_kafka
@@ -53,27 +60,34 @@ def measures() -> list[Measure]:
 
 def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
     topics = settings.topics
-    raw = read_kafka(
-        spark,
-        [topics.web_events, topics.web_pings, topics.web_custom],
-        settings=settings,
-        starting_offsets=starting_offsets,
+    names = [topics.web_events, topics.web_pings, topics.web_custom]
+    parsed = parse_json(
+        read_kafka(
+            spark,
+            names,
+            settings=settings,
+            starting_offsets=starting_offsets,
+            max_offsets_per_trigger=count_batch_limit(settings),
+        ),
+        spark_ddl(EnrichedWebEvent),
+        REQUIRED,
     )
-    parsed = parse_json(raw, spark_ddl(EnrichedWebEvent), REQUIRED)
-    events = good(parsed).withColumn("ts", F.timestamp_millis("receivedAt"))
     windows = Windows.from_settings(settings)
+    counts = live_counts(
+        parsed,
+        F.col("receivedAt"),
+        measures(),
+        windows,
+        settings,
+        job=NAME,
+        dead_letters=F.col("_topic") != topics.web_events,
+    )
+    events = good(parsed).withColumn("ts", F.timestamp_millis("receivedAt"))
     active = Windows(ACTIVE.size_s, ACTIVE.slide_s, windows.watermark_s)
-    trigger = settings.jobs.count_trigger_s
     return JobSpec(
         NAME,
         [
-            QuerySpec(
-                "counts",
-                window_counts(events, "ts", measures(), windows),
-                ResultsWriter(settings),
-                "update",
-                trigger,
-            ),
+            counts,
             QuerySpec(
                 "active-sessions",
                 window_distinct(events, "ts", "web.active_sessions", ["uiud", "sessionId"], active),
@@ -81,6 +95,5 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
                 "update",
                 settings.jobs.trigger_s,  # the window moves every 10 s
             ),
-            dead_letter_query(parsed.where(F.col("_topic") != topics.web_events), settings),
         ],
     )
