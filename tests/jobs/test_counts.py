@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from clickstream.errors import ConfigError
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
 from clickstream.events.web import EnrichedWebEvent
 from clickstream.jobs.runner import start_job
@@ -336,3 +337,14 @@ def test_a_batch_replayed_after_a_crash_is_counted_once(
     run(spark, s, "shop")
     assert table_counts(s, "shop.") == expected_shop(first + second)
     assert latest_counts(s) == expected_shop(first + second)
+
+
+def test_a_checkpoint_of_the_stateful_count_query_is_refused_with_what_to_do(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Earlier versions counted with Spark state; Spark's own error on such a checkpoint
+    (STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA) does not say what to do."""
+    s = count_settings(settings, tmp_path)
+    (s.checkpoint_dir / "shop" / "counts" / "state" / "0").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"checkpoint .*shop/counts was written by .*delete it"):
+        start_job(spark, s, "shop", available_now=True)

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
+from clickstream.errors import ConfigError
 from clickstream.events.results import TABLE, WindowCount, record_key
 from clickstream.jobs.parse import dead_letter_value
 from clickstream.jobs.spec import QuerySpec, checkpoint_path
@@ -100,11 +101,18 @@ def live_counts(
             F.when(dead, F.col("_key")).alias("_dead_key"),
             F.when(dead, dead_letter_value()).alias("_dead_value"),
         ]
+    checkpoint = checkpoint_path(settings, job, name)
+    if (checkpoint / "state").is_dir():
+        raise ConfigError(
+            f"the checkpoint {checkpoint} was written by the Spark stateful count query of an "
+            "earlier clickstream version: delete it (the counts already written stay; those of "
+            "windows still open start again)"
+        )
     writer = CountsWriter(
         settings,
         [m.metric for m in measures],
         windows,
-        checkpoint_path(settings, job, name) / "tally",
+        checkpoint / "tally",
         dead_letters=dead_letters is not False,
     )
     return QuerySpec(
