@@ -36,8 +36,6 @@ from clickstream.sinks.duckdb_table import DuckDBTable
 from clickstream.spark.io import DriverKafkaSink
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from pyspark.sql import Column, DataFrame
 
 
@@ -93,13 +91,14 @@ def live_counts(
     good = F.col("reason").isNull()
     columns = [F.when(good, time_ms.cast("long")).alias("_time")]
     columns += [F.when(good, m.key.cast("string")).alias(f"_m{i}") for i, m in enumerate(measures)]
-    if dead_letters is not False:
-        dead = F.col("reason").isNotNull()
+    dead = dead_letters is not False
+    if dead:
+        condition = F.col("reason").isNotNull()
         if dead_letters is not True:
-            dead = dead & dead_letters
+            condition = condition & dead_letters
         columns += [
-            F.when(dead, F.col("_key")).alias("_dead_key"),
-            F.when(dead, dead_letter_value()).alias("_dead_value"),
+            F.when(condition, F.col("_key")).alias("_dead_key"),
+            F.when(condition, dead_letter_value()).alias("_dead_value"),
         ]
     checkpoint = checkpoint_path(settings, job, name)
     if (checkpoint / "state").is_dir():
@@ -108,73 +107,51 @@ def live_counts(
             "earlier clickstream version: delete it (the counts already written stay; those of "
             "windows still open start again)"
         )
-    writer = CountsWriter(
-        settings,
-        [m.metric for m in measures],
-        windows,
-        checkpoint / "tally",
-        dead_letters=dead_letters is not False,
+    tally = WindowTally.open(
+        windows.size_s, windows.slide_s, windows.watermark_s, checkpoint / "tally"
     )
+    writer = CountsWriter(settings, [m.metric for m in measures], tally, dead_letters=dead)
     return QuerySpec(
         name,
         parsed.select(*columns),
         writer,
         "append",
         settings.jobs.count_trigger_s,
-        late_events=lambda: writer.late_events,
+        late_events=lambda: tally.late_events,
     )
 
 
 class CountsWriter:
     """The ``foreachBatch`` function of :func:`live_counts`: collects the batch (a few narrow
-    columns) to the driver as Arrow, dead-letters the bad records, adds the good ones to the
-    tally, writes the changed counts, then commits the tally."""
+    columns) to the driver as Arrow, adds the good records to the tally, dead-letters the bad
+    ones, writes the changed counts, then commits the tally."""
 
     def __init__(
-        self,
-        settings: Settings,
-        metrics: list[str],
-        windows: Windows,
-        directory: Path,
-        *,
-        dead_letters: bool,
+        self, settings: Settings, metrics: list[str], tally: WindowTally, *, dead_letters: bool
     ) -> None:
         self.metrics = metrics
-        self.windows = windows
-        self.directory = directory
+        self.tally = tally
         self.results = ResultsWriter(settings)
-        self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
-        self.dead_letters = dead_letters
-        self._tally: WindowTally | None = None
-
-    @property
-    def tally(self) -> WindowTally:
-        if self._tally is None:
-            w = self.windows
-            self._tally = WindowTally.open(w.size_s, w.slide_s, w.watermark_s, self.directory)
-        return self._tally
-
-    @property
-    def late_events(self) -> int:
-        return self._tally.late_events if self._tally is not None else 0
+        self.dead = (
+            DriverKafkaSink(settings.topics.dead_letter, settings=settings)
+            if dead_letters
+            else None
+        )
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        tally = self.tally
-        if batch_id <= tally.batch_id:
-            return  # counted and written before a restart
         rows = batch.toArrow()
-        if self.dead_letters:
+        good = rows.filter(pc.is_valid(rows["_time"]))
+        keys = [(m, good[f"_m{i}"]) for i, m in enumerate(self.metrics)]
+        update = self.tally.count(batch_id, good["_time"], keys)
+        if update is None:
+            return  # counted and written before a restart
+        if self.dead is not None:
             dead = rows.filter(pc.is_valid(rows["_dead_value"]))
             self.dead.send(
                 zip(dead["_dead_key"].to_pylist(), dead["_dead_value"].to_pylist(), strict=True)
             )
-        good = rows.filter(pc.is_valid(rows["_time"]))
-        keys = [(m, good[f"_m{i}"]) for i, m in enumerate(self.metrics)]
-        update = tally.count(batch_id, good["_time"], keys)
-        if update is None:
-            return
-        self.results.write(update.results(tally.size_ms))
-        tally.commit(update)
+        self.results.write(update.results(self.tally.size_ms))
+        self.tally.commit(update)
 
 
 def window_distinct(

@@ -67,9 +67,10 @@ class RunningJob:
                 int(op.get("numRowsDroppedByWatermark", 0))
                 for op in progress.get("stateOperators", [])
             )
-            stats.late_rows_dropped += dropped
-            if spec is not None and spec.late_events is not None:
+            if spec is not None and spec.late_events is not None:  # the writer drops them
                 stats.late_rows_dropped = spec.late_events()
+            else:
+                stats.late_rows_dropped += dropped
             stats.last_batch_id = batch_id
 
     def poll(self) -> None:
