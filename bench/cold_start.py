@@ -1,11 +1,16 @@
 """Benchmark: cold start of `clickstream up` to the first data point on the dashboard.
 
-    .venv/bin/python bench/cold_start.py [--runs 3] [--markdown]
+    .venv/bin/python bench/cold_start.py [--runs 3] [--compare LABEL=DIR]... [--download]
+        [--markdown]
 
 Each run starts `clickstream up` (embedded broker, collector, dashboard, the Spark jobs and both
 demo simulators) on free ports in a fresh data folder, listens on the dashboard's WebSocket as
 soon as it answers, and records when the first shop count and the first web count arrive
 (seconds since `up` was started). Then it stops `up` with SIGINT, as a user's Ctrl-C.
+
+With ``--compare``, the runs of each checkout (``bench/sides.py``) alternate, so both meet the
+same machine. The jar cache is warm (``.cache/jars``); ``--download`` adds one run of this
+checkout with an empty jar cache (the first start of a fresh install), reported separately.
 """
 
 from __future__ import annotations
@@ -13,18 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from sides import Side, add_compare_option, sides
 
 console = Console(stderr=True)
 
@@ -58,20 +63,23 @@ async def first_points(url: str, started: float, timeout: float) -> dict[str, fl
     return seen
 
 
-def one_run(timeout: float) -> dict[str, float]:
+def one_run(side: Side, timeout: float, jars_dir: str | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="clickstream-cold-") as tmp:
         board, collector, broker = free_port(), free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
-        env |= {
-            "CLICKSTREAM_DATA_DIR": tmp,
-            "CLICKSTREAM_DASHBOARD_PORT": str(board),
-            "CLICKSTREAM_COLLECTOR_PORT": str(collector),
-            "CLICKSTREAM_BROKER_PORT": str(broker),
-        }
+        env = side.env(
+            CLICKSTREAM_DATA_DIR=tmp,
+            CLICKSTREAM_DASHBOARD_PORT=str(board),
+            CLICKSTREAM_COLLECTOR_PORT=str(collector),
+            CLICKSTREAM_BROKER_PORT=str(broker),
+        )
+        if side.kafka_broker:
+            env["CLICKSTREAM_BROKER_CONTROLLER_PORT"] = str(free_port())
+            if jars_dir is not None:
+                env["CLICKSTREAM_JARS_DIR"] = jars_dir
         log = open(Path(tmp) / "up.log", "wb")  # noqa: SIM115 - closed below
         started = time.monotonic()
         up = subprocess.Popen(
-            [sys.executable, "-m", "clickstream", "up"], env=env, stdout=log, stderr=log
+            [side.python, "-m", "clickstream", "up"], env=env, stdout=log, stderr=log
         )
         try:
             seen = asyncio.run(first_points(f"ws://127.0.0.1:{board}/ws", started, timeout))
@@ -89,33 +97,45 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--download", action="store_true", help="also a run with no jar cache")
+    add_compare_option(parser)
     args = parser.parse_args()
-    results = []
+    results: dict[str, list[dict[str, float]]] = {}
+    all_sides = sides(parser, args.compare)
     for run in range(args.runs):
-        seen = one_run(args.timeout)
-        console.print(f"run {run + 1}: {seen}")
-        results.append(seen)
+        for side in all_sides:
+            seen = one_run(side, args.timeout)
+            console.print(f"{side.label}, run {run + 1}: {seen}")
+            results.setdefault(side.label, []).append(seen)
+    if args.download:
+        with tempfile.TemporaryDirectory(prefix="clickstream-jars-") as jars:
+            seen = one_run(all_sides[0], args.timeout + 300, jars_dir=jars)
+            console.print(f"this, empty jar cache: {seen}")
+            results["this, empty jar cache (downloads)"] = [seen]
 
     def cell(values: list[float]) -> str:
         return f"{statistics.median(values):.1f}" if values else "never"
 
-    table = Table("first data point", "median (s)", "min (s)", "max (s)", "runs with data")
+    heads = ("side", "first data point", "median (s)", "min (s)", "max (s)", "runs with data")
+    table = Table(*heads)
     rows = []
-    for scenario in ("shop", "web"):
-        values = [r[scenario] for r in results if scenario in r]
-        row = [
-            scenario,
-            cell(values),
-            f"{min(values):.1f}" if values else "-",
-            f"{max(values):.1f}" if values else "-",
-            f"{len(values)}/{len(results)}",
-        ]
-        rows.append(row)
-        table.add_row(*row)
+    for label, runs in results.items():
+        for scenario in ("shop", "web"):
+            values = [r[scenario] for r in runs if scenario in r]
+            row = [
+                label,
+                scenario,
+                cell(values),
+                f"{min(values):.1f}" if values else "-",
+                f"{max(values):.1f}" if values else "-",
+                f"{len(values)}/{len(runs)}",
+            ]
+            rows.append(row)
+            table.add_row(*row)
     Console().print(table)
     if args.markdown:
-        print("| first data point | median (s) | min (s) | max (s) | runs with data |")
-        print("|---|---|---|---|---|")
+        print("| " + " | ".join(heads) + " |")
+        print("|---|---|---|---|---|---|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
 

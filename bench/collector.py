@@ -19,9 +19,10 @@ and processes) per accepted event; "cores" is what server, broker, load generato
 else used. On a small shared machine the rates are lower bounds; CPU per event is steadier.
 
 ``--ceiling`` also measures bare_asgi.py, an app that answers without doing anything, on the
-same server: the most any collector could reach here. ``--compare before=/tmp/old/src``
-(repeatable) also measures the collector from another source tree, e.g. ``git worktree add
-/tmp/old <rev>``, so a change is measured against its baseline in the same run.
+same server: the most any collector could reach here. ``--compare before=/tmp/old``
+(repeatable) also measures the collector of another checkout, e.g. ``git worktree add /tmp/old
+<rev>``, on that checkout's own embedded broker (``bench/sides.py``), so a change is measured
+against its baseline in the same run.
 """
 
 from __future__ import annotations
@@ -45,14 +46,15 @@ from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from clickstream.broker.embedded import EmbeddedBroker, free_port
+from clickstream.broker.embedded import free_port
 from clickstream.children import spawn, stop
 from clickstream.errors import KafkaUnavailableError
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.config import consumer_config
 from clickstream.kafka.offsets import Key, partitions_of, watermarks
-from clickstream.settings import BrokerSettings, Settings, load_settings
+from clickstream.settings import Settings, load_settings
 from http_load import cpu_now, load
+from sides import Side, add_compare_option, broker_pids, side_broker, sides
 
 console = Console(stderr=True)
 HERE = Path(__file__).resolve().parent
@@ -182,20 +184,17 @@ def bench_server(
         stop(process)
 
 
-def bench_collector(
-    workers: int, server: str, args: Namespace, source: tuple[str, str] | None = None
-) -> list[Result]:
+def bench_collector(workers: int, server: str, args: Namespace, side: Side) -> list[Result]:
     base = f"http://127.0.0.1:{free_port('127.0.0.1')}"
-    argv = [sys.executable, "-m", "clickstream", "collector", "--port", base.rsplit(":", 1)[1]]
+    argv = [side.python, "-m", "clickstream", "collector", "--port", base.rsplit(":", 1)[1]]
     batch = [seed_payload(eventId=str(uuid.uuid4())) for _ in range(args.events_per_batch)]
     runs: list[Run] = [("single", f"{base}/api/webeventspub", seed_payload(), 1, args.topic)]
     runs += [("batch", f"{base}/v1/events", batch, args.events_per_batch, args.topic)]
     label = f"clickstream ({server}), {workers} worker{'s' if workers > 1 else ''}"
     argv += ["--workers", str(workers), "--server", server]
-    env = args.env
-    if source is not None:
-        label = f"{label} [{source[0]}]"
-        env = {**env, "PYTHONPATH": source[1]}
+    if side.label != "this":
+        label = f"{label} [{side.label}]"
+    env = side.env(**{k: v for k, v in args.env.items() if k.startswith("CLICKSTREAM_")})
     return bench_server(label, argv, f"{base}/healthz", runs, args, env)
 
 
@@ -284,50 +283,35 @@ def main() -> int:
         action="store_true",
         help="also measure bare_asgi.py (answers without doing anything) per worker count",
     )
-    parser.add_argument(
-        "--compare",
-        action="append",
-        default=[],
-        metavar="LABEL=SRC_DIR",
-        help="also measure the collector from this source tree (a worktree's src/)",
-    )
+    add_compare_option(parser)
     parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     args = parser.parse_args()
-    sources: list[tuple[str, str] | None] = [None]
-    for spec in args.compare:
-        label, _, folder = spec.partition("=")
-        if not label or not Path(folder, "clickstream").is_dir():
-            parser.error(f"--compare wants LABEL=SRC_DIR with a clickstream package, not {spec!r}")
-        sources.append((label, str(Path(folder).resolve())))
     args.wrk = shutil.which("wrk") is not None
     args.generator = "wrk" if args.wrk else "asyncio + httpx (wrk not installed)"
-    args.topic = f"bench.collector.{uuid.uuid4().hex[:8]}"
-    broker = EmbeddedBroker(BrokerSettings(port=0))
-    args.bootstrap = broker.start()
-    args.broker_pid = broker.pid
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-collector-") as scratch:
-            args.scratch = scratch
-            args.env = {
-                **os.environ,
-                "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
-                "CLICKSTREAM_TOPICS_WEB_EVENTS": args.topic,
-                "CLICKSTREAM_DATA_DIR": scratch,
-            }
-            args.settings = load_settings(environ=args.env)
-            ensure_topics(args.settings, [args.topic])
-            results: list[Result] = []
-            for server in args.servers.split(","):
-                for workers in (int(n) for n in args.workers.split(",")):
-                    for source in sources:
-                        results += bench_collector(workers, server, args, source)
-                    if args.ceiling and server == "uvicorn":
-                        results += bench_ceiling(workers, args)
-            if not args.skip_reference:
-                results += bench_reference(args)
-            report(results, args)
-    finally:
-        broker.stop()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-collector-") as scratch:
+        args.scratch = scratch
+        for side in sides(parser, args.compare):
+            with side_broker(side) as bootstrap:
+                args.bootstrap = bootstrap
+                args.broker_pid = broker_pids(bootstrap)[0]
+                args.topic = f"bench.collector.{uuid.uuid4().hex[:8]}"
+                args.env = {
+                    **os.environ,
+                    "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                    "CLICKSTREAM_TOPICS_WEB_EVENTS": args.topic,
+                    "CLICKSTREAM_DATA_DIR": scratch,
+                }
+                args.settings = load_settings(environ=args.env)
+                ensure_topics(args.settings, [args.topic])
+                for server in args.servers.split(","):
+                    for workers in (int(n) for n in args.workers.split(",")):
+                        results += bench_collector(workers, server, args, side)
+                        if args.ceiling and server == "uvicorn" and side.label == "this":
+                            results += bench_ceiling(workers, args)
+                if not args.skip_reference and side.label == "this":
+                    results += bench_reference(args)
+        report(results, args)
     return 0
 
 

@@ -2,12 +2,12 @@
 dashboard's WebSocket, p50/p99, at steady rates.
 
     .venv/bin/python bench/dashboard_latency.py [--rates 1000,5000] [--seconds 30] [--markdown]
-        [--variant NAME:SETTING=VALUE,...]... [--compare LABEL=SRC_DIR]...
+        [--variant NAME:SETTING=VALUE,...]... [--compare LABEL=DIR]...
 
 Each ``--variant`` runs every rate again with the job's settings changed (environment names,
 e.g. ``--variant trigger-0:CLICKSTREAM_JOBS_COUNT_TRIGGER_S=0``), so settings are compared side by
 side in one run; without it the defaults run alone. Each ``--compare`` runs every rate again
-with the job and the dashboard from another source tree (a worktree's ``src/``).
+with the job, the dashboard and the embedded broker of another checkout (``bench/sides.py``).
 
 Starts the embedded broker, then the deployment's own processes: `clickstream jobs run shop`
 (Spark local, 1-s windows, 1-s trigger, update mode) and `clickstream dashboard`. This script
@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import random
-import sys
 import tempfile
 import threading
 import time
@@ -38,12 +37,12 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from clickstream.broker.embedded import EmbeddedBroker, free_port
+from clickstream.broker.embedded import free_port
 from clickstream.children import spawn, stop
 from clickstream.events.shop import GENDERS, ShopEvent
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
-from clickstream.settings import BrokerSettings
+from sides import add_compare_option, side_broker, sides
 
 console = Console(stderr=True)
 WARMUP_S = 15.0
@@ -193,54 +192,54 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--variant", action="append", default=[], type=parse_variant)
-    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=SRC_DIR")
+    add_compare_option(parser)
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     variants = args.variant or [("defaults", {})]
-    for spec in args.compare:
-        label, _, folder = spec.partition("=")
-        if not label or not Path(folder, "clickstream").is_dir():
-            parser.error(f"--compare wants LABEL=SRC_DIR with a clickstream package, not {spec!r}")
-        variants.append((label, {"PYTHONPATH": str(Path(folder).resolve())}))
 
     rows = []
-    with (
-        tempfile.TemporaryDirectory(prefix="clickstream-bench-") as tmp,
-        EmbeddedBroker(BrokerSettings(port=0), log_file=Path(tmp) / "broker.log") as broker,
-    ):
-        runs = [(name, extra, rate) for name, extra in variants for rate in rates]
-        for i, (name, extra, rate) in enumerate(runs):
-            tag = f"{os.getpid()}-{i}"
-            port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
-            env |= {
-                "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-                "CLICKSTREAM_DATA_DIR": str(Path(tmp) / tag),
-                "CLICKSTREAM_TOPICS_SHOP": f"shop-{tag}",
-                "CLICKSTREAM_TOPICS_RESULTS": f"results-{tag}",
-                "CLICKSTREAM_DASHBOARD_PORT": str(port),
-                "CLICKSTREAM_SPARK_MASTER": "local[2]",
-            }
-            env |= extra
-            from clickstream.settings import load_settings
-
-            ensure_topics(load_settings(environ=env), [f"shop-{tag}", f"results-{tag}"])
-            command = [sys.executable, "-m", "clickstream"]
-            procs = [
-                spawn([*command, *args], log_file=Path(tmp) / f"{args[0]}-{tag}.log", env=env)
-                for args in (["jobs", "run", "shop"], ["dashboard"])
+    for side in sides(parser, args.compare):
+        with (
+            tempfile.TemporaryDirectory(prefix="clickstream-bench-") as tmp,
+            side_broker(side) as bootstrap,
+        ):
+            runs = [
+                (name if side.label == "this" else side.label, extra, rate)
+                for name, extra in (variants if side.label == "this" else [(side.label, {})])
+                for rate in rates
             ]
-            try:
-                wait_http(f"http://127.0.0.1:{port}/healthz", 60)
-                console.print(
-                    f"{name}, rate {rate}/s: job warm-up, then {args.seconds:g} s of events"
+            for i, (name, extra, rate) in enumerate(runs):
+                tag = f"{os.getpid()}-{i}"
+                port = free_port()
+                env = side.env(
+                    CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+                    CLICKSTREAM_DATA_DIR=str(Path(tmp) / tag),
+                    CLICKSTREAM_TOPICS_SHOP=f"shop-{tag}",
+                    CLICKSTREAM_TOPICS_RESULTS=f"results-{tag}",
+                    CLICKSTREAM_DASHBOARD_PORT=str(port),
+                    CLICKSTREAM_SPARK_MASTER="local[2]",
+                    **extra,
                 )
-                time.sleep(10)  # the job's JVM
-                row = run_rate(broker.bootstrap, env, port, rate, args.seconds, tag)
-                rows.append({"variant": name, **row})
-            finally:
-                for proc in procs:
-                    stop(proc)
+                from clickstream.settings import load_settings
+
+                ours = {k: v for k, v in env.items() if k.startswith("CLICKSTREAM_")}
+                ensure_topics(load_settings(environ=ours), [f"shop-{tag}", f"results-{tag}"])
+                command = [side.python, "-m", "clickstream"]
+                procs = [
+                    spawn([*command, *a], log_file=Path(tmp) / f"{a[0]}-{tag}.log", env=env)
+                    for a in (["jobs", "run", "shop"], ["dashboard"])
+                ]
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+                    console.print(
+                        f"{name}, rate {rate}/s: job warm-up, then {args.seconds:g} s of events"
+                    )
+                    time.sleep(10)  # the job's JVM
+                    row = run_rate(bootstrap, env, port, rate, args.seconds, tag)
+                    rows.append({"variant": name, **row})
+                finally:
+                    for proc in procs:
+                        stop(proc)
 
     table = Table(
         "variant", "events/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)", "missing"

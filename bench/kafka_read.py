@@ -1,33 +1,45 @@
 """Benchmark: read_kafka -> count, against librdkafka's raw consume rate in the same run.
 
     .venv/bin/python bench/kafka_read.py [--records 1000000] [--partitions 4] [--runs 2]
+        [--sources native,python] [--compare LABEL=DIR]... [--markdown]
 
-Starts the embedded broker on a free port (or uses --bootstrap), produces small JSON records to
-a fresh topic, then measures (1) a bare confluent-kafka consumer assigned to every partition,
-reading every record, and (2) `read_kafka` + `trigger(availableNow=True)` counting every
-micro-batch in a local Spark. The ratio of the two is the figure that matters: absolute rates
-on a shared 2-core machine are noisy.
+For each side (this checkout, and each ``--compare`` checkout: see ``bench/sides.py``), starts
+that side's embedded broker, produces small JSON records to a fresh topic, then measures (1) a
+bare confluent-kafka consumer assigned to every partition, reading every record, and (2)
+`read_kafka` + `trigger(availableNow=True)` counting every micro-batch in a local Spark, once
+per Kafka source of ``--sources`` (this checkout; an older side reads with what it has). The
+ratio of the two is the figure that matters: absolute rates on a shared 2-core machine are
+noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.kafka.config import consumer_config
-from clickstream.settings import BrokerSettings, Settings, load_settings
+from clickstream.settings import Settings, load_settings
+from sides import (
+    add_compare_option,
+    child_args,
+    print_result,
+    run_child,
+    side_broker,
+    sides,
+)
 from streams import time_count
 
 console = Console(stderr=True)
@@ -63,10 +75,41 @@ def raw_consume(settings: Settings, topic: str, records: int, partitions: int) -
     return elapsed
 
 
-def spark_count(spark, settings: Settings, topic: str, records: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def spark_count(spark, settings: Settings, topic: str) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     from clickstream.spark.io import read_kafka
 
     return time_count(read_kafka(spark, topic, settings=settings, starting_offsets="earliest"))
+
+
+def settings_for(args: argparse.Namespace, **extra: str) -> Settings:
+    environ = {k: v for k, v in os.environ.items() if k.startswith("CLICKSTREAM_")}
+    environ |= {"CLICKSTREAM_SPARK_MASTER": args.master, "CLICKSTREAM_DATA_DIR": tempfile.mkdtemp()}
+    return load_settings(environ=environ | extra).with_bootstrap(args.bootstrap)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """One side, on the broker at ``--bootstrap``: produce, raw consume, then Spark reads."""
+    settings = settings_for(args)
+    topic = f"bench-read-{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings, [topic], partitions=args.partitions)
+    console.print(f"producing {args.records:,} records to {topic} ({args.partitions} partitions)")
+    result: dict[str, Any] = {"produce_s": produce(settings, topic, args.records, args.partitions)}
+    result["raw_s"] = raw_consume(settings, topic, args.records, args.partitions)
+    from clickstream.spark.session import get_spark
+
+    spark = get_spark(settings)
+    result["reads"] = {}
+    for source in args.sources.split(","):
+        chosen = settings_for(args, CLICKSTREAM_SPARK_KAFKA_SOURCE=source)
+        runs = []
+        for run in range(args.runs):
+            elapsed, count = spark_count(spark, chosen, topic)
+            if count != args.records:
+                raise SystemExit(f"{source} run {run}: counted {count:,}, not {args.records:,}")
+            runs.append(elapsed)
+        result["reads"][source] = runs
+    spark.stop()
+    return result
 
 
 def main() -> int:
@@ -74,62 +117,48 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--runs", type=int, default=2, help="Spark runs (the first is cold)")
-    parser.add_argument("--bootstrap", help="use this cluster instead of the embedded broker")
+    parser.add_argument("--sources", default="native,python", help="this checkout's sources")
+    parser.add_argument("--bootstrap", help="measure one side on this broker (internal)")
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--markdown", action="store_true")
+    add_compare_option(parser)
     args = parser.parse_args()
-
-    base = load_settings(
-        environ={
-            "CLICKSTREAM_SPARK_MASTER": args.master,
-            "CLICKSTREAM_DATA_DIR": tempfile.mkdtemp(),
-        }
-    )
-    broker = None
     if args.bootstrap:
-        settings = base.with_bootstrap(args.bootstrap)
-    else:
-        broker = EmbeddedBroker(BrokerSettings(port=0))
-        settings = base.with_bootstrap(broker.start())
-    try:
-        topic = f"bench-read-{uuid.uuid4().hex[:8]}"
-        ensure_topics(settings, [topic], partitions=args.partitions)
-        console.print(
-            f"producing {args.records:,} records to {topic} ({args.partitions} partitions)"
-        )
-        produce_s = produce(settings, topic, args.records, args.partitions)
-        raw_s = raw_consume(settings, topic, args.records, args.partitions)
+        print_result(measure(args))
+        return 0
 
-        from clickstream.spark.session import get_spark
+    rows = []
+    for side in sides(parser, args.compare):
+        sources = args.sources if side.label == "this" else "auto"
+        with side_broker(side) as bootstrap:
+            child = child_args(sys.argv[1:], bootstrap, drop=("--sources",))
+            result = run_child(side, Path(__file__), [*child, "--sources", sources], side.env())
+        raw_rate = args.records / result["raw_s"]
+        rows.append((side.label, "produce (reference)", result["produce_s"], None))
+        rows.append((side.label, "raw librdkafka consume", result["raw_s"], 1.0))
+        for source, runs in result["reads"].items():
+            for run, elapsed in enumerate(runs):
+                label = f"read_kafka ({source}) -> count" + (" (cold)" if run == 0 else " (warm)")
+                rows.append((side.label, label, elapsed, args.records / elapsed / raw_rate))
 
-        spark = get_spark(settings)
-        runs = []
-        for run in range(args.runs):
-            elapsed, count = spark_count(spark, settings, topic, args.records)
-            if count != args.records:
-                console.print(f"[red]run {run}: counted {count:,}, expected {args.records:,}")
-                return 1
-            runs.append(elapsed)
-        spark.stop()
-    finally:
-        if broker is not None:
-            broker.stop()
-
-    raw_rate = args.records / raw_s
     table = Table(
         title=f"Kafka read, {args.records:,} JSON records, "
         f"{args.partitions} partitions, {args.master}"
     )
-    table.add_column("reader")
-    table.add_column("seconds", justify="right")
-    table.add_column("events/s", justify="right")
-    table.add_column("vs raw librdkafka", justify="right")
-    table.add_row("produce (reference)", f"{produce_s:.2f}", f"{args.records / produce_s:,.0f}", "")
-    table.add_row("raw librdkafka consume", f"{raw_s:.2f}", f"{raw_rate:,.0f}", "1.00")
-    for run, elapsed in enumerate(runs):
-        label = "read_kafka -> count" + (" (cold)" if run == 0 else " (warm)")
-        rate = args.records / elapsed
-        table.add_row(label, f"{elapsed:.2f}", f"{rate:,.0f}", f"{rate / raw_rate:.2f}")
+    for column in ("side", "reader", "seconds", "events/s", "vs raw librdkafka"):
+        table.add_column(column, justify="left" if column in ("side", "reader") else "right")
+    for label, reader, seconds, ratio in rows:
+        rate = f"{args.records / seconds:,.0f}"
+        table.add_row(
+            label, reader, f"{seconds:.2f}", rate, "" if ratio is None else f"{ratio:.2f}"
+        )
     Console().print(table)
+    if args.markdown:
+        print("| side | reader | seconds | events/s | vs raw librdkafka |")
+        print("|---|---|---:|---:|---:|")
+        for label, reader, seconds, ratio in rows:
+            cells = [label, reader, f"{seconds:.2f}", f"{args.records / seconds:,.0f}"]
+            print("| " + " | ".join([*cells, "" if ratio is None else f"{ratio:.2f}"]) + " |")
     return 0
 
 

@@ -1,9 +1,11 @@
 """Benchmark: the sessionization job on N pageviews (local Spark), events/s end to end.
 
     .venv/bin/python bench/sessions.py [--events 1000000] [--master local[2]] [--partitions 4]
+        [--compare LABEL=DIR]... [--markdown]
 
-Produces N enriched pageviews (as the collector writes them) for visitors browsing in sessions
-of 1-12 pages, to a fresh topic on the embedded broker; then runs the `sessions` job with
+For each side (this checkout, and each ``--compare`` checkout, with its own embedded broker:
+see ``bench/sides.py``), produces N enriched pageviews (as the collector writes them) for
+visitors browsing in sessions of 1-12 pages, to a fresh topic; then runs the `sessions` job with
 `trigger(availableNow=True)`: read, parse, watermark, session windows, Avro files and the
 DuckDB `sessions` table. Reported: wall time of the job run, events/s, sessions written.
 The job is run twice on fresh checkpoints (the first pays JVM and Python-worker warm-up).
@@ -17,6 +19,7 @@ dead-letter query and the sinks add.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -28,11 +31,11 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.events.web import EnrichedWebEvent
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
-from clickstream.settings import BrokerSettings, Settings, load_settings
+from clickstream.settings import Settings, load_settings
+from sides import add_compare_option, child_args, print_result, run_child, side_broker, sides
 from streams import time_count
 
 console = Console(stderr=True)
@@ -110,66 +113,80 @@ def ceiling(spark, settings: Settings, parse: bool) -> tuple[float, int]:  # typ
     return time_count(frame)
 
 
+def measure(args: argparse.Namespace) -> dict[str, object]:
+    """One side, on the broker at ``--bootstrap``."""
+    scratch = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
+    environ = {k: v for k, v in os.environ.items() if k.startswith("CLICKSTREAM_")}
+    environ |= {"CLICKSTREAM_SPARK_MASTER": args.master, "CLICKSTREAM_DATA_DIR": str(scratch)}
+    settings = load_settings(environ=environ).with_bootstrap(args.bootstrap)
+    topic = f"bench-web-{uuid.uuid4().hex[:8]}"
+    topics = settings.topics.model_copy(update={"web_events": topic, "dead_letter": topic + ".dlq"})
+    settings = settings.model_copy(update={"topics": topics})
+    ensure_topics(settings, [topic, topics.dead_letter], partitions=args.partitions)
+    console.print(f"producing {args.events:,} pageviews to {topic}")
+    sessions = produce(settings, args.events)
+
+    from clickstream.spark.session import get_spark
+
+    spark = get_spark(settings)
+    runs = [run_job(spark, settings, scratch / f"run{i}") for i in range(args.runs)]
+    ceilings = [
+        ("ceiling: read only", *ceiling(spark, settings, parse=False)),
+        ("ceiling: read + parse", *ceiling(spark, settings, parse=True)),
+    ]
+    spark.stop()
+    return {"sessions": sessions, "runs": runs, "ceilings": ceilings}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--bootstrap", help="measure one side on this broker (internal)")
+    parser.add_argument("--markdown", action="store_true")
+    add_compare_option(parser)
     args = parser.parse_args()
-
-    scratch = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
-    base = load_settings(
-        environ={"CLICKSTREAM_SPARK_MASTER": args.master, "CLICKSTREAM_DATA_DIR": str(scratch)}
-    )
-    broker = EmbeddedBroker(BrokerSettings(port=0))
-    settings = base.with_bootstrap(broker.start())
-    try:
-        topic = f"bench-web-{uuid.uuid4().hex[:8]}"
-        topics = settings.topics.model_copy(
-            update={"web_events": topic, "dead_letter": topic + ".dlq"}
-        )
-        settings = settings.model_copy(update={"topics": topics})
-        ensure_topics(settings, [topic, topics.dead_letter], partitions=args.partitions)
-        console.print(f"producing {args.events:,} pageviews to {topic}")
-        sessions = produce(settings, args.events)
-
-        from clickstream.spark.session import get_spark
-
-        spark = get_spark(settings)
-        results = [run_job(spark, settings, scratch / f"run{i}") for i in range(args.runs)]
-        ceilings = [
-            ("ceiling: read only", *ceiling(spark, settings, parse=False)),
-            ("ceiling: read + parse", *ceiling(spark, settings, parse=True)),
-        ]
-        spark.stop()
-    finally:
-        broker.stop()
+    if args.bootstrap:
+        print_result(measure(args))
+        return 0
 
     table = Table(
         title=f"sessions job, {args.events:,} pageviews, "
         f"{args.partitions} partitions, {args.master}"
     )
-    heads = ("run", "seconds", "events/s", "rows read", "sessions written", "expected")
+    heads = ("side", "run", "seconds", "events/s", "rows read", "sessions written", "expected")
     for column in heads:
         table.add_column(column, justify="right", no_wrap=column == "run")
-    for i, (elapsed, rows, read) in enumerate(results):
-        label = "cold" if i == 0 else "warm"
-        table.add_row(
-            label,
-            f"{elapsed:.1f}",
-            f"{read / elapsed:,.0f}",
-            f"{read:,}",
-            f"{rows:,}",
-            f"{sessions:,}",
-        )
-    for label, elapsed, rows in ceilings:
-        table.add_row(label, f"{elapsed:.1f}", f"{rows / elapsed:,.0f}", f"{rows:,}", "-", "-")
+    rows: list[tuple[str, ...]] = []
+    ok = True
+    for side in sides(parser, args.compare):
+        with side_broker(side) as bootstrap:
+            result = run_child(
+                side, Path(__file__), child_args(sys.argv[1:], bootstrap), side.env()
+            )
+        expected = int(result["sessions"])
+        for i, (elapsed, written, read) in enumerate(result["runs"]):
+            ok = ok and written >= expected
+            label = "job, cold" if i == 0 else "job, warm"
+            rows.append((side.label, label, f"{elapsed:.1f}", f"{read / elapsed:,.0f}",
+                         f"{read:,}", f"{written:,}", f"{expected:,}"))  # fmt: skip
+        for label, elapsed, read in result["ceilings"]:
+            rows.append((side.label, label, f"{elapsed:.1f}", f"{read / elapsed:,.0f}",
+                         f"{read:,}", "-", "-"))  # fmt: skip
+        warm = min(elapsed for elapsed, _, _ in result["runs"])
+        for label, elapsed, _ in result["ceilings"]:
+            console.print(f"{side.label}: the job (best run) takes {warm / elapsed:.1f}x {label}")
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
-    warm = min(elapsed for elapsed, _, _ in results)
-    for label, elapsed, _ in ceilings:
-        print(f"job (best run) takes {warm / elapsed:.1f}x the time of the {label}")
-    return 0 if all(rows >= sessions for _, rows, _ in results) else 1
+    if args.markdown:
+        print("| " + " | ".join(heads) + " |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

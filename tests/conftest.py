@@ -1,4 +1,5 @@
-"""Shared fixtures: one embedded broker and one SparkSession for the whole test session."""
+"""Shared fixtures: one embedded broker (Apache Kafka) and one SparkSession for the whole test
+session."""
 
 from __future__ import annotations
 
@@ -17,26 +18,49 @@ import pytest
 from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
-from clickstream.settings import BrokerSettings, Settings, load_settings
+from clickstream.settings import Settings, load_settings
 
 _counter = itertools.count()
+
+JARS_DIR = Path(__file__).resolve().parents[1] / ".cache" / "jars"
+"""The jar cache of every test (git-ignored): Kafka's and Spark's connector jars are fetched
+from Maven once, not once per temporary data folder."""
+
+
+def broker_settings(data_dir: Path, **env: str) -> Settings:
+    """Settings of an embedded broker with its data in ``data_dir``, on free ports."""
+    return load_settings(
+        environ={
+            "CLICKSTREAM_DATA_DIR": str(data_dir),
+            "CLICKSTREAM_JARS_DIR": str(JARS_DIR),
+            "CLICKSTREAM_BROKER_PORT": "0",
+            "CLICKSTREAM_BROKER_CONTROLLER_PORT": "0",
+            **env,
+        }
+    )
+
+
+def own_broker(data_dir: Path, port: int = 0) -> EmbeddedBroker:
+    """A broker of a test's own (not started), with its data and log in ``data_dir``."""
+    settings = broker_settings(data_dir, CLICKSTREAM_BROKER_PORT=str(port))
+    return EmbeddedBroker(settings, log_file=data_dir / "broker.log")
 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """The real embedded broker (Tansu) on a free loopback port."""
-    log = tmp_path_factory.mktemp("broker") / "broker.log"
-    with EmbeddedBroker(BrokerSettings(port=0), log_file=log) as running:
+    """The real embedded broker (Apache Kafka, one KRaft node) on free loopback ports."""
+    with own_broker(tmp_path_factory.mktemp("broker")) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
-def settings(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def session_settings(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings pointing at the test broker, with a temporary data dir and a small Spark."""
     data_dir = tmp_path_factory.mktemp("data")
     base = load_settings(
         environ={
             "CLICKSTREAM_DATA_DIR": str(data_dir),
+            "CLICKSTREAM_JARS_DIR": str(JARS_DIR),
             "CLICKSTREAM_SPARK_MASTER": "local[2]",
             "CLICKSTREAM_SPARK_SHUFFLE_PARTITIONS": "2",
             "CLICKSTREAM_SPARK_DRIVER_MEMORY": "2g",
@@ -46,10 +70,16 @@ def settings(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
-def spark(settings: Settings):  # type: ignore[no-untyped-def]
+def settings(session_settings: Settings) -> Settings:
+    """The session's settings (a module may override this fixture with a variant)."""
+    return session_settings
+
+
+@pytest.fixture(scope="session")
+def spark(session_settings: Settings):  # type: ignore[no-untyped-def]
     from clickstream.spark.session import get_spark
 
-    session = get_spark(settings)
+    session = get_spark(session_settings)
     yield session
     session.stop()
 
@@ -165,7 +195,10 @@ def serve_in_thread(app: Any, port: int, what: str) -> tuple[Any, threading.Thre
 
 
 def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``clickstream`` child process: ours without CLICKSTREAM_ settings,
+    but with the tests' jar cache, and ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+    env["CLICKSTREAM_JARS_DIR"] = str(JARS_DIR)
     env.update(extra)
     return env
 

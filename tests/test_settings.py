@@ -16,8 +16,11 @@ from tests.conftest import cli_env
 def test_defaults_mean_embedded_broker() -> None:
     settings = load_settings(environ={})
     assert settings.embedded_broker
-    assert settings.kafka.fetch_wait_max_ms == 10
     assert settings.checkpoint_dir == Path(".clickstream/checkpoints")
+    assert settings.broker_dir == Path(".clickstream/kafka")
+    assert settings.jars_dir == Path(".clickstream/jars")
+    moved = load_settings(environ={"CLICKSTREAM_DATA_DIR": "/srv/cs"})
+    assert (moved.broker_dir, moved.jars_dir) == (Path("/srv/cs/kafka"), Path("/srv/cs/jars"))
 
 
 def test_environment_overrides_toml(tmp_path: Path) -> None:

@@ -13,15 +13,18 @@ def spawn(
     *,
     log_file: Path | None = None,
     env: Mapping[str, str] | None = None,
+    grace_s: float | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` under a watchdog in its own session; output goes to ``log_file``.
 
     The watchdog ends the child when our end of its stdin closes, which happens when this
     process exits for any reason (SIGKILL included) or when :func:`stop` is called. The child
     runs in its own session, so a Ctrl-C in the terminal reaches only us, and we stop the
-    children in order.
+    children in order. ``grace_s`` is how long the child may take to exit after SIGTERM before
+    it is killed (default: the watchdog's).
     """
-    command = [sys.executable, "-m", "clickstream.watchdog", "--", *argv]
+    grace = ["--grace", f"{grace_s:g}"] if grace_s is not None else []
+    command = [sys.executable, "-m", "clickstream.watchdog", *grace, "--", *argv]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         output = log_file.open("ab")

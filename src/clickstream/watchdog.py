@@ -1,10 +1,10 @@
 """Run a command and end it when our parent goes away, however the parent ends.
 
-``python -m clickstream.watchdog -- CMD ARGS...``: the parent keeps the write end of
-our stdin. When the parent exits, even by SIGKILL, the pipe closes, reading stdin returns EOF,
-and the child is terminated (SIGTERM, then SIGKILL after a grace period). SIGTERM or SIGINT
-sent to the watchdog do the same. On Linux the child also gets ``PR_SET_PDEATHSIG`` so that it
-dies with the watchdog if the watchdog itself is killed.
+``python -m clickstream.watchdog [--grace SECONDS] -- CMD ARGS...``: the parent keeps the write
+end of our stdin. When the parent exits, even by SIGKILL, the pipe closes, reading stdin returns
+EOF, and the child is terminated (SIGTERM, then SIGKILL after the grace period). SIGTERM or
+SIGINT sent to the watchdog do the same. On Linux the child also gets ``PR_SET_PDEATHSIG`` so
+that it dies with the watchdog if the watchdog itself is killed.
 """
 
 from __future__ import annotations
@@ -40,10 +40,17 @@ def terminate(child: subprocess.Popen[bytes], grace: float = GRACE_S) -> int:
 
 
 def main(argv: list[str]) -> int:
+    grace = GRACE_S
+    if argv[:1] == ["--grace"] and len(argv) > 1:
+        grace = float(argv[1])
+        argv = argv[2:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        print("usage: python -m clickstream.watchdog -- CMD [ARGS...]", file=sys.stderr)
+        print(
+            "usage: python -m clickstream.watchdog [--grace SECONDS] -- CMD [ARGS...]",
+            file=sys.stderr,
+        )
         return 2
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     stop = threading.Event()
@@ -65,7 +72,7 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=watch_parent, daemon=True).start()
     while not stop.is_set() and child.poll() is None:
         stop.wait(0.2)
-    return terminate(child)
+    return terminate(child, grace)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.dashboard.hub import Hub
 from clickstream.events.results import WindowCount
 from clickstream.kafka.admin import ensure_topics
-from clickstream.settings import BrokerSettings, Settings
+from clickstream.settings import Settings
 from tests.collector.conftest import free_port
-from tests.conftest import cli_env, wait_for
+from tests.conftest import cli_env, own_broker, wait_for
 from tests.dashboard.conftest import (
     RunningDashboard,
     now_s,
@@ -181,7 +181,7 @@ def test_unreachable_kafka_makes_healthz_503_then_recovers_when_it_answers(
     assert "clickstream_dashboard_kafka_up 0.0" in dashboard.get("/metrics").text
 
     # A broker appears at that address: the hub finds it, then the topic, then results.
-    with EmbeddedBroker(BrokerSettings(port=port), log_file=tmp_path / "broker.log"):
+    with own_broker(tmp_path / "kafka", port=port):
         healthy = wait_for(lambda: (r := dashboard.get("/healthz")).status_code == 200 and r)
         assert healthy.json()["kafka"] == "up"
         ensure_topics(nowhere, [nowhere.topics.results], partitions=1)

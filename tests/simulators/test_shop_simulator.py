@@ -171,7 +171,12 @@ def test_ctrl_c_flushes_and_prints_the_summary(
     )  # fmt: skip
     time.sleep(2.5)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    try:
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"still running 30 s after Ctrl-C; stdout: {out!r}; stderr: {err[-3000:]}")
     assert process.returncode == 0, err
     sent = int(out.split()[1])
     assert out == f"sent {sent} events to {topic} (0 skipped malformed rows, 0 failed)\n"

@@ -1,4 +1,5 @@
-"""read_kafka through the project's Python streaming source, against the real broker."""
+"""read_kafka through the project's Python streaming source (the fallback for machines that
+cannot fetch Spark's connector), against the real broker."""
 
 from __future__ import annotations
 
@@ -35,8 +36,21 @@ def offsets_in(spark, out: Path) -> list[tuple[int, int]]:  # type: ignore[no-un
     return [(r.partition, r.offset) for r in rows]
 
 
-def test_uses_python_source_without_connector(spark, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def with_source(settings: Settings, source: str) -> Settings:
+    spark = settings.spark.model_copy(update={"kafka_source": source})
+    return settings.model_copy(update={"spark": spark})
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The session's settings, reading with the Python source although the connector is there."""
+    return with_source(settings, "python")
+
+
+def test_the_setting_chooses_the_source(spark, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     assert kafka_source_format(spark, settings) == "clickstream_kafka"
+    assert kafka_source_format(spark, with_source(settings, "auto")) == "kafka"
+    assert kafka_source_format(spark, with_source(settings, "native")) == "kafka"
 
 
 def test_round_trip_exact_then_resume_from_checkpoint(  # type: ignore[no-untyped-def]
@@ -205,7 +219,7 @@ def test_include_headers(  # type: ignore[no-untyped-def]
     run_to_table(spark, df, tmp_path / "out", tmp_path / "cp")
     rows = spark.read.parquet(str(tmp_path / "out")).orderBy("offset").collect()
     assert [(h.key, h.value) for h in rows[0].headers] == [("source", b"tracker"), ("v", b"2")]
-    assert rows[1].headers == []
+    assert rows[1].headers is None  # as Spark's own source gives
 
 
 def test_small_batches_are_read_by_one_task_large_ones_per_partition(

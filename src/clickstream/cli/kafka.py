@@ -1,11 +1,12 @@
-"""``clickstream broker`` and ``clickstream topics``."""
+"""``clickstream broker``, ``clickstream jars`` and ``clickstream topics``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from clickstream.broker.embedded import IN_MEMORY_WARNING, EmbeddedBroker
-from clickstream.cli.base import Context, cli, pass_context, warn
+from clickstream.cli.base import Context, cli, pass_context
 from clickstream.errors import ClickstreamError
 
 
@@ -13,7 +14,8 @@ from clickstream.errors import ClickstreamError
 @click.option("--port", type=int, help="Port to listen on (0: a free one). Default: broker.port.")
 @pass_context
 def broker(ctx: Context, port: int | None) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
+    """Run the embedded broker (Apache Kafka, one node, data in DATA_DIR/kafka) until Ctrl-C."""
+    from clickstream.broker.embedded import EmbeddedBroker
     from clickstream.kafka.admin import wait_for_cluster
     from clickstream.stack import stop_signals
 
@@ -25,21 +27,60 @@ def broker(ctx: Context, port: int | None) -> None:
             f"{settings.kafka.bootstrap_servers}; no embedded broker started"
         )
         return
-    broker_settings = settings.broker
     if port is not None:
-        broker_settings = broker_settings.model_copy(update={"port": port})
+        broker = settings.broker.model_copy(update={"port": port})
+        settings = settings.model_copy(update={"broker": broker})
     with stop_signals() as stop:
-        embedded = EmbeddedBroker(broker_settings)
+        embedded = EmbeddedBroker(
+            settings, settings.data_dir / "logs" / "broker.log", progress=click.echo
+        )
         embedded.start()
         try:
-            click.echo(f"broker listening on {embedded.bootstrap} (pid {embedded.pid})")
-            warn(f"note: {IN_MEMORY_WARNING}")
+            click.echo(
+                f"broker listening on {embedded.bootstrap} (pid {embedded.pid}, "
+                f"data in {settings.broker_dir}, log in {embedded.log_file})"
+            )
             while not stop.wait(0.5):
                 if not embedded.running():
-                    raise ClickstreamError("the broker exited unexpectedly")
+                    raise ClickstreamError(
+                        f"the broker exited unexpectedly (see {embedded.log_file})"
+                    )
         finally:
             embedded.stop()
             click.echo("broker stopped")
+
+
+@cli.group()
+def jars() -> None:
+    """The Java libraries fetched from Maven (the broker's, Spark's Kafka connector)."""
+
+
+@jars.command("fetch")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put them. Default: jars.dir (DATA_DIR/jars).",
+)
+@pass_context
+def jars_fetch(ctx: Context, folder: Path | None) -> None:
+    """Download every jar clickstream needs, to run where there is no network: copy the folder
+    to the other machine's jars.dir."""
+    from clickstream.broker.node import KAFKA_JARS, java_executable
+    from clickstream.maven import resolve
+    from clickstream.spark.session import kafka_connector
+
+    settings = ctx.settings
+    target = folder or settings.jars_dir
+    for jar_set in (KAFKA_JARS, kafka_connector()):
+        jars = resolve(
+            jar_set,
+            target,
+            java=java_executable(settings),
+            repository=settings.jars.repository,
+            progress=click.echo,
+        )
+        click.echo(f"{jar_set.title}: {len(jars)} jars in {target / jar_set.folder}")
 
 
 @cli.group()

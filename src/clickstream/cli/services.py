@@ -107,11 +107,29 @@ def jobs_list() -> None:
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("--available-now", is_flag=True, help="Process what is in Kafka now, then stop.")
 @click.option("--master", help="Spark master URL. Default: spark.master.")
+@click.option(
+    "--wait-for-kafka",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds to wait for Kafka to answer once Spark is up. Default: kafka.timeout_s.",
+)
 @pass_context
-def jobs_run(ctx: Context, names: tuple[str, ...], available_now: bool, master: str | None) -> None:
+def jobs_run(
+    ctx: Context,
+    names: tuple[str, ...],
+    available_now: bool,
+    master: str | None,
+    wait_for_kafka: float | None,
+) -> None:
     """Run the jobs NAME... in one Spark session until Ctrl-C (or until caught up, with
     --available-now). `clickstream jobs run sessions shop web-live` runs them all."""
-    from clickstream.jobs.runner import RunningJob, check_names, start_job, start_jobs
+    from clickstream.jobs.runner import (
+        RunningJob,
+        check_names,
+        prepare_kafka,
+        start_job,
+        start_jobs,
+    )
     from clickstream.spark.session import get_spark
     from clickstream.stack import stop_signals
 
@@ -121,7 +139,8 @@ def jobs_run(ctx: Context, names: tuple[str, ...], available_now: bool, master: 
         settings = settings.model_copy(
             update={"spark": settings.spark.model_copy(update={"master": master})}
         )
-    spark = get_spark(settings)
+    spark = get_spark(settings, progress=click.echo)
+    prepare_kafka(settings, wait_for_kafka)
     running: list[RunningJob] = []
     try:
         if available_now:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from clickstream.broker.embedded import IN_MEMORY_WARNING
 from clickstream.cli.base import Context, cli, warn
 from clickstream.settings import Settings
 from clickstream.stack import ProcessPart, Stack
@@ -28,8 +27,13 @@ JOBS = ["shop", "web-live", "sessions"]  # dashboard jobs first: the first data 
     show_default=True,
     help="Demo shop events per second (the seed's pace).",
 )
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete the jobs' checkpoints first: they read the topics again from the start.",
+)
 @click.pass_context
-def up(click_ctx: click.Context, demo: bool, rate: float, shop_rate: float) -> None:
+def up(click_ctx: click.Context, demo: bool, rate: float, shop_rate: float, reset: bool) -> None:
     """Start everything on embedded defaults; one Ctrl-C stops it all."""
     from clickstream.stack import Stack, stop_signals
 
@@ -37,14 +41,15 @@ def up(click_ctx: click.Context, demo: bool, rate: float, shop_rate: float) -> N
     with stop_signals() as stop:
         stack = Stack(ctx.settings, on_event=click.echo)
         try:
-            settings = stack.start()
-            if ctx.settings.embedded_broker:
-                warn(f"note: {IN_MEMORY_WARNING}")
+            settings = stack.launch_kafka(reset=reset)
             env = _child_env(
                 settings, click_ctx.parent.params.get("config_file") if click_ctx.parent else None
             )
             logs = settings.data_dir.absolute() / "logs"
-            for part in _parts(settings, env, logs, demo, rate, shop_rate):
+            jobs, *others = _parts(settings, env, logs, demo, rate, shop_rate)
+            stack.add(jobs)  # Spark builds its session while the broker starts
+            stack.await_kafka()
+            for part in others:
                 if stop.is_set():
                     return
                 stack.add(part)
@@ -73,10 +78,17 @@ def _watch(stack: Stack, stop: threading.Event, logs: Path) -> None:
 def _parts(
     settings: Settings, env: dict[str, str], logs: Path, demo: bool, rate: float, shop_rate: float
 ) -> list[ProcessPart]:
-    """The child processes of ``up``, in start order."""
+    """The child processes of ``up``, in start order (the jobs first: see ``up``)."""
     url = f"http://{settings.collector.host}:{settings.collector.port}"
     board = f"http://{settings.dashboard.host}:{settings.dashboard.port}"
     parts = [
+        ProcessPart(
+            "jobs",
+            ["jobs", "run", *JOBS, f"--wait-for-kafka={settings.broker.startup_timeout_s:g}"],
+            env,
+            logs / "jobs.log",
+            url=f"Spark: {', '.join(JOBS)} -> {settings.duckdb_path} (clickstream sql)",
+        ),
         ProcessPart(
             "collector",
             ["collector"],
@@ -92,13 +104,6 @@ def _parts(
             logs / "dashboard.log",
             url=f"{board}/",
             health_url=f"{board}/healthz",
-        ),
-        ProcessPart(
-            "jobs",
-            ["jobs", "run", *JOBS],
-            env,
-            logs / "jobs.log",
-            url=f"Spark: {', '.join(JOBS)} -> {settings.duckdb_path} (clickstream sql)",
         ),
     ]
     if demo:

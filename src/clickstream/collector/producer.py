@@ -7,8 +7,8 @@ error reports). Each request waits on one future, resolved
 by the last of its records' reports; no second thread, no lock and no cross-thread wake-up per
 acknowledgement. Requests are failed in order of age once past their deadline (records' own
 ``message.timeout.ms`` normally fails them first). A fatal producer error, or records that
-timed out (the broker may have lost the idempotent producer's state, as the embedded broker
-does when restarted), replace the producer with a new one.
+timed out (the broker may no longer know the idempotent producer's sequence numbers), replace
+the producer with a new one.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class _Request:
         if err is not None:
             self.error = self.error or err
             if err.code() == KafkaError._MSG_TIMED_OUT:
-                # An idempotent producer whose records timed out never recovers on a broker
-                # that lost its state (the embedded broker after a restart): start afresh.
+                # An idempotent producer whose records timed out may not recover its
+                # sequence numbers with the broker: start afresh.
                 self.owner._renew = True
         else:
             self.owner.kafka_up = True

@@ -4,10 +4,8 @@ It uses ``assign()`` (no consumer group: no join delay, no committed offsets) an
 records to ``deliver`` in batches: the first record after a quiet spell at once, then at most
 one batch per ``coalesce_s``.
 
-Where reading starts: ``offsets_for_times(now - history_s)`` per partition. The embedded broker
-(Tansu) answers offset 0 for any timestamp (measured), so against it the reader starts at the
-beginning; either way records whose Kafka timestamp is older than that are skipped, so every
-broker shows the same thing.
+Where reading starts: ``offsets_for_times(now - history_s)`` per partition; records whose
+Kafka timestamp is older than that are skipped too (a broker may answer an earlier offset).
 
 A record that is not a window count is counted and skipped. Until the topic exists (the count
 jobs create it) the reader looks for it every second and logs one line. When Kafka does not

@@ -35,6 +35,15 @@ def check_names(names: list[str] | tuple[str, ...]) -> dict[str, Builder]:
     return found
 
 
+def prepare_kafka(settings: Settings, wait_s: float | None = None) -> None:
+    """Wait up to ``wait_s`` (default ``kafka.timeout_s``) for Kafka, then create the topics of
+    the built-in scenarios that do not exist yet (the jobs read some of them)."""
+    from clickstream.kafka.admin import ensure_topics, standard_topics, wait_for_cluster
+
+    wait_for_cluster(settings, wait_s)
+    ensure_topics(settings, standard_topics(settings))
+
+
 @dataclass
 class QueryStats:
     batches: int = 0

@@ -25,8 +25,8 @@ class TopicInfo:
     """Partition -> offset after its last record (the high watermark)."""
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    config: dict[str, Any] = {**client_config(settings), "logger": LOGGER}
+def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
+    config: dict[str, Any] = {**client_config(settings), "logger": LOGGER, **overrides}
     return AdminClient(config)
 
 
@@ -39,12 +39,30 @@ def wait_for_cluster(settings: Settings, timeout: float | None = None) -> None:
     """Raise :class:`KafkaUnavailableError` unless the cluster answers a metadata request."""
     timeout = settings.kafka.timeout_s if timeout is None else timeout
     try:
-        admin_client(settings).list_topics(timeout=timeout)
+        # A broker that is still starting refuses connections: try again every 0.2-1 s, not
+        # after librdkafka's backoff of up to 10 s.
+        admin = admin_client(
+            settings, **{"reconnect.backoff.ms": 200, "reconnect.backoff.max.ms": 1000}
+        )
+        admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise KafkaUnavailableError(
             f"Kafka at {settings.kafka.bootstrap_servers} did not answer within {timeout:g}s "
             f"({_reason(exc)})"
         ) from exc
+
+
+def standard_topics(settings: Settings) -> list[str]:
+    """The topics of the built-in scenarios, which ``up`` and the jobs create."""
+    topics = settings.topics
+    return [
+        topics.web_events,
+        topics.web_pings,
+        topics.web_custom,
+        topics.shop,
+        topics.results,
+        topics.dead_letter,
+    ]
 
 
 def ensure_topics(

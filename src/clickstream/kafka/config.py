@@ -81,7 +81,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 def consumer_config(
     settings: Settings, group_id: str | None = None, **overrides: Any
 ) -> dict[str, Any]:
-    """A consumer tuned for low latency; offsets are never auto-committed."""
+    """A consumer that starts at the earliest offset and never commits offsets by itself."""
     config = client_config(settings)
     config.update(
         {
@@ -90,8 +90,6 @@ def consumer_config(
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            # The embedded broker answers fetches slowly unless the wait is short.
-            "fetch.wait.max.ms": settings.kafka.fetch_wait_max_ms,
             "session.timeout.ms": settings.kafka.session_timeout_ms,
         }
     )

@@ -68,7 +68,6 @@ def read_kafka(
         options.update(java_client_options(settings))
     else:
         options.update({f"kafka.{k}": str(v) for k, v in client_config(settings).items()})
-        options["kafka.fetch.wait.max.ms"] = str(settings.kafka.fetch_wait_max_ms)
         options["timeoutMs"] = str(int(settings.kafka.timeout_s * 1000))
     return spark.readStream.format(fmt).options(**options).load()
 
@@ -83,19 +82,54 @@ def write_kafka(
 ) -> int:
     """Produce every row of a (micro-batch) DataFrame to ``topic``; return the count.
 
-    Runs on the executors, one producer per partition, and fails the task (so Spark retries
-    it) unless Kafka acknowledged every record. A retried task may produce a record twice:
-    downstream sinks are idempotent by key. Columns may be string or binary.
+    Runs on the executors and fails the task (so Spark retries it) unless Kafka acknowledged
+    every record: with Spark's own Kafka sink when the connector is there (see
+    :func:`kafka_source_format`), else with one idempotent librdkafka producer per partition.
+    A retried task may produce a record twice: downstream sinks are idempotent by key. Columns
+    may be string or binary.
     """
     columns = [c for c in (key_column, value_column) if c]
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ConfigError(f"write_kafka: no column {missing[0]!r} (columns: {df.columns})")
+    if kafka_source_format(df.sparkSession, settings) == "kafka":
+        return _write_native(df, topic, settings, key_column, value_column)
     produce = _partition_producer(
         topic, producer_config(settings), key_column, value_column, settings.kafka.timeout_s * 3
     )
     rows = df.select(*columns).mapInArrow(produce, "produced long").groupBy().sum().collect()
     return int(rows[0][0] or 0) if rows else 0
+
+
+def _write_native(
+    df: DataFrame, topic: str, settings: Settings, key_column: str | None, value_column: str
+) -> int:
+    """Spark's own Kafka sink. It reports no count (an ``Observation`` never completes on it),
+    so the rows are cached, counted, then written from the cache."""
+    from pyspark.sql import functions as F
+
+    selected = [F.col(value_column).alias("value")]
+    if key_column:
+        selected.insert(0, F.col(key_column).alias("key"))
+    options = java_client_options(settings)
+    options.update(
+        {
+            "kafka.acks": "all",
+            "kafka.enable.idempotence": "true",
+            "kafka.compression.type": "lz4",
+            "kafka.linger.ms": "5",
+            "kafka.request.timeout.ms": str(int(settings.kafka.timeout_s * 1000)),
+            "kafka.delivery.timeout.ms": str(int(settings.kafka.timeout_s * 3000)),
+        }
+    )
+    rows = df.select(*selected).persist()
+    try:
+        count = rows.count()
+        if count:
+            rows.write.format("kafka").options(**options).option("topic", topic).save()
+    finally:
+        rows.unpersist()
+    return int(count)
 
 
 def kafka_sink(

@@ -332,7 +332,11 @@ def _to_batch(messages: list[Any], schema: pa.Schema, include_headers: bool) -> 
         pa.array([_TIMESTAMP_TYPES.get(kind, -1) for kind, _ in stamps], pa.int32()),
     ]
     if include_headers:
-        headers = [[{"key": k, "value": v} for k, v in (msg.headers() or [])] for msg in messages]
+        # null for a record without headers, as Spark's own source gives
+        headers = [
+            [{"key": k, "value": v} for k, v in msg.headers()] if msg.headers() else None
+            for msg in messages
+        ]
         columns.append(pa.array(headers, _ARROW_HEADERS.type))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
@@ -342,7 +346,6 @@ def _consumer_config(client: dict[str, str], extra: dict[str, Any]) -> dict[str,
         "group.id": "clickstream-spark-source",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
-        "fetch.wait.max.ms": 10,
         "queued.max.messages.kbytes": 65536,
     }
     config.update(client)

