@@ -145,7 +145,7 @@ class JobSettings(_Section):
     """Set (smaller than the window) for sliding windows."""
     count_watermark_s: int = Field(default=10, ge=0)
     """How late an event may be and still be counted in its window."""
-    count_trigger_s: float = Field(default=1.0, ge=0)
+    count_trigger_s: float = Field(default=0.5, ge=0)
     """Micro-batch interval of the count jobs (results reach the dashboard this often); 0 starts
     the next micro-batch as soon as the last one ends."""
     staggered_start_s: float = Field(default=30.0, ge=0)

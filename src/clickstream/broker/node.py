@@ -115,6 +115,11 @@ class Node:
             # Retention deletes whole segments: keep them a fraction of the size bound.
             "log.segment.bytes": str(max(1 << 20, min(1 << 30, self.retention_bytes // 8))),
             "log.retention.check.interval.ms": "60000",
+            # Kafka's defaults (3 network, 8 I/O, 10 background threads) are sized for a
+            # server of its own; this node shares a small machine with everything else.
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "background.threads": "2",
         }
         config.update(self.extra)
         return config

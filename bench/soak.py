@@ -1,0 +1,244 @@
+"""Benchmark: `clickstream up` under steady load for a while: each part's CPU and memory, and
+each query's lag, sampled as it runs.
+
+    .venv/bin/python bench/soak.py [--rate 500] [--shop-rate 500] [--minutes 10]
+        [--warmup-minutes 2] [--sample-s 15] [--set CLICKSTREAM_NAME=VALUE]... [--markdown]
+
+Starts `clickstream up --rate R --shop-rate S` in a fresh data folder on free ports, then every
+``--sample-s`` seconds reads, for each part (broker, collector, jobs with Spark's JVM and
+Python workers, dashboard, web-sim, shop-sim), the CPU time and resident memory of its process
+tree from /proc, and each streaming query's lag (records in Kafka it has not committed yet,
+from its checkpoint and the topics' end offsets, as `clickstream status` does). Samples taken
+during the warm-up are not used for the figures. Printed: per part, average cores, memory at
+the end of the warm-up and at the end, and its growth in MB per hour (least squares over the
+samples after warm-up); per query, the largest and the last lag, and whether lag grew (the
+last third's median against the first third's). Then `up` is stopped with SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from sides import JARS_DIR, this_side
+
+console = Console(stderr=True)
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+PARTS = {  # part: what its root process's command line holds
+    "broker": "kafka.Kafka",
+    "collector": "clickstream collector",
+    "jobs": "clickstream jobs run",
+    "dashboard": "clickstream dashboard",
+    "web-sim": "clickstream simulate web",
+    "shop-sim": "clickstream simulate shop",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    pid: int
+    parent: int
+    ticks: int
+    rss: int
+    cmdline: str
+
+
+def processes() -> dict[int, Proc]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        pid = int(entry.name)
+        found[pid] = Proc(pid, int(stat[1]), int(stat[11]) + int(stat[12]), int(stat[21]), cmd)
+    return found
+
+
+def part_usage(root: int) -> dict[str, tuple[float, float]]:
+    """part -> (CPU seconds, RSS MB) of its process tree, for the parts under ``root``."""
+    procs = processes()
+    children: dict[int, list[int]] = {}
+    for proc in procs.values():
+        children.setdefault(proc.parent, []).append(proc.pid)
+
+    def tree(pid: int) -> list[int]:
+        out, stack = [], [pid]
+        while stack:
+            pid = stack.pop()
+            out.append(pid)
+            stack.extend(children.get(pid, []))
+        return out
+
+    usage: dict[str, tuple[float, float]] = {}
+    for pid in tree(root):
+        proc = procs[pid]
+        for part, marker in PARTS.items():
+            if marker in proc.cmdline and "clickstream.watchdog" not in proc.cmdline:
+                members = [procs[p] for p in tree(pid) if p in procs]
+                cpu = sum(p.ticks for p in members) / TICK
+                rss = sum(p.rss for p in members) * PAGE / 1e6
+                usage.setdefault(part, (cpu, rss))
+    return usage
+
+
+def lags(env: dict[str, str]) -> dict[str, int | None]:
+    from clickstream.kafka.admin import describe_topics
+    from clickstream.settings import load_settings
+    from clickstream.status import query_lags
+
+    settings = load_settings(environ={k: v for k, v in env.items() if k.startswith("CLICKSTREAM")})
+    ends = {(t.name, p): end for t in describe_topics(settings) for p, end in t.ends.items()}
+    return {f"{q.job}.{q.query}": q.lag for q in query_lags(settings.checkpoint_dir, ends)}
+
+
+@dataclass
+class Samples:
+    times: list[float] = field(default_factory=list)
+    usage: list[dict[str, tuple[float, float]]] = field(default_factory=list)
+    lags: list[dict[str, int | None]] = field(default_factory=list)
+
+
+def slope_per_hour(times: list[float], values: list[float]) -> float:
+    if len(times) < 2:
+        return float("nan")
+    mean_t, mean_v = statistics.fmean(times), statistics.fmean(values)
+    num = sum((t - mean_t) * (v - mean_v) for t, v in zip(times, values, strict=True))
+    den = sum((t - mean_t) ** 2 for t in times)
+    return num / den * 3600 if den else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--shop-rate", type=float, default=500)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--warmup-minutes", type=float, default=2)
+    parser.add_argument("--sample-s", type=float, default=15)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="CLICKSTREAM_NAME=VALUE", help="a setting"
+    )
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
+    if any(not name.startswith("CLICKSTREAM_") for name in settings):
+        parser.error("--set wants CLICKSTREAM_NAME=VALUE")
+    side = this_side()
+    samples = Samples()
+    with tempfile.TemporaryDirectory(prefix="clickstream-soak-") as data:
+        env = side.env(
+            CLICKSTREAM_DATA_DIR=data,
+            CLICKSTREAM_JARS_DIR=os.environ.get("CLICKSTREAM_JARS_DIR", str(JARS_DIR)),
+            CLICKSTREAM_BROKER_PORT=str(free_port()),
+            CLICKSTREAM_BROKER_CONTROLLER_PORT=str(free_port()),
+            CLICKSTREAM_COLLECTOR_PORT=str(free_port()),
+            CLICKSTREAM_DASHBOARD_PORT=str(free_port()),
+            **settings,
+        )
+        env["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{env['CLICKSTREAM_BROKER_PORT']}"
+        command = [side.python, "-m", "clickstream", "up", f"--rate={args.rate:g}"]
+        command.append(f"--shop-rate={args.shop_rate:g}")
+        up_env = {k: v for k, v in env.items() if k != "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"}
+        log = open(Path(data) / "up.log", "wb")  # noqa: SIM115 - closed below
+        up = subprocess.Popen(command, env=up_env, stdout=log, stderr=log)
+        started = time.monotonic()
+        try:
+            deadline = started + args.minutes * 60
+            while time.monotonic() < deadline and up.poll() is None:
+                time.sleep(args.sample_s)
+                now = time.monotonic() - started
+                try:
+                    lag = lags(env)
+                except Exception as exc:  # Kafka not up yet
+                    console.print(f"{now:6.0f} s: no lag yet ({type(exc).__name__})")
+                    continue
+                usage = part_usage(up.pid)
+                samples.times.append(now)
+                samples.usage.append(usage)
+                samples.lags.append(lag)
+                rss = ", ".join(f"{p} {m:.0f}" for p, (_, m) in sorted(usage.items()))
+                console.print(f"{now:6.0f} s: lag {lag}; MB {rss}")
+        finally:
+            up.send_signal(signal.SIGINT)
+            up.wait(120)
+            log.close()
+        if up.returncode not in (0, None) and not samples.times:
+            console.print((Path(data) / "up.log").read_text()[-3000:])
+            return 1
+    report(samples, args)
+    return 0
+
+
+def report(samples: Samples, args: argparse.Namespace) -> None:
+    warm = args.warmup_minutes * 60
+    keep = [i for i, t in enumerate(samples.times) if t >= warm]
+    if len(keep) < 2:
+        console.print("[red]not enough samples after the warm-up")
+        return
+    first, last = keep[0], keep[-1]
+    span = samples.times[last] - samples.times[first]
+    heads = ("part", "cores", "MB after warm-up", "MB at the end", "growth MB/h")
+    rows = []
+    for part in PARTS:
+        if part not in samples.usage[first] or part not in samples.usage[last]:
+            continue
+        cpu0, rss0 = samples.usage[first][part]
+        cpu1, rss1 = samples.usage[last][part]
+        times = [samples.times[i] for i in keep if part in samples.usage[i]]
+        values = [samples.usage[i][part][1] for i in keep if part in samples.usage[i]]
+        growth = slope_per_hour(times, values)
+        rows.append((part, f"{(cpu1 - cpu0) / span:.2f}", f"{rss0:.0f}", f"{rss1:.0f}",
+                     f"{growth:+.0f}"))  # fmt: skip
+    title = f"up --rate {args.rate:g} --shop-rate {args.shop_rate:g}, {span / 60:.1f} min measured"
+    if args.set:
+        title += f" ({', '.join(args.set)})"
+    table = Table(*heads, title=title)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    queries = sorted({q for i in keep for q in samples.lags[i]})
+    lag_heads = ("query", "largest lag", "last lag", "lag grew")
+    lag_rows = []
+    for query in queries:
+        values = [samples.lags[i].get(query) for i in keep]
+        known = [v for v in values if v is not None]
+        if not known:
+            continue
+        third = max(1, len(known) // 3)
+        grew = statistics.median(known[-third:]) > 2 * statistics.median(known[:third]) + 1000
+        lag_rows.append((query, f"{max(known):,}", f"{known[-1]:,}", "yes" if grew else "no"))
+    lag_table = Table(*lag_heads)
+    for row in lag_rows:
+        lag_table.add_row(*row)
+    Console().print(lag_table)
+    if args.markdown:
+        print(f"{title}\n\n| " + " | ".join(heads) + " |\n|---|---:|---:|---:|---:|")
+        print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+        print("\n| " + " | ".join(lag_heads) + " |\n|---|---:|---:|---|")
+        print("\n".join("| " + " | ".join(row) + " |" for row in lag_rows))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
