@@ -102,6 +102,7 @@ def resolve(
     found = cached(jar_set, jars_dir)
     if found is not None:
         return found
+    jars_dir = jars_dir.absolute()  # Ivy takes absolute paths only (a relative data_dir is not)
     jars_dir.mkdir(parents=True, exist_ok=True)
     with (jars_dir / f".{jar_set.folder}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be fetching the same set
@@ -198,6 +199,9 @@ def _run_ivy(command: list[str], title: str, say: Progress, timeout_s: float) ->
 
 def _first_error(lines: Sequence[str]) -> str:
     """The most telling line of a failed Ivy run."""
+    causes = [line for line in lines if line.startswith("Caused by: ")]
+    if causes:  # Ivy itself failed (settings, file system): the root cause
+        return causes[-1].removeprefix("Caused by: ").strip()
     for marker in ("Server access error", "not found", "UNRESOLVED", "unresolved", "ERROR"):
         for line in lines:
             if marker in line:

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import ConfigResource
 
 from clickstream.broker.embedded import EmbeddedBroker, check_port_free
-from clickstream.broker.node import KAFKA_JARS, KAFKA_VERSION, new_cluster_id
+from clickstream.broker.node import KAFKA_JARS, KAFKA_VERSION, java_executable, new_cluster_id
 from clickstream.errors import BrokerError
 from clickstream.kafka.admin import admin_client, ensure_topics
 from clickstream.kafka.clients import make_producer
@@ -201,3 +201,19 @@ def test_a_copied_jar_folder_runs_without_network(tmp_path: Path) -> None:
     )
     with EmbeddedBroker(settings, log_file=tmp_path / "broker.log") as running:
         assert running.running()
+
+
+def test_a_relative_jar_folder_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` on defaults has a relative data folder (.clickstream); Ivy wants absolute paths.
+    Nothing is downloaded here: the repository does not answer, so the error must be that."""
+    from clickstream.maven import JarsUnavailableError, resolve
+    from clickstream.spark.session import kafka_connector
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(JarsUnavailableError, match=r"Server access error at url http://127\.0"):
+        resolve(
+            kafka_connector(),
+            Path(".clickstream/jars"),
+            java=java_executable(broker_settings(tmp_path)),
+            repository="http://127.0.0.1:9/maven2/",
+        )
