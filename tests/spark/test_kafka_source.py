@@ -13,6 +13,7 @@ import pytest
 from clickstream.kafka.admin import ensure_topics
 from clickstream.settings import Settings
 from clickstream.spark.io import kafka_source_format, read_kafka
+from tests.spark.streams import run_available_now
 
 pytestmark = pytest.mark.slow
 
@@ -175,18 +176,8 @@ def test_replayed_batch_reads_the_same_offsets(  # type: ignore[no-untyped-def]
         spark, topic, settings=settings, starting_offsets="earliest", max_offsets_per_trigger=100
     )
 
-    def run() -> Exception | None:
-        query = (
-            df.writeStream.foreachBatch(sink)
-            .option("checkpointLocation", str(tmp_path / "cp"))
-            .trigger(availableNow=True)
-            .start()
-        )
-        try:
-            query.awaitTermination(180)
-        except Exception as exc:
-            return exc
-        return query.exception()
+    def run() -> BaseException | None:
+        return run_available_now(df, sink, tmp_path / "cp")
 
     assert run() is not None  # the crash
     first_try = {

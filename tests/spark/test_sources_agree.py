@@ -13,6 +13,7 @@ import pytest
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.spark.io import kafka_source_format, read_kafka
+from tests.spark.streams import run_available_now
 
 pytestmark = pytest.mark.slow
 
@@ -50,17 +51,7 @@ def read_all(spark: Any, settings: Settings, topic: str, work: Path) -> list[tup
             raise RuntimeError("simulated crash before the commit")
 
     def run() -> BaseException | None:
-        query = (
-            df.writeStream.foreachBatch(sink)
-            .option("checkpointLocation", str(work / "checkpoint"))
-            .trigger(availableNow=True)
-            .start()
-        )
-        try:
-            query.awaitTermination(300)
-        except Exception as exc:
-            return exc
-        return query.exception()
+        return run_available_now(df, sink, work / "checkpoint")
 
     assert run() is not None  # the crash
     assert run() is None  # the crashed batch replayed from the checkpoint, then the rest
