@@ -139,6 +139,10 @@ class JobSettings(_Section):
     """Events later than this (event time behind the newest seen) are dropped, and counted."""
     session_gap_s: int = Field(default=1800, ge=1)
     """Inactivity that closes a session (30 minutes, as the tracker's cookie)."""
+    max_future_s: int = Field(default=3600, ge=0)
+    """A record whose event time is further than this ahead of the time the job reads it goes
+    to the dead-letter topic: one record from a wrong clock would otherwise move a watermark
+    into the future and make every later event late."""
     count_window_s: int = Field(default=1, ge=1)
     """Length of the windows of the count jobs (tumbling unless ``count_slide_s`` is set)."""
     count_slide_s: int | None = Field(default=None, ge=1)
@@ -206,6 +210,9 @@ class CollectorSettings(_Section):
     """Take the client address from ``X-Forwarded-For`` (behind a proxy you run)."""
     ack_timeout_s: float = Field(default=5.0, gt=0, le=300)
     """How long a request waits for Kafka's acknowledgement before answering 503."""
+    max_future_s: float = Field(default=3600.0, ge=0)
+    """An event time further than this ahead of the receive time is clamped to the receive
+    time (a wrong client clock must not move the jobs' watermarks into the future)."""
     workers: int = Field(default=1, ge=1, le=64)
     server: Literal["uvicorn", "granian"] = "uvicorn"
     """The ASGI server of ``clickstream collector``; ``granian`` needs ``clickstream[granian]``."""
@@ -238,6 +245,11 @@ class DashboardSettings(_Section):
     port: int = Field(default=8050, ge=0, le=65535)
     history_s: int = Field(default=300, ge=1)
     """Seconds of recent windows a browser receives when it connects."""
+    token: SecretStr | None = None
+    """When set, the dashboard page, ``/api/*``, ``/ws`` and both ``/metrics`` endpoints
+    (dashboard and collector) need it."""
+    allowed_origins: list[str] = []
+    """Origins whose pages may open ``/ws``; empty allows any (and no Origin header)."""
 
 
 class Settings(_Section):
