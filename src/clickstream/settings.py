@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -249,7 +250,33 @@ class DashboardSettings(_Section):
     """When set, the dashboard page, ``/api/*``, ``/ws`` and both ``/metrics`` endpoints
     (dashboard and collector) need it."""
     allowed_origins: list[str] = []
-    """Origins whose pages may open ``/ws``; empty allows any (and no Origin header)."""
+    """Origins (``https://dash.example.com``) whose pages may open ``/ws``; a WebSocket with
+    another Origin, or none, is refused. Empty: only the dashboard's own address, and clients
+    that send no Origin."""
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list):
+            return value
+        origins = []
+        for part in (str(item).strip().rstrip("/").lower() for item in value):
+            if not part:
+                continue
+            parts = urlsplit(part)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(
+                    f"an origin is scheme://host[:port], like https://dash.example.com: {part!r}"
+                )
+            origins.append(part)
+        return origins
 
 
 class Settings(_Section):
