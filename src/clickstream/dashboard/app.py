@@ -3,16 +3,21 @@
 Routes:
 
 * ``GET /``: the page; ``GET /static/...``: its script, styles and the vendored uPlot.
-* ``WebSocket /ws``: first ``{"type": "history", "rows": [...], "server_time": ms,
-  "history_s": n, "status": {...}}``, then ``{"type": "update", "rows": [...],
-  "server_time": ms}`` as results arrive, and ``{"type": "status", "kafka": ...,
-  "topic": ..., "topic_ready": ..., "error": ...}`` when the link to Kafka changes. Rows are
+* ``WebSocket /ws``: first the history, ``{"type": "history", "part": i, "parts": n,
+  "server_time": ms, "history_s": n, "status": {...}, "rows": [...]}`` in ``parts`` messages,
+  then ``{"type": "update", "server_time": ms, "rows": [...]}`` as results arrive, and
+  ``{"type": "status", "kafka": ..., "topic": ..., "topic_ready": ..., "error": ...}`` when
+  the link to Kafka changes. Rows are
   :class:`~clickstream.events.results.WindowCount` objects.
 * ``GET /api/history``: ``{"rows": [...], "server_time": ms, "history_s": n}``.
 * ``GET /api/status``: ``{"connections": n, "last_result_ms": ms | null, "metrics":
   {metric: newest window_end}, ...}``.
 * ``GET /healthz``: 200 while Kafka answers, else 503 with the reason.
 * ``GET /metrics``: Prometheus.
+
+No message is larger than ``max_message_bytes`` (256 KiB) unless one row is. With
+``dashboard.token`` set, everything but ``/healthz`` and ``/static/`` needs the token, and
+``/ws`` checks the page's Origin in any case (:mod:`clickstream.dashboard.access`).
 
 The app owns a :class:`~clickstream.dashboard.hub.Hub` (``app.state.hub``), started and
 stopped by the app's lifespan.
@@ -25,18 +30,19 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from urllib.parse import urlsplit
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from clickstream.dashboard.hub import Hub, Subscriber, now_ms
+from clickstream.dashboard.access import Access, AccessGate
+from clickstream.dashboard.hub import MAX_MESSAGE_BYTES, Hub, Subscriber, now_ms
 from clickstream.dashboard.metrics import DashboardMetrics
 from clickstream.settings import Settings
 
@@ -55,11 +61,23 @@ _ENCODER = msgspec.json.Encoder()
 
 
 def create_app(
-    settings: Settings, *, client_queue: int = 256, coalesce_s: float = 0.1
+    settings: Settings,
+    *,
+    client_queue: int = 256,
+    coalesce_s: float = 0.1,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> Starlette:
     """The dashboard app; its hub reads ``settings.topics.results`` once the app starts."""
     metrics = DashboardMetrics(CollectorRegistry())
-    hub = Hub(settings, metrics, client_queue=client_queue, coalesce_s=coalesce_s)
+    hub = Hub(
+        settings,
+        metrics,
+        client_queue=client_queue,
+        coalesce_s=coalesce_s,
+        max_message_bytes=max_message_bytes,
+    )
+    token = settings.dashboard.token
+    access = Access(token.get_secret_value() if token else None, settings.dashboard.allowed_origins)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -90,14 +108,12 @@ def create_app(
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def websocket(ws: WebSocket) -> None:
-        if not _same_origin(ws):
-            await ws.close(code=1008, reason="cross-origin WebSocket refused")
-            return
+    async def websocket(ws: WebSocket) -> None:  # its Origin and token: AccessGate
         await ws.accept()
-        subscriber, first = hub.subscribe()
+        subscriber, history = hub.subscribe()
         try:
-            await ws.send_text(first)
+            for message in history:
+                await ws.send_text(message)
             await _serve(ws, subscriber)
         except WebSocketDisconnect:
             pass
@@ -113,7 +129,8 @@ def create_app(
         WebSocketRoute("/ws", websocket),
         Mount("/static", StaticFiles(packages=[("clickstream.dashboard", "static")])),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    gate = Middleware(AccessGate, access=access)
+    app = Starlette(routes=routes, middleware=[gate], lifespan=lifespan)
     app.state.hub = hub
     app.state.metrics = metrics
     return app
@@ -149,15 +166,6 @@ async def _serve(ws: WebSocket, subscriber: Subscriber) -> None:
     code, reason = (1013, "too slow: reconnect") if subscriber.dropped else (1001, "going away")
     with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
         await ws.close(code=code, reason=reason)
-
-
-def _same_origin(ws: WebSocket) -> bool:
-    """Browsers send ``Origin``; a page of another site may not read the counts."""
-    origin = ws.headers.get("origin")
-    if origin is None:  # not a browser (websocket clients, curl)
-        return True
-    host = ws.headers.get("host", "")
-    return urlsplit(origin).netloc.lower() == host.lower()
 
 
 def _json(body: object, status_code: int = 200) -> Response:

@@ -6,6 +6,11 @@ batches to the asyncio loop (``call_soon_threadsafe``). On the loop, a batch is 
 queued to every subscriber. All state lives on the loop, so a subscriber's history and the
 updates after it never overlap or leave a gap.
 
+No message is larger than ``max_message_bytes`` (256 KiB): the history, and an update with
+many rows, go out in several messages (common WebSocket clients refuse messages over 1 MiB;
+at 500 events/s a whole history was 1.49 MB). The pieces of one history say ``part`` and
+``parts``; the page draws once the last one arrived.
+
 Slow browsers do not hold up the others: each subscriber has a bounded queue; when it is full
 the subscriber is dropped (its WebSocket closed with 1013). The page reconnects and receives
 the history again, so it never shows counts with updates missing.
@@ -16,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -32,7 +37,10 @@ LOGGER = logging.getLogger("clickstream.dashboard")
 
 _ENCODER = msgspec.json.Encoder()
 
-__all__ = ["Hub", "Subscriber", "now_ms"]
+MAX_MESSAGE_BYTES = 256 * 1024
+"""The largest message the hub sends, unless one row alone is larger."""
+
+__all__ = ["MAX_MESSAGE_BYTES", "Hub", "Subscriber", "now_ms", "split_message", "split_rows"]
 
 
 class Subscriber:
@@ -78,8 +86,10 @@ class Hub:
         *,
         client_queue: int = 256,
         coalesce_s: float = 0.1,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.settings = settings
+        self.max_message_bytes = max_message_bytes
         self.history_ms = settings.dashboard.history_s * 1000
         self.windows = RecentWindows(self.history_ms)
         self.metrics = metrics or DashboardMetrics(CollectorRegistry())
@@ -119,15 +129,16 @@ class Hub:
 
     # -- subscribers -----------------------------------------------------------------------------
 
-    def subscribe(self) -> tuple[Subscriber, str]:
-        """A new subscriber and the history message to send it first.
+    def subscribe(self) -> tuple[Subscriber, list[str]]:
+        """A new subscriber and the history messages to send it first, in order.
 
         Both are taken in one step on the loop, so every later change reaches the subscriber.
         """
         subscriber = Subscriber(self.client_queue)
         self.subscribers.add(subscriber)
-        self.metrics.pushed.inc()
-        return subscriber, self.history_message()
+        history = self.history_messages()
+        self.metrics.pushed.inc(len(history))
+        return subscriber, history
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
@@ -136,8 +147,9 @@ class Hub:
         """Merge ``rows`` and push what changed to every subscriber."""
         changed = self.windows.apply(rows)
         if changed and self.subscribers:
-            message = {"type": "update", "rows": changed, "server_time": now_ms()}
-            self._fan_out(_ENCODER.encode(message).decode())
+            envelope = {"type": "update", "server_time": now_ms()}
+            for message in split_message(envelope, changed, self.max_message_bytes):
+                self._fan_out(message)
 
     def _push_status(self) -> None:
         if self.subscribers:
@@ -155,15 +167,23 @@ class Hub:
 
     # -- what the app serves ---------------------------------------------------------------------
 
-    def history_message(self) -> str:
-        message = {
+    def history_messages(self) -> list[str]:
+        """Every row held, in pieces of at most ``max_message_bytes`` numbered ``part`` 1 to
+        ``parts``; each piece also carries the server time, ``history_s`` and the status."""
+        envelope: dict[str, Any] = {
             "type": "history",
-            "rows": self.windows.rows(),
+            "part": 0,
+            "parts": 0,
             "server_time": now_ms(),
             "history_s": self.history_ms // 1000,
             "status": self.connection_status(),
         }
-        return _ENCODER.encode(message).decode()
+        widest = {**envelope, "part": 2**31, "parts": 2**31}  # room for the numbers
+        pieces = split_rows(self.windows.rows(), widest, self.max_message_bytes)
+        return [
+            encode_message({**envelope, "part": part, "parts": len(pieces)}, piece)
+            for part, piece in enumerate(pieces, 1)
+        ]
 
     def connection_status(self) -> dict[str, Any]:
         """The link to Kafka, as browsers are told."""
@@ -200,3 +220,37 @@ class Hub:
             else:
                 body["error"] = reader.last_error or "connecting to Kafka"
         return ok, body
+
+
+def split_rows(
+    rows: Sequence[WindowCount], envelope: dict[str, Any], max_bytes: int
+) -> list[list[bytes]]:
+    """``rows`` encoded, in order, in groups that fit ``envelope`` within ``max_bytes`` UTF-8
+    bytes once :func:`encode_message` adds them; a row too large for that goes alone. Always
+    at least one group (empty when there are no rows)."""
+    budget = max_bytes - len(encode_message(envelope, []))
+    groups: list[list[bytes]] = [[]]
+    size = 0
+    for encoded in map(_ENCODER.encode, rows):
+        group = groups[-1]
+        if group and size + 1 + len(encoded) > budget:
+            groups.append(group := [])
+            size = 0
+        size += len(encoded) + (1 if group else 0)
+        group.append(encoded)
+    return groups
+
+
+def encode_message(envelope: dict[str, Any], rows: list[bytes]) -> str:
+    """``envelope`` with ``"rows"``, already encoded rows, added as its last key."""
+    head = _ENCODER.encode(envelope)[:-1]
+    separator = b"," if len(head) > 1 else b""
+    return (head + separator + b'"rows":[' + b",".join(rows) + b"]}").decode()
+
+
+def split_message(
+    envelope: dict[str, Any], rows: Sequence[WindowCount], max_bytes: int
+) -> list[str]:
+    """``envelope`` with ``"rows"``, as messages of at most ``max_bytes`` each (see
+    :func:`split_rows`)."""
+    return [encode_message(envelope, group) for group in split_rows(rows, envelope, max_bytes)]

@@ -1,7 +1,8 @@
 /* clickstream live dashboard: window counts over a WebSocket, drawn with uPlot.
  *
- * Server messages: {type: "history", rows, server_time, history_s, status} on connect (it
- * replaces everything held), {type: "update", rows, server_time} as results arrive, and
+ * Server messages: {type: "history", part, parts, rows, server_time, history_s, status} on
+ * connect, in `parts` messages (part 1 replaces everything held; the charts are drawn once the
+ * last part arrived), {type: "update", rows, server_time} as results arrive, and
  * {type: "status", kafka, topic, topic_ready, error}. A row is {metric, window_start,
  * window_end, key, count}; a newer row for the same (metric, window_start, key) replaces the
  * older one. Keys are user data (page paths, referrers): they are only ever written as text.
@@ -292,6 +293,7 @@
   var countdownTimer = null;
   var connects = 0;
   var messages = 0;
+  var historyParts = 0;
 
   function setState(next, text) {
     state = next;
@@ -321,12 +323,27 @@
       return;
     }
     socket = ws;
+    var opened = false;
+    ws.onopen = function () { opened = true; };
     ws.onmessage = function (event) { if (socket === ws) onMessage(event.data); };
     ws.onclose = function () {
       if (socket !== ws) return;
       socket = null;
       scheduleReconnect();
+      if (!opened) checkSignedIn();
     };
+  }
+
+  // A refused handshake tells scripts nothing. If the API answers 401, the token changed or
+  // the cookie expired: reload, which shows the sign-in form instead of retrying forever.
+  function checkSignedIn() {
+    if (typeof fetch !== "function") return;
+    fetch("api/status", { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      if (r.status !== 401) return;
+      clearTimers();
+      setState("signed-out", "Signed out");
+      window.location.reload();
+    }, function () { /* the server is down: keep retrying */ });
   }
 
   function scheduleReconnect() {
@@ -353,10 +370,17 @@
     messages += 1;
     if (typeof msg.server_time === "number") serverOffset = msg.server_time - Date.now();
     if (msg.type === "history") {
-      historyMs = (msg.history_s || 300) * 1000;
-      store.clear();
-      newest.clear();
+      var part = msg.part || 1;
+      var parts = msg.parts || 1;
+      if (part === 1) {
+        historyMs = (msg.history_s || 300) * 1000;
+        store.clear();
+        newest.clear();
+        synced = false;
+      }
       applyRows(msg.rows || []);
+      if (part < parts) return;  // the rest of the history follows
+      historyParts = parts;
       lastUpdateAt = null;
       attempt = 0;
       connects += 1;
@@ -382,6 +406,7 @@
     get rows() { return allRows(); },
     get connects() { return connects; },
     get messages() { return messages; },
+    get historyParts() { return historyParts; },
     get serverOffsetMs() { return serverOffset; },
     store: store,
     render: function () { scheduleRender(null); },
