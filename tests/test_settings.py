@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -26,16 +27,24 @@ def test_defaults_mean_embedded_broker() -> None:
 def test_environment_overrides_toml(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text(
-        'data_dir = "/srv/cs"\n[kafka]\nclient_id = "from-file"\n[topics]\npartitions = 8\n'
+        'data_dir = "/srv/cs"\n[kafka]\nclient_id = "from-file"\nbootstrap_servers = "k1:9092"\n'
+        "[topics]\npartitions = 8\n"
     )
+    assert not load_settings(config, environ={}).embedded_broker
     settings = load_settings(
-        config, environ={"CLICKSTREAM_TOPICS_PARTITIONS": "2", "CLICKSTREAM_SPARK_UI": "true"}
+        config,
+        environ={
+            "CLICKSTREAM_TOPICS_PARTITIONS": "2",
+            "CLICKSTREAM_SPARK_UI": "true",
+            "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": "",  # empty: unsets the file's value
+        },
     )
     assert settings.kafka.client_id == "from-file"
     assert settings.topics.partitions == 2
     assert settings.spark.ui is True
     assert settings.data_dir == Path("/srv/cs")
-    assert not settings.embedded_broker or settings.kafka.bootstrap_servers is None
+    assert settings.kafka.bootstrap_servers is None
+    assert settings.embedded_broker
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:
@@ -123,3 +132,58 @@ def test_every_setting_is_documented() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     missing = [name for name in all_env_names() if name not in doc]
     assert missing == []
+
+
+SECRETS = ("sasl-secret-1", "key-pass-2", "board-token-3", "write-key-4", "write-key-5")
+
+
+def test_config_prints_toml_that_reads_back_as_the_same_settings(tmp_path: Path) -> None:
+    config = tmp_path / "in.toml"
+    config.write_text(
+        'data_dir = "/srv/clickstream data"\n'
+        "[kafka]\n"
+        'bootstrap_servers = "k1:9092,k2:9092"\n'
+        'security_protocol = "SASL_SSL"\n'
+        'sasl_mechanism = "PLAIN"\n'
+        'sasl_username = "user"\n'
+        f'sasl_password = "{SECRETS[0]}"\n'
+        f'ssl_key_password = "{SECRETS[1]}"\n'
+        'client_id = "a \\"quoted\\" \\\\ back\\nslash\\t é ✓ \\u007f \\u0001 [x]"\n'
+        "timeout_s = 1e-05\n"
+        "[collector]\n"
+        'allowed_origins = ["https://a.example", "https://b.example"]\n'
+        f'write_keys = {{ "shop.example.com" = "{SECRETS[3]}", plain = "{SECRETS[4]}" }}\n'
+        "[dashboard]\n"
+        f'token = "{SECRETS[2]}"\n'
+        "allowed_origins = []\n"
+        "[jobs]\n"
+        "count_slide_s = 1\n"
+        "count_trigger_s = 0.25\n"
+    )
+    env = cli_env(CLICKSTREAM_CONFIG=str(config), CLICKSTREAM_SPARK_UI="true")
+    original = load_settings(environ=env)
+    assert original.kafka.client_id.endswith("\x7f \x01 [x]")
+    result = subprocess.run(
+        [sys.executable, "-m", "clickstream", "config"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for secret in SECRETS:
+        assert secret not in result.stdout
+    printed = tomllib.loads(result.stdout)
+    assert printed["collector"]["write_keys"] == {
+        "shop.example.com": "**********",
+        "plain": "**********",
+    }
+    assert printed["kafka"]["sasl_password"] == "**********"
+    assert printed["dashboard"]["token"] == "**********"
+
+    saved = tmp_path / "out.toml"
+    saved.write_text(result.stdout)
+    again = load_settings(config_file=saved, environ={})
+    expected = original.model_dump(mode="json")  # secrets are masked in it too
+    expected["collector"]["write_keys"] = {
+        site: "**********" for site in original.collector.write_keys
+    }
+    assert again.model_dump(mode="json") == expected
+    assert again.kafka.client_id == original.kafka.client_id
