@@ -101,6 +101,15 @@ def windows(
     ]
 
 
+def busy_history(base: int, seconds: int = 300, pages: int = 50) -> list[WindowCount]:
+    """What 500 events/s leave in five minutes of ``web.pages``: 50 pages seen every second."""
+    counts = [
+        {f"/blog/2024/how-we-count-clicks-{p:03d}": 1 + (s + p) % 9 for p in range(pages)}
+        for s in range(seconds)
+    ]
+    return windows("web.pages", base - (seconds - 1) * 1000, counts)
+
+
 def produce_rows(settings: Settings, rows: list[WindowCount | bytes]) -> None:
     """Write rows to the results topic as the jobs do (JSON, key ``metric|start|key``); bytes
     are written as they are, keyed ``bad``."""

@@ -15,18 +15,15 @@ from clickstream.dashboard.hub import MAX_MESSAGE_BYTES, Hub
 from clickstream.events.results import WindowCount
 from clickstream.settings import Settings
 from tests.conftest import wait_for
-from tests.dashboard.conftest import RunningDashboard, now_s, produce_rows, windows
+from tests.dashboard.conftest import (
+    RunningDashboard,
+    busy_history,
+    now_s,
+    produce_rows,
+    windows,
+)
 
 MIB = 1024 * 1024
-
-
-def busy_history(base: int, seconds: int = 300, pages: int = 50) -> list[WindowCount]:
-    """What 500 events/s leave in five minutes of ``web.pages``: 50 pages seen every second."""
-    counts = [
-        {f"/blog/2024/how-we-count-clicks-{p:03d}": 1 + (s + p) % 9 for p in range(pages)}
-        for s in range(seconds)
-    ]
-    return windows("web.pages", base - (seconds - 1) * 1000, counts)
 
 
 def as_dicts(rows: list[WindowCount]) -> list[dict[str, Any]]:

@@ -13,10 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
+from clickstream.dashboard.hub import MAX_MESSAGE_BYTES
 from clickstream.settings import Settings
 from tests.collector.conftest import free_port
 from tests.conftest import alive, cli_env, wait_for
-from tests.dashboard.conftest import RunningDashboard, now_s, produce_rows, windows
+from tests.dashboard.conftest import (
+    RunningDashboard,
+    busy_history,
+    now_s,
+    produce_rows,
+    windows,
+)
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 XSS = '<img src=x onerror="window.__xss=1">'
@@ -29,13 +36,22 @@ SHOP_HINT = (
 class Page:
     """A dashboard page, with everything that would make it fail collected."""
 
-    def __init__(self, browser: Any, base_url: str) -> None:
+    def __init__(self, browser: Any, base_url: str, path: str = "/") -> None:
         self.context = browser.new_context(viewport={"width": 1280, "height": 1000})
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.outside: list[str] = []
+        self.frames: list[int] = []  # sizes in UTF-8 bytes of the WebSocket messages received
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+
+        def on_websocket(ws: Any) -> None:
+            def received(payload: str | bytes) -> None:
+                self.frames.append(len(payload.encode() if isinstance(payload, str) else payload))
+
+            ws.on("framereceived", received)
+
+        self.page.on("websocket", on_websocket)
 
         def only_local(route: Any) -> None:
             if route.request.url.startswith(base_url):
@@ -45,7 +61,7 @@ class Page:
                 route.abort()
 
         self.context.route("**/*", only_local)
-        self.page.goto(base_url + "/")
+        self.page.goto(base_url + path)
 
     def wait(self, expression: str, timeout_s: float = 10) -> Any:
         """Poll ``expression`` until truthy. (Not ``wait_for_function``: it evaluates strings
@@ -84,11 +100,12 @@ class Page:
 
 
 @pytest.fixture
-def open_page(browser: Any) -> Iterator[Callable[[str], Page]]:
+def open_page(browser: Any) -> Iterator[Callable[..., Page]]:
+    """``open_page(base_url, path="/")``: a new browser context (no cookies) at that page."""
     pages: list[Page] = []
 
-    def open_(url: str) -> Page:
-        pages.append(Page(browser, url))
+    def open_(url: str, path: str = "/") -> Page:
+        pages.append(Page(browser, url, path))
         return pages[-1]
 
     yield open_
@@ -266,3 +283,27 @@ def test_page_reconnects_to_a_restarted_server_without_reloading(
     assert not any(alive(process.pid) for process in processes)
     # Chromium logs each refused connection attempt; nothing else may have gone wrong.
     assert [error for error in page.errors if "WebSocket connection" not in error] == []
+
+
+def test_a_busy_history_reaches_the_page_in_pieces_and_is_drawn_whole(
+    results_settings: Settings,
+    start_dashboard: Callable[..., RunningDashboard],
+    open_page: Callable[[str], Page],
+) -> None:
+    rows = busy_history(now_s())  # five minutes at 500 events/s: 1.98 MB as one message
+    produce_rows(results_settings, list(rows))
+    dashboard = start_dashboard(results_settings)
+    wait_for(lambda: dashboard.get("/api/status").json()["results_received"] == len(rows))
+
+    page = open_page(dashboard.url)
+    page.wait("document.body.dataset.connection === 'live'")
+    assert page.page.evaluate("window.clickstreamDashboard.rows.length") == len(rows)
+    parts = page.page.evaluate("window.clickstreamDashboard.historyParts")
+    assert parts >= 6
+    assert len(page.frames) >= parts
+    assert max(page.frames) <= MAX_MESSAGE_BYTES
+    # Drawn once, from the whole history: the top list sums the newest 60 windows.
+    pages = page.wait_chart("web.pages", "points === 60")
+    assert len(pages["last"]) == 50
+    assert len(page.page.locator("#panel-pages .bars li").all()) == 10
+    assert page.errors == []
