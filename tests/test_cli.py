@@ -110,3 +110,77 @@ def test_simulate_web_through_a_real_collector(start_collector: Callable[..., An
         for topic in (topics.web_events, topics.web_pings, topics.web_custom)
     )
     assert stored == 60
+
+
+HOLD = (
+    "import sys; from pathlib import Path; from clickstream.lock import FolderLock; "
+    "FolderLock(Path(sys.argv[1]), sys.argv[2]).acquire(); print('held', flush=True); "
+    "sys.stdin.read()"
+)
+
+
+def hold_lock(path: Path, what: str) -> subprocess.Popen[str]:
+    """Another process that holds the lock at ``path`` until killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), what],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def a_checkpoint(data_dir: Path) -> Path:
+    commit = data_dir / "checkpoints" / "shop" / "counts" / "commits" / "0"
+    commit.parent.mkdir(parents=True)
+    commit.write_text("v1\n")
+    return commit
+
+
+def test_up_refuses_a_data_folder_another_up_holds_and_deletes_nothing(tmp_path: Path) -> None:
+    from clickstream.lock import is_locked, up_lock
+
+    commit = a_checkpoint(tmp_path)
+    holder = hold_lock(tmp_path / "up.lock", "clickstream up")
+    try:
+        result = run("up", "--reset", "--no-demo", CLICKSTREAM_DATA_DIR=str(tmp_path))
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            f"error: clickstream up is already running on {tmp_path} (pid {holder.pid}): "
+            "stop it first"
+        )
+        assert result.stdout == ""  # nothing started
+        assert commit.read_text() == "v1\n"  # --reset deleted nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    # A holder that died (SIGKILL) leaves no stale lock.
+    assert not is_locked(tmp_path / "up.lock")
+    up_lock(tmp_path).acquire().release()
+
+
+def test_jobs_run_and_up_reset_refuse_checkpoints_a_jobs_process_uses(tmp_path: Path) -> None:
+    commit = a_checkpoint(tmp_path)
+    holder = hold_lock(tmp_path / "checkpoints.lock", "clickstream jobs run")
+    checkpoints = tmp_path / "checkpoints"
+    try:
+        result = run("jobs", "run", "shop", CLICKSTREAM_DATA_DIR=str(tmp_path))
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            f"error: clickstream jobs run is already running on {checkpoints} "
+            f"(pid {holder.pid}): stop it first"
+        )
+        reset = run(
+            "up", "--reset", "--no-demo",
+            CLICKSTREAM_DATA_DIR=str(tmp_path), CLICKSTREAM_BROKER_PORT="0",
+            CLICKSTREAM_BROKER_CONTROLLER_PORT="0",
+        )  # fmt: skip
+        assert reset.returncode == 1
+        assert reset.stderr.strip().splitlines()[-1] == (
+            f"error: clickstream jobs run is already running on {checkpoints} "
+            f"(pid {holder.pid}): stop it first"
+        )
+        assert commit.read_text() == "v1\n"
+    finally:
+        holder.kill()
+        holder.wait()

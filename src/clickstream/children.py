@@ -14,6 +14,7 @@ def spawn(
     log_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     grace_s: float | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` under a watchdog in its own session; output goes to ``log_file``.
 
@@ -21,7 +22,8 @@ def spawn(
     process exits for any reason (SIGKILL included) or when :func:`stop` is called. The child
     runs in its own session, so a Ctrl-C in the terminal reaches only us, and we stop the
     children in order. ``grace_s`` is how long the child may take to exit after SIGTERM before
-    it is killed (default: the watchdog's).
+    it is killed (default: the watchdog's). ``pass_fds`` stay open in the watchdog (not in the
+    child) until it exits: ``up`` passes its lock on the data folder.
     """
     grace = ["--grace", f"{grace_s:g}"] if grace_s is not None else []
     command = [sys.executable, "-m", "clickstream.watchdog", *grace, "--", *argv]
@@ -36,6 +38,7 @@ def spawn(
             stderr=output if log_file is not None else subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     finally:
         if log_file is not None:
@@ -51,3 +54,13 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+
+
+def child_pid(process: subprocess.Popen[bytes]) -> int:
+    """The PID of the command a watchdog runs (Linux), else the watchdog's own."""
+    try:
+        task = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        children = task.read_text().split()
+    except OSError:
+        return process.pid
+    return int(children[0]) if children else process.pid

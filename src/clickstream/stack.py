@@ -1,7 +1,8 @@
 """``clickstream up``: start every part in order, watch them, stop them in reverse order.
 
-A part is anything with ``name``, ``start()``, ``stop()``, ``healthy()`` and ``url``. The
-embedded broker is the first. Its process is launched before anything else, and the jobs (whose
+A part is anything with ``name``, ``start()``, ``stop()``, ``healthy()`` and ``url``, and what
+:mod:`clickstream.supervisor` needs to restart it when its process exits. The embedded broker is
+the first. Its process is launched before anything else, and the jobs (whose
 Spark session takes longest to build) start while it boots; the other parts (collector,
 dashboard, simulators) start once it answers and the topics exist. All receive the settings
 that point at the running broker, and are stopped in reverse order.
@@ -24,9 +25,10 @@ from typing import Protocol
 import httpx
 
 from clickstream.broker.embedded import EmbeddedBroker
-from clickstream.children import spawn, stop
+from clickstream.children import child_pid, spawn, stop
 from clickstream.errors import TerminalError
 from clickstream.kafka.admin import ensure_topics, standard_topics, wait_for_cluster
+from clickstream.lock import checkpoints_lock
 from clickstream.settings import Settings
 
 
@@ -42,6 +44,38 @@ class Part(Protocol):
     @property
     def url(self) -> str: ...
 
+    def exit_code(self) -> int | None: ...
+
+    def relaunch(self) -> None: ...
+
+    def new_output(self) -> list[str]: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def log(self) -> Path | None: ...
+
+
+def _log_size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def _lines_since(path: Path | None, offset: int, limit: int = 65_536) -> list[str]:
+    """The lines of ``path`` after byte ``offset`` (at most the last ``limit`` bytes)."""
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(offset, size - limit))
+            return fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
 
 @dataclass
 class BrokerPart:
@@ -51,6 +85,7 @@ class BrokerPart:
     progress: Callable[[str], None] | None = None
     name: str = "broker"
     broker: EmbeddedBroker = field(init=False)
+    _log_offset: int = 0
 
     def __post_init__(self) -> None:
         self.broker = EmbeddedBroker(
@@ -60,7 +95,30 @@ class BrokerPart:
         )
 
     def start(self) -> None:
-        self.broker.start()
+        self.launch()
+        self.broker.wait_ready()
+
+    def launch(self) -> None:
+        self._log_offset = _log_size(self.log)
+        self.broker.launch()
+
+    def relaunch(self) -> None:
+        self.broker.stop()
+        self.launch()
+
+    def exit_code(self) -> int | None:
+        return self.broker.exit_code()
+
+    def new_output(self) -> list[str]:
+        return _lines_since(self.log, self._log_offset)
+
+    @property
+    def pid(self) -> int | None:
+        return self.broker.jvm_pid() or self.broker.pid
+
+    @property
+    def log(self) -> Path | None:
+        return self.broker.log_file
 
     def stop(self) -> None:
         self.broker.stop()
@@ -101,6 +159,18 @@ class ExternalKafkaPart:
     def url(self) -> str:
         return f"kafka://{self.settings.kafka.bootstrap_servers}"
 
+    def exit_code(self) -> int | None:
+        return None  # not ours: never restarted, only reported when it does not answer
+
+    def relaunch(self) -> None:
+        pass
+
+    def new_output(self) -> list[str]:
+        return []
+
+    pid = None
+    log = None
+
 
 @dataclass
 class ProcessPart:
@@ -113,12 +183,14 @@ class ProcessPart:
     url: str = ""
     health_url: str | None = None
     ready_timeout_s: float = 90.0
+    keep_fds: tuple[int, ...] = ()
+    """Descriptors its watchdog keeps open (``up``'s lock on the data folder)."""
     process: subprocess.Popen[bytes] | None = None
+    _log_offset: int = 0
 
     def start(self) -> None:
-        self.process = spawn(
-            [sys.executable, "-m", "clickstream", *self.args], log_file=self.log_file, env=self.env
-        )
+        self.relaunch()
+        assert self.process is not None
         if self.health_url is None:
             return
         deadline = time.monotonic() + self.ready_timeout_s
@@ -151,6 +223,32 @@ class ProcessPart:
         alive = self.process is not None and self.process.poll() is None
         return alive and (self.health_url is None or self._answers())
 
+    def relaunch(self) -> None:
+        """Start the process (again), without waiting for it to answer."""
+        self.stop()
+        self._log_offset = _log_size(self.log_file)
+        self.process = spawn(
+            [sys.executable, "-m", "clickstream", *self.args],
+            log_file=self.log_file,
+            env=self.env,
+            pass_fds=self.keep_fds,
+        )
+
+    def exit_code(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def new_output(self) -> list[str]:
+        return _lines_since(self.log_file, self._log_offset)
+
+    @property
+    def pid(self) -> int | None:
+        """The PID of the ``clickstream`` process (its watchdog's, while it starts)."""
+        return child_pid(self.process) if self.process is not None else None
+
+    @property
+    def log(self) -> Path | None:
+        return self.log_file
+
 
 class Stack:
     """The running parts of one ``clickstream up``."""
@@ -167,13 +265,15 @@ class Stack:
         checkpoints first, so they read the topics again from the start."""
         checkpoints = self.settings.checkpoint_dir
         if reset and checkpoints.exists():
-            shutil.rmtree(checkpoints)
+            # Not while a jobs process (of another `up`, or `clickstream jobs run`) uses them.
+            with checkpoints_lock(checkpoints, "clickstream up --reset"):
+                shutil.rmtree(checkpoints)
             self.say(f"deleted stream checkpoints in {checkpoints} (--reset)")
         if not self.settings.embedded_broker:
             self._kafka: Part = ExternalKafkaPart(self.settings)
             return self.settings
         part = BrokerPart(self.settings, progress=self.say)
-        part.broker.launch()
+        part.launch()
         self.parts.append(part)
         self._kafka = part
         if part.broker.formatted_now and _has_files(checkpoints):
@@ -211,9 +311,6 @@ class Stack:
     def add(self, part: Part) -> None:
         """Start one more part; it will be stopped before the ones started earlier."""
         self._start(part)
-
-    def unhealthy(self) -> list[str]:
-        return [part.name for part in self.parts if not part.healthy()]
 
     def stop(self) -> None:
         while self.parts:

@@ -1,5 +1,6 @@
-"""What ``clickstream status`` reports: topics, each job's lag, the newest results, and whether
-the collector and the dashboard answer (with the dashboard's connection count).
+"""What ``clickstream status`` reports: topics, each job's lag, the newest results, whether
+the collector and the dashboard answer (with the dashboard's connection count), and, while
+``clickstream up`` runs on the data folder, its parts (restarts, last error).
 
 Each part is read independently: a part that cannot be reached is reported as such, never
 raised, so the command shows as much as there is.
@@ -18,6 +19,7 @@ import httpx
 from clickstream.errors import ClickstreamError
 from clickstream.kafka.admin import TopicInfo, describe_topics
 from clickstream.settings import Settings
+from clickstream.supervisor import UpStatus, read_state
 
 Key = tuple[str, int]
 
@@ -47,6 +49,8 @@ class Report:
     collector: str = "not running"
     dashboard: str = "not running"
     dashboard_connections: int | None = None
+    up: UpStatus | None = None
+    """The parts of the ``clickstream up`` running on the data folder, if one runs."""
 
 
 def checkpoint_offsets(query_dir: Path) -> tuple[int, dict[Key, int]] | None:
@@ -133,7 +137,7 @@ def _probe(url: str) -> tuple[str, Any]:
 
 def gather(settings: Settings, kafka_settings: Settings | None) -> Report:
     """The report; ``kafka_settings`` is None when no Kafka cluster could be found."""
-    report = Report()
+    report = Report(up=read_state(settings.data_dir))
     ends: dict[Key, int] | None = None
     if kafka_settings is None:
         report.kafka_error = "no Kafka cluster found (start one with clickstream up)"

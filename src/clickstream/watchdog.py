@@ -72,7 +72,8 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=watch_parent, daemon=True).start()
     while not stop.is_set() and child.poll() is None:
         stop.wait(0.2)
-    return terminate(child, grace)
+    code = terminate(child, grace)
+    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
 
 
 if __name__ == "__main__":

@@ -192,6 +192,10 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def exit_code(self) -> int | None:
+        """How its process ended; None while it runs (or before it is launched)."""
+        return self._process.poll() if self._process is not None else None
+
     def jvm_pid(self) -> int | None:
         """PID of the broker's JVM (the watchdog's child), if it runs."""
         if self._process is None:

@@ -122,7 +122,8 @@ def jobs_run(
     wait_for_kafka: float | None,
 ) -> None:
     """Run the jobs NAME... in one Spark session until Ctrl-C (or until caught up, with
-    --available-now). `clickstream jobs run sessions shop web-live` runs them all."""
+    --available-now). `clickstream jobs run sessions shop web-live` runs them all. One jobs
+    process at a time may use a checkpoint folder."""
     from clickstream.jobs.runner import (
         RunningJob,
         check_names,
@@ -130,10 +131,13 @@ def jobs_run(
         start_job,
         start_jobs,
     )
+    from clickstream.lock import checkpoints_lock
     from clickstream.spark.session import get_spark
     from clickstream.stack import stop_signals
 
     check_names(names)  # before Spark starts
+    # Two writers on one checkpoint corrupt it. Released when this process exits.
+    checkpoints_lock(ctx.settings.checkpoint_dir, "clickstream jobs run").acquire()
     settings = ctx.client_settings()
     if master:
         settings = settings.model_copy(

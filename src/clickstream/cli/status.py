@@ -16,7 +16,8 @@ from clickstream.settings import Settings
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
-    """Topics, each job's lag, the newest results, and the collector and dashboard."""
+    """Topics, each job's lag, the newest results, the collector and dashboard, and the parts
+    of a running `clickstream up` (restarts, last error)."""
     from clickstream.status import gather
 
     kafka: Settings | None
@@ -31,6 +32,7 @@ def status(ctx: Context, as_json: bool) -> None:
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if report.kafka_error:
@@ -76,3 +78,29 @@ def status(ctx: Context, as_json: bool) -> None:
         else ""
     )
     console.print(f"[bold]Dashboard[/]: {report.dashboard}{connections}")
+
+    if report.up is None:
+        console.print("[bold]clickstream up[/]: not running on this data folder")
+        return
+    parts = Table(
+        "part",
+        "state",
+        "pid",
+        "restarts",
+        "last exit",
+        "last error",
+        title=f"clickstream up (pid {report.up.pid})",
+        title_justify="left",
+    )
+    for part in report.up.parts:
+        state = part.state if part.healthy or part.state != "running" else "running, unhealthy"
+        color = {"failed": "red", "restarting": "yellow"}.get(part.state, "")
+        parts.add_row(
+            part.name,
+            f"[{color}]{state}[/]" if color else state,
+            str(part.pid or "-"),
+            str(part.restarts),
+            part.exit or "-",
+            Text(part.last_error or "-"),  # not rich markup: a log line may hold [brackets]
+        )
+    console.print(parts)
