@@ -1,14 +1,19 @@
 """An asyncio face on the Kafka producer: ``await send_many(...)`` returns once Kafka
-acknowledged every record.
+acknowledged every record, and raises once librdkafka has given up on one.
 
 Delivery reports are served on the event loop itself: ``Producer.poll(0)`` runs every
 ``BUSY_POLL_S`` (1 ms) while records are in flight and every ``IDLE_POLL_S`` when none are (for
-error reports). Each request waits on one future, resolved
-by the last of its records' reports; no second thread, no lock and no cross-thread wake-up per
-acknowledgement. Requests are failed in order of age once past their deadline (records' own
-``message.timeout.ms`` normally fails them first). A fatal producer error, or records that
-timed out (the broker may no longer know the idempotent producer's sequence numbers), replace
-the producer with a new one.
+error reports). Each request waits on one future, resolved by the last of its records' reports;
+no second thread, no lock and no cross-thread wake-up per acknowledgement.
+
+The answer comes from the delivery reports, never from a timer of our own: librdkafka gives up
+on a record ``message.timeout.ms`` after it was produced (:func:`delivery_budget_ms`, a margin
+under the request's ``ack_timeout_s``), and once it has, the record is never sent again (the
+idempotent producer drains the partition and bumps its epoch). A timer that answered first
+would race a record that librdkafka still delivers. What no one can know is whether a record
+that was on the wire when the broker went away was written (librdkafka's "possibly persisted"):
+see ``docs/architecture.md``. A request whose reports are overdue by far (``BACKSTOP_S``) is
+failed anyway, logged as a bug. A fatal producer error replaces the producer with a new one.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ from clickstream.errors import KafkaUnavailableError
 from clickstream.kafka.config import LOGGER, producer_config
 from clickstream.settings import Settings
 
+DELIVERY_MARGIN_S = 1.0
+"""How much sooner than the answer deadline librdkafka gives up on a record, at most (a quarter
+of the deadline when that is shorter): its report comes within milliseconds of
+``message.timeout.ms``, and a record whose topic's metadata is not known yet is timed out by a
+scan that runs once a second."""
+BACKSTOP_S = 10.0
+"""A request without all its reports this long after its answer deadline is failed (a bug)."""
 BUSY_POLL_S = 0.001
 """How often delivery reports are served while records are in flight."""
 IDLE_POLL_S = 0.1
@@ -35,25 +47,26 @@ IDLE_POLL_S = 0.1
 class _Request:
     """The records of one request: a future resolved when the last report arrives."""
 
-    __slots__ = ("deadline", "error", "future", "left", "owner")
+    __slots__ = ("bytes", "deadline", "error", "future", "left", "owner")
 
-    def __init__(self, owner: AsyncProducer, future: asyncio.Future[None], deadline: float):
+    def __init__(
+        self, owner: AsyncProducer, future: asyncio.Future[None], deadline: float, size: int
+    ) -> None:
         self.owner = owner
         self.future = future
         self.left = 0
         self.error: KafkaError | None = None
         self.deadline = deadline
+        self.bytes = size
 
     def delivered(self, err: KafkaError | None, _msg: Message) -> None:
         self.left -= 1
         if err is not None:
             self.error = self.error or err
-            if err.code() == KafkaError._MSG_TIMED_OUT:
-                # An idempotent producer whose records timed out may not recover its
-                # sequence numbers with the broker: start afresh.
-                self.owner._renew = True
         else:
             self.owner.kafka_up = True
+        if self.left == 0:
+            self.owner._queued_bytes -= self.bytes
         if self.left <= 0 and not self.future.done():
             if self.error is None:
                 self.future.set_result(None)
@@ -65,15 +78,29 @@ class _Request:
             self.future.set_exception(KafkaUnavailableError(message))
 
 
+def delivery_budget_ms(ack_timeout_s: float) -> int:
+    """``message.timeout.ms`` for an answer deadline: librdkafka's verdict on every record of a
+    request arrives before the request's deadline."""
+    return max(1, int((ack_timeout_s - min(DELIVERY_MARGIN_S, ack_timeout_s / 4)) * 1000))
+
+
+QUEUE_MAX_MESSAGES = 100_000
+QUEUE_MAX_KBYTES = 1_048_576
+"""What the producer holds at most (records; KiB of keys and values): a request that would not
+fit is refused before any of its records is produced, so a batch is never half produced."""
+
+
 class AsyncProducer:
     def __init__(self, settings: Settings, ack_timeout_s: float | None = None) -> None:
         self.ack_timeout_s = ack_timeout_s or settings.collector.ack_timeout_s
         self._config = producer_config(
             settings,
             **{
-                # librdkafka gives up on a record when the client stops waiting for it, so a
-                # record answered with 503 is not written later behind the client's back.
-                "message.timeout.ms": int(self.ack_timeout_s * 1000),
+                # librdkafka gives up on a record before the client stops waiting for it, and
+                # its report is the answer: a record answered with 503 is not written later.
+                "message.timeout.ms": delivery_budget_ms(self.ack_timeout_s),
+                "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
+                "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
                 "linger.ms": 2,
                 "error_cb": self._on_error,
             },
@@ -85,6 +112,7 @@ class AsyncProducer:
         self._busy = False
         self._closed = False
         self._renew = False
+        self._queued_bytes = 0
         self.kafka_up = True
         self.last_error: str | None = None
 
@@ -115,21 +143,35 @@ class AsyncProducer:
         """
         loop = self._loop
         assert loop is not None, "start() the producer first"
-        request = _Request(self, loop.create_future(), time.monotonic() + self.ack_timeout_s + 1)
+        size = sum(len(record[1]) + len(record[2]) for record in records)
+        if (
+            len(self._producer) + len(records) > QUEUE_MAX_MESSAGES
+            or self._queued_bytes + size > QUEUE_MAX_KBYTES * 1024
+        ):
+            raise KafkaUnavailableError("the producer queue is full")
+        deadline = time.monotonic() + self.ack_timeout_s + BACKSTOP_S
+        request = _Request(self, loop.create_future(), deadline, size)
         produce = self._producer.produce
         delivered = request.delivered
+        self._queued_bytes += size  # until the last report (or now, if nothing was produced)
         try:
             for topic, key, value, *_ in records:
                 produce(topic, value=value, key=key, on_delivery=delivered)
                 request.left += 1
         except BufferError:
-            self._abandon(request)
-            raise KafkaUnavailableError("the producer queue is full") from None
+            # Over the queue's limits after all: the records produced so far still report, and
+            # the answer waits for them (no 503 while some may still be written).
+            request.error = KafkaError(KafkaError._QUEUE_FULL, "the producer queue is full")
         except Exception as exc:  # a fatal producer: replaced by the next poll
             self._abandon(request)
             self._renew = True
             raise KafkaUnavailableError(f"cannot produce: {exc}") from None
+        finally:
+            if request.left == 0:
+                self._queued_bytes -= size
         if request.left == 0:
+            if request.error is not None:
+                raise KafkaUnavailableError(request.error.str())
             return
         self._waiting.append(request)
         if not self._busy:
@@ -171,8 +213,8 @@ class AsyncProducer:
         self._schedule(BUSY_POLL_S if self._waiting else IDLE_POLL_S)
 
     def _expire(self) -> None:
-        """Forget answered requests at the front; fail those past their deadline (deadlines
-        grow in the order requests arrive, so only the front needs looking at)."""
+        """Forget answered requests at the front; fail those whose reports are overdue by far
+        (deadlines grow in the order requests arrive, so only the front needs looking at)."""
         waiting = self._waiting
         now = time.monotonic()
         while waiting:
@@ -180,6 +222,11 @@ class AsyncProducer:
             if not head.future.done():
                 if head.deadline > now:
                     return
+                LOGGER.error(
+                    "%d delivery reports overdue by %gs: answering 503 without them",
+                    head.left,
+                    BACKSTOP_S,
+                )
                 head.fail(f"Kafka did not acknowledge within {self.ack_timeout_s:g}s")
             waiting.popleft()
 
