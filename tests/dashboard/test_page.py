@@ -293,7 +293,7 @@ def test_a_busy_history_reaches_the_page_in_pieces_and_is_drawn_whole(
     rows = busy_history(now_s())  # five minutes at 500 events/s: 1.98 MB as one message
     produce_rows(results_settings, list(rows))
     dashboard = start_dashboard(results_settings)
-    wait_for(lambda: dashboard.get("/api/status").json()["results_received"] == len(rows))
+    wait_for(lambda: len(dashboard.get("/api/history").json()["rows"]) == len(rows))
 
     page = open_page(dashboard.url)
     page.wait("document.body.dataset.connection === 'live'")
