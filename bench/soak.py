@@ -1,8 +1,9 @@
 """Benchmark: `clickstream up` under steady load for a while: each part's CPU and memory, and
-each query's lag, sampled as it runs.
+each query's lag, sampled as it runs, judged against the soak's targets.
 
-    .venv/bin/python bench/soak.py [--rate 500] [--shop-rate 500] [--minutes 10]
-        [--warmup-minutes 2] [--sample-s 15] [--set CLICKSTREAM_NAME=VALUE]... [--markdown]
+    .venv/bin/python bench/soak.py [--rate 500] [--shop-rate 500] [--minutes 30]
+        [--warmup-minutes 5] [--sample-s 15] [--max-growth-mb-h 50] [--max-lag N]
+        [--set CLICKSTREAM_NAME=VALUE]... [--markdown]
 
 Starts `clickstream up --rate R --shop-rate S` in a fresh data folder on free ports, then every
 ``--sample-s`` seconds reads, for each part (broker, collector, jobs with Spark's JVM and
@@ -12,7 +13,11 @@ from its checkpoint and the topics' end offsets, as `clickstream status` does). 
 during the warm-up are not used for the figures. Printed: per part, average cores, memory at
 the end of the warm-up and at the end, and its growth in MB per hour (least squares over the
 samples after warm-up); per query, the largest and the last lag, and whether lag grew (the
-last third's median against the first third's). Then `up` is stopped with SIGINT.
+last third's median against the first third's). Then `up` is stopped with SIGINT, and the
+verdict printed: no part may grow more than ``--max-growth-mb-h`` after the warm-up, no query's
+lag may grow (nor exceed ``--max-lag`` when given), and no part may have been restarted by `up`
+(a restart resets a part's memory, so its growth would mean nothing); the exit code is 1 when
+a target is missed.
 """
 
 from __future__ import annotations
@@ -114,11 +119,22 @@ def lags(env: dict[str, str]) -> dict[str, int | None]:
     return {f"{q.job}.{q.query}": q.lag for q in query_lags(settings.checkpoint_dir, ends)}
 
 
+def restarts(data: Path) -> dict[str, int]:
+    """part -> times `up` restarted it so far (from the state file it keeps for `status`)."""
+    from clickstream.supervisor import read_state
+
+    state = read_state(data)
+    return {part.name: part.restarts for part in state.parts} if state else {}
+
+
 @dataclass
 class Samples:
     times: list[float] = field(default_factory=list)
     usage: list[dict[str, tuple[float, float]]] = field(default_factory=list)
     lags: list[dict[str, int | None]] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)
+    said: list[str] = field(default_factory=list)
+    """What `up` printed about its parts (restarts, health)."""
 
 
 def slope_per_hour(times: list[float], values: list[float]) -> float:
@@ -134,9 +150,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--shop-rate", type=float, default=500)
-    parser.add_argument("--minutes", type=float, default=10)
-    parser.add_argument("--warmup-minutes", type=float, default=2)
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--warmup-minutes", type=float, default=5)
     parser.add_argument("--sample-s", type=float, default=15)
+    parser.add_argument("--max-growth-mb-h", type=float, default=50.0)
+    parser.add_argument("--max-lag", type=int, help="largest lag allowed after the warm-up")
     parser.add_argument(
         "--set", action="append", default=[], metavar="CLICKSTREAM_NAME=VALUE", help="a setting"
     )
@@ -178,25 +196,33 @@ def main() -> int:
                 samples.times.append(now)
                 samples.usage.append(usage)
                 samples.lags.append(lag)
+                samples.restarts = restarts(Path(data)) or samples.restarts
                 rss = ", ".join(f"{p} {m:.0f}" for p, (_, m) in sorted(usage.items()))
                 console.print(f"{now:6.0f} s: lag {lag}; MB {rss}")
         finally:
             up.send_signal(signal.SIGINT)
             up.wait(120)
             log.close()
+        output = (Path(data) / "up.log").read_text(errors="replace")
+        samples.said = [
+            line
+            for line in output.splitlines()
+            if any(word in line for word in ("restart", "not healthy", "exited", "killed"))
+        ]
         if up.returncode not in (0, None) and not samples.times:
-            console.print((Path(data) / "up.log").read_text()[-3000:])
+            console.print(output[-3000:])
             return 1
-    report(samples, args)
-    return 0
+    return 0 if report(samples, args) else 1
 
 
-def report(samples: Samples, args: argparse.Namespace) -> None:
+def report(samples: Samples, args: argparse.Namespace) -> bool:
+    """Print the tables and the verdict; True when every target is met."""
     warm = args.warmup_minutes * 60
     keep = [i for i, t in enumerate(samples.times) if t >= warm]
     if len(keep) < 2:
         console.print("[red]not enough samples after the warm-up")
-        return
+        return False
+    missed: list[str] = []
     first, last = keep[0], keep[-1]
     span = samples.times[last] - samples.times[first]
     heads = ("part", "cores", "MB after warm-up", "MB at the end", "growth MB/h")
@@ -209,6 +235,8 @@ def report(samples: Samples, args: argparse.Namespace) -> None:
         times = [samples.times[i] for i in keep if part in samples.usage[i]]
         values = [samples.usage[i][part][1] for i in keep if part in samples.usage[i]]
         growth = slope_per_hour(times, values)
+        if not growth <= args.max_growth_mb_h:  # NaN misses it too
+            missed.append(f"{part} grew {growth:+.0f} MB/h (target: {args.max_growth_mb_h:g})")
         rows.append((part, f"{(cpu1 - cpu0) / span:.2f}", f"{rss0:.0f}", f"{rss1:.0f}",
                      f"{growth:+.0f}"))  # fmt: skip
     title = f"up --rate {args.rate:g} --shop-rate {args.shop_rate:g}, {span / 60:.1f} min measured"
@@ -228,16 +256,31 @@ def report(samples: Samples, args: argparse.Namespace) -> None:
             continue
         third = max(1, len(known) // 3)
         grew = statistics.median(known[-third:]) > 2 * statistics.median(known[:third]) + 1000
+        if grew:
+            missed.append(f"{query}'s lag grew (to {known[-1]:,})")
+        if args.max_lag is not None and max(known) > args.max_lag:
+            missed.append(f"{query}'s lag reached {max(known):,} (target: {args.max_lag:,})")
         lag_rows.append((query, f"{max(known):,}", f"{known[-1]:,}", "yes" if grew else "no"))
     lag_table = Table(*lag_heads)
     for row in lag_rows:
         lag_table.add_row(*row)
     Console().print(lag_table)
+    missed.extend(f"up restarted {part} {n} time(s)" for part, n in samples.restarts.items() if n)
+    for line in samples.said:
+        console.print(f"up: {line}")
     if args.markdown:
         print(f"{title}\n\n| " + " | ".join(heads) + " |\n|---|---:|---:|---:|---:|")
         print("\n".join("| " + " | ".join(row) + " |" for row in rows))
         print("\n| " + " | ".join(lag_heads) + " |\n|---|---:|---:|---|")
         print("\n".join("| " + " | ".join(row) + " |" for row in lag_rows))
+    if missed:
+        Console().print("[red]targets missed:[/] " + "; ".join(missed))
+    else:
+        Console().print(
+            f"[green]targets met:[/] no part grew more than {args.max_growth_mb_h:g} MB/h after "
+            "the warm-up, every query's lag stayed bounded, no part was restarted"
+        )
+    return not missed
 
 
 if __name__ == "__main__":
