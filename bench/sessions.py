@@ -100,16 +100,15 @@ def run_job(spark, settings: Settings, data_dir: Path) -> tuple[float, int, int]
 
 def ceiling(spark, settings: Settings, parse: bool) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """Seconds to read (and parse) the whole topic with ``availableNow``, and rows seen."""
-    from clickstream.events.web import spark_ddl
-    from clickstream.jobs.parse import good, parse_json
-    from clickstream.jobs.sessions import REQUIRED
+    from clickstream.jobs.parse import good
+    from clickstream.jobs.sessions import parse as parse_pageviews
     from clickstream.spark.io import read_kafka
 
     frame = read_kafka(
         spark, settings.topics.web_events, settings=settings, starting_offsets="earliest"
     )
     if parse:
-        frame = good(parse_json(frame, spark_ddl(EnrichedWebEvent), REQUIRED))
+        frame = good(parse_pageviews(frame, settings))
     return time_count(frame)
 
 

@@ -140,6 +140,9 @@ class JobSettings(_Section):
     """Events later than this (event time behind the newest seen) are dropped, and counted."""
     session_gap_s: int = Field(default=1800, ge=1)
     """Inactivity that closes a session (30 minutes, as the tracker's cookie)."""
+    dedup_s: int = Field(default=120, ge=0)
+    """The count jobs remember the event ids they counted this long (of event time): a client's
+    retry of an event already stored is not counted twice (the tracker retries within 45 s)."""
     max_future_s: int = Field(default=3600, ge=0)
     """A record whose event time is further than this ahead of the time the job reads it goes
     to the dead-letter topic: one record from a wrong clock would otherwise move a watermark
@@ -209,6 +212,16 @@ class CollectorSettings(_Section):
     """``anonymize`` drops the last IPv4 octet (IPv6: keeps the /48)."""
     trust_forwarded_for: bool = False
     """Take the client address from ``X-Forwarded-For`` (behind a proxy you run)."""
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+    """With ``trust_forwarded_for``: addresses or CIDR blocks of the proxies in front of the
+    collector. The client is the rightmost ``X-Forwarded-For`` entry that is not one of them;
+    a request from any other peer has its header ignored. Env: comma-separated."""
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """A connection is closed when a request's headers have not all arrived this long after
+    the connection opened or the request began."""
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """A request whose body has not all arrived this long after its headers gets 408, and its
+    connection is closed."""
     ack_timeout_s: float = Field(default=5.0, gt=0, le=300)
     """How long a request waits for Kafka's acknowledgement before answering 503."""
     max_future_s: float = Field(default=3600.0, ge=0)
@@ -223,6 +236,25 @@ class CollectorSettings(_Section):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR block") from None
         return value
 
     @field_validator("write_keys", mode="before")

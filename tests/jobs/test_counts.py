@@ -209,6 +209,24 @@ def test_web_live_counts(spark: Any, settings: Settings, tmp_path: Path) -> None
     assert [value["sourceTopic"] for _, value in dead] == [s.topics.web_pings]
 
 
+def test_a_retried_web_event_counts_once(spark: Any, settings: Settings, tmp_path: Path) -> None:
+    """A client that got no answer (or a 503 for an event that was stored after all) sends the
+    event again: same eventId, a later receive time, maybe a later micro-batch. It counts once."""
+    s = count_settings(settings, tmp_path)
+    first = web_event("Pageview", T0 + 100, "/", "s1", None)
+    other = web_event("Pageview", T0 + 200, "/", "s2", None)
+    again = msgspec.structs.replace(first, receivedAt=T0 + 900)
+    send(s, s.topics.web_events, [first, other, again])
+    run(spark, s, "web-live")
+    retry = msgspec.structs.replace(first, receivedAt=T0 + 3_100)
+    send(s, s.topics.web_events, [retry, web_event("Pageview", T0 + 3_200, "/", "s3", None)])
+    run(spark, s, "web-live")
+
+    pages = {k[1:]: v for k, v in latest_counts(s).items() if k[0] == "web.pages"}
+    assert pages == {(T0, "/"): 2, (T0 + 3000, "/"): 1}
+    assert table_counts(s, "web.pages") == {("web.pages", *k): v for k, v in pages.items()}
+
+
 SHOP_CSV = """\
 user_id,item_id,cat_id,merchant_id,brand_id,month,day,action,age_range,gender,province
 {rows}

@@ -115,3 +115,46 @@ def test_changed_window_settings_against_a_snapshot_are_refused(tmp_path: Path) 
         WindowTally.open(5, None, 10, tmp_path)
     shutil.rmtree(tmp_path)
     assert WindowTally.open(5, None, 10, tmp_path).counts == {}
+
+
+def add_with_ids(tally: WindowTally, batch_id: int, events: list[tuple[int, str]]) -> int:
+    """Count and commit ``(time_ms, event id)`` events, all with key ``f``; the duplicates."""
+    times = pa.array([t for t, _ in events], pa.int64())
+    keys = [("g", pa.array(["f"] * len(events), pa.string()))]
+    update = tally.count(batch_id, times, keys, pa.array([e for _, e in events], pa.string()))
+    assert update is not None
+    tally.commit(update)
+    return update.duplicates
+
+
+def test_a_retried_event_id_counts_once_until_forgotten(tmp_path: Path) -> None:
+    """A client retries an event it already sent (the collector stored it, the answer got
+    lost): the retry arrives later, with the same id, and is not counted again; in the same
+    batch or after a restart either."""
+    tally = WindowTally.open(1, None, 10, tmp_path, dedup_s=60)
+    assert add_with_ids(tally, 0, [(T0, "a"), (T0 + 10, "b"), (T0 + 20, "a")]) == 1
+    assert add_with_ids(tally, 1, [(T0 + 5_000, "b"), (T0 + 5_000, "c")]) == 1
+    again = WindowTally.open(1, None, 10, tmp_path, dedup_s=60)
+    assert add_with_ids(again, 2, [(T0 + 30_000, "a"), (T0 + 30_000, "d")]) == 1
+    assert again.counts == {("g", T0 + 30_000, "f"): 1}
+    # Ids are remembered for 60 s of event time (behind the newest event seen): then "a" is
+    # forgotten, and so are the files of ids of batches that held only older events.
+    assert add_with_ids(again, 3, [(T0 + 95_000, "x")]) == 0
+    assert add_with_ids(again, 4, [(T0 + 96_000, "a")]) == 0
+    assert sorted(p.name for p in (tmp_path / "ids").iterdir()) == ["3.json", "4.json"]
+    assert set(again.seen) == {"x", "a"}
+
+
+def test_ids_of_a_batch_counted_but_not_committed_are_not_remembered(tmp_path: Path) -> None:
+    tally = WindowTally.open(1, None, 10, tmp_path, dedup_s=60)
+    add_with_ids(tally, 0, [(T0, "a")])
+    snapshot = (tmp_path / "0.json").read_bytes()
+    add_with_ids(tally, 1, [(T0 + 1000, "b")])
+    # Died after batch 1's ids were saved, before its snapshot: Spark runs batch 1 again, and
+    # its events count (once).
+    (tmp_path / "1.json").unlink()
+    (tmp_path / "0.json").write_bytes(snapshot)
+    reopened = WindowTally.open(1, None, 10, tmp_path, dedup_s=60)
+    assert set(reopened.seen) == {"a"}
+    assert add_with_ids(reopened, 1, [(T0 + 1000, "b"), (T0 + 1000, "a")]) == 1
+    assert reopened.counts == {("g", T0, "f"): 1, ("g", T0 + 1000, "f"): 1}

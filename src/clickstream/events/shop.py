@@ -44,6 +44,6 @@ class ShopEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     action: Annotated[int, msgspec.Meta(ge=0, le=3)]
     age_range: Annotated[int, msgspec.Meta(ge=0, le=8)] | None = None
     gender: Annotated[int, msgspec.Meta(ge=0, le=2)] | None = None
-    province: str | None = None
+    province: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     timestamp: Millis
     """Event time, epoch milliseconds (stamped by the replayer)."""

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 
 from clickstream.errors import ConfigError
 from clickstream.events.results import TABLE, WindowCount, record_key
-from clickstream.jobs.parse import dead_letter_value
+from clickstream.jobs.parse import dead_letter_key, dead_letter_value
 from clickstream.jobs.spec import QuerySpec, checkpoint_path
 from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
@@ -63,6 +63,10 @@ class Windows:
         return F.window(time_col, f"{self.size_s} seconds", slide)
 
 
+MAX_KEY_CHARS = 256
+"""A counted value (a page path, a referrer host) is cut to this many characters: result keys
+stay small whatever an event holds."""
+
 COUNT_BATCH_MAX_EVENTS = 500_000
 """A count micro-batch reads at most this many records (they are collected to the driver)."""
 
@@ -84,20 +88,27 @@ def live_counts(
     job: str,
     name: str = "counts",
     dead_letters: Column | bool = True,
+    event_id: Column | None = None,
 ) -> QuerySpec:
     """The count query over ``parsed`` records (:func:`~clickstream.jobs.parse.parse_json`):
-    good records are counted by ``time_ms`` (event time, epoch ms); bad ones go to the
-    dead-letter topic if ``dead_letters`` is true, or a condition that holds for them."""
+    good records are counted by ``time_ms`` (event time, epoch ms), once per ``event_id`` when
+    given (within ``jobs.dedup_s``); bad ones go to the dead-letter topic if ``dead_letters`` is
+    true, or a condition that holds for them."""
     good = F.col("reason").isNull()
     columns = [F.when(good, time_ms.cast("long")).alias("_time")]
-    columns += [F.when(good, m.key.cast("string")).alias(f"_m{i}") for i, m in enumerate(measures)]
+    if event_id is not None:
+        columns.append(F.when(good, event_id.cast("string")).alias("_id"))
+    columns += [
+        F.when(good, F.substring(m.key.cast("string"), 1, MAX_KEY_CHARS)).alias(f"_m{i}")
+        for i, m in enumerate(measures)
+    ]
     dead = dead_letters is not False
     if dead:
         condition = F.col("reason").isNotNull()
         if dead_letters is not True:
             condition = condition & dead_letters
         columns += [
-            F.when(condition, F.col("_key")).alias("_dead_key"),
+            F.when(condition, dead_letter_key()).alias("_dead_key"),
             F.when(condition, dead_letter_value()).alias("_dead_value"),
         ]
     checkpoint = checkpoint_path(settings, job, name)
@@ -108,7 +119,11 @@ def live_counts(
             "windows still open start again)"
         )
     tally = WindowTally.open(
-        windows.size_s, windows.slide_s, windows.watermark_s, checkpoint / "tally"
+        windows.size_s,
+        windows.slide_s,
+        windows.watermark_s,
+        checkpoint / "tally",
+        dedup_s=settings.jobs.dedup_s,
     )
     writer = CountsWriter(settings, [m.metric for m in measures], tally, dead_letters=dead)
     return QuerySpec(
@@ -142,7 +157,8 @@ class CountsWriter:
         rows = batch.toArrow()
         good = rows.filter(pc.is_valid(rows["_time"]))
         keys = [(m, good[f"_m{i}"]) for i, m in enumerate(self.metrics)]
-        update = self.tally.count(batch_id, good["_time"], keys)
+        ids = good["_id"] if "_id" in good.column_names else None
+        update = self.tally.count(batch_id, good["_time"], keys, ids)
         if update is None:
             return  # counted and written before a restart
         if self.dead is not None:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from clickstream.events.web import EnrichedWebEvent, spark_ddl
-from clickstream.jobs.parse import dead_letter_query, good, parse_json
+from clickstream.events.web import EnrichedWebEvent
+from clickstream.jobs.parse import dead_letter_query, good, parse_json, time_checks
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
 from clickstream.sinks.avro_files import AvroFilesSink
@@ -94,11 +94,18 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
     )
 
 
+def parse(raw: DataFrame, settings: Settings) -> DataFrame:
+    """Pageview records, checked: the event time drives the watermark, so a far-future one is
+    dead-lettered (:func:`~clickstream.jobs.parse.time_checks`)."""
+    checks = time_checks(["timestamp", "receivedAt"], settings.jobs.max_future_s)
+    return parse_json(raw, EnrichedWebEvent, REQUIRED, checks)
+
+
 def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
     raw = read_kafka(
         spark, settings.topics.web_events, settings=settings, starting_offsets=starting_offsets
     )
-    parsed = parse_json(raw, spark_ddl(EnrichedWebEvent), REQUIRED)
+    parsed = parse(raw, settings)
     sessions = sessionize(good(parsed), settings.jobs.watermark_s, settings.jobs.session_gap_s)
     files = AvroFilesSink(settings.files_url, "sessions")
     sinks: list[Sink] = [

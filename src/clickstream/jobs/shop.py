@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
-from clickstream.events.web import spark_ddl
 from clickstream.jobs.counts import Measure, Windows, count_batch_limit, live_counts
-from clickstream.jobs.parse import parse_json
+from clickstream.jobs.parse import parse_json, time_checks
 from clickstream.jobs.spec import JobSpec
 from clickstream.settings import Settings
 from clickstream.spark.io import read_kafka
@@ -42,12 +41,13 @@ def measures() -> list[Measure]:
     ]
 
 
-def parse(raw: DataFrame) -> DataFrame:
+def parse(raw: DataFrame, settings: Settings) -> DataFrame:
     checks = [
+        *time_checks(["timestamp"], settings.jobs.max_future_s),
         (~F.col("action").between(0, 3), "action must be 0, 1, 2 or 3"),
         (F.coalesce(~F.col("gender").between(0, 2), F.lit(False)), "gender must be 0, 1 or 2"),
     ]
-    return parse_json(raw, spark_ddl(ShopEvent), ["user_id", "action", "timestamp"], checks)
+    return parse_json(raw, ShopEvent, ["user_id", "action", "timestamp"], checks)
 
 
 def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
@@ -59,5 +59,7 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         max_offsets_per_trigger=count_batch_limit(settings),
     )
     windows = Windows.from_settings(settings)
-    counts = live_counts(parse(raw), F.col("timestamp"), measures(), windows, settings, job=NAME)
+    counts = live_counts(
+        parse(raw, settings), F.col("timestamp"), measures(), windows, settings, job=NAME
+    )
     return JobSpec(NAME, [counts])

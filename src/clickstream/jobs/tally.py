@@ -14,11 +14,15 @@ Semantics are those of Spark's windowed aggregation with a watermark, in update 
   that ended at or before it is closed: its count is final and leaves the tally;
 * an event whose every window is closed is late: it is dropped and counted in
   :attr:`WindowTally.late_events`;
-* each batch yields the counts of the windows it changed, as counted so far.
+* each batch yields the counts of the windows it changed, as counted so far;
+* with event ids, an event whose id was counted in the last ``dedup_ms`` (of event time) is a
+  client's retry and is not counted again (:attr:`TallyUpdate.duplicates`).
 
 **Exactly once.** :meth:`WindowTally.count` works out a batch's result without changing the
 tally; :meth:`WindowTally.commit` applies it once the results are written and saves a snapshot
-(open windows, watermark, batch id) in the query's checkpoint directory. After a restart the
+(open windows, watermark, batch id) in the query's checkpoint directory, and the ids the batch
+counted in ``ids/<batch id>.json`` (so a snapshot never holds more than a batch's ids). After a
+restart the
 tally is the last snapshot: a batch Spark runs again is either newer (counted again from the
 state before it, so its writes repeat the same counts) or already in the snapshot (skipped).
 """
@@ -49,6 +53,11 @@ class _Snapshot(msgspec.Struct):
     counts: list[tuple[str, int, str, int]]
 
 
+class _Ids(msgspec.Struct):
+    newest: int
+    ids: dict[str, int]
+
+
 @dataclass
 class TallyUpdate:
     batch_id: int
@@ -56,6 +65,10 @@ class TallyUpdate:
     """New count of every window and key the batch added to."""
     newest_ms: int | None
     late_events: int
+    new_ids: dict[str, int] = field(default_factory=dict)
+    """Event id -> event time of the events counted by this batch."""
+    duplicates: int = 0
+    """Events not counted: their id was counted before."""
 
     def results(self, size_ms: int) -> list[WindowCount]:
         return [
@@ -78,11 +91,20 @@ class WindowTally:
     """The newest event time seen."""
     late_events: int = 0
     """Events dropped as late since this tally was created."""
+    dedup_ms: int = 120_000
+    """How long (event time) an event id is remembered."""
+    seen: dict[str, int] = field(default_factory=dict)
+    """Event id -> event time of the ids remembered."""
+    duplicates: int = 0
+    """Retried events not counted again since this tally was created."""
 
     @classmethod
-    def open(cls, size_s: int, slide_s: int | None, delay_s: int, directory: Path) -> WindowTally:
+    def open(
+        cls, size_s: int, slide_s: int | None, delay_s: int, directory: Path, dedup_s: int = 120
+    ) -> WindowTally:
         """The tally saved in ``directory`` (empty when there is none yet)."""
         tally = cls(size_s * 1000, (slide_s or size_s) * 1000, delay_s * 1000, directory)
+        tally.dedup_ms = dedup_s * 1000
         latest = max(_snapshots(directory), default=None)
         if latest is None:
             return tally
@@ -100,6 +122,7 @@ class WindowTally:
         tally.batch_id = snap.batch_id
         tally.newest_ms = snap.newest_ms
         tally.counts = {(m, s, k): c for m, s, k, c in snap.counts}
+        tally._load_ids()
         return tally
 
     @property
@@ -107,15 +130,34 @@ class WindowTally:
         return None if self.newest_ms is None else self.newest_ms - self.delay_ms
 
     def count(
-        self, batch_id: int, times_ms: pa.Array, keys: Sequence[tuple[str, pa.Array]]
+        self,
+        batch_id: int,
+        times_ms: pa.Array,
+        keys: Sequence[tuple[str, pa.Array]],
+        ids: pa.Array | None = None,
     ) -> TallyUpdate | None:
         """The result of adding a batch (``None`` if it was committed before): its events'
-        times, and per metric the key of each event (null: not counted for that metric)."""
+        times, per metric the key of each event (null: not counted for that metric), and the
+        events' ids when they have one (null: always counted)."""
         if batch_id <= self.batch_id:
             return None
         times = pc.cast(times_ms, pa.int64())
+        new_ids: dict[str, int] = {}
+        duplicates = 0
+        if ids is not None and len(times):
+            fresh = []
+            for event, at in zip(ids.to_pylist(), times.to_pylist(), strict=True):
+                again = event is not None and (event in self.seen or event in new_ids)
+                fresh.append(not again)
+                if event is not None and not again:
+                    new_ids[event] = at
+            duplicates = fresh.count(False)
+            if duplicates:
+                mask = pa.array(fresh)
+                times = times.filter(mask)
+                keys = [(metric, key.filter(mask)) for metric, key in keys]
         if len(times) == 0:
-            return TallyUpdate(batch_id, {}, self.newest_ms, 0)
+            return TallyUpdate(batch_id, {}, self.newest_ms, 0, new_ids, duplicates)
         last_start = pc.cast(
             pc.floor_temporal(
                 pc.cast(times, pa.timestamp("ms")), multiple=self.slide_ms, unit="millisecond"
@@ -155,7 +197,7 @@ class WindowTally:
         newest = pc.max(times).as_py()
         if self.newest_ms is not None:
             newest = max(newest, self.newest_ms)
-        return TallyUpdate(batch_id, changed, newest, late)
+        return TallyUpdate(batch_id, changed, newest, late, new_ids, duplicates)
 
     def commit(self, update: TallyUpdate) -> None:
         """Apply ``update`` (its results are written), close the windows the watermark passed,
@@ -164,11 +206,18 @@ class WindowTally:
         self.newest_ms = update.newest_ms
         self.batch_id = update.batch_id
         self.late_events += update.late_events
+        self.duplicates += update.duplicates
         watermark = self.watermark_ms
         if watermark is not None:
             closed = [slot for slot in self.counts if slot[1] + self.size_ms <= watermark]
             for slot in closed:
                 del self.counts[slot]
+        self.seen.update(update.new_ids)
+        if self.directory is not None and update.new_ids:
+            self._save_ids(update.batch_id, update.new_ids)
+        forget = self._forget_before()
+        if forget is not None:
+            self.seen = {event: at for event, at in self.seen.items() if at >= forget}
         if self.directory is not None:
             self._save()
 
@@ -189,6 +238,45 @@ class WindowTally:
         for older in _snapshots(self.directory):
             if older < self.batch_id:
                 (self.directory / f"{older}.json").unlink(missing_ok=True)
+
+    def _forget_before(self) -> int | None:
+        """Ids of events older than this (event time) are forgotten."""
+        return None if self.newest_ms is None else self.newest_ms - self.dedup_ms
+
+    def _save_ids(self, batch_id: int, ids: dict[str, int]) -> None:
+        assert self.directory is not None
+        folder = self.directory / "ids"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{batch_id}.json"
+        temp = path.with_suffix(".tmp")
+        temp.write_bytes(msgspec.json.encode({"newest": max(ids.values()), "ids": ids}))
+        os.replace(temp, path)
+        forget = self._forget_before()
+        for older in _snapshots(folder):
+            if older < batch_id:
+                older_path = folder / f"{older}.json"
+                try:
+                    newest = msgspec.json.decode(older_path.read_bytes(), type=_Ids).newest
+                except (OSError, msgspec.DecodeError):
+                    continue
+                if forget is not None and newest < forget:
+                    older_path.unlink(missing_ok=True)
+
+    def _load_ids(self) -> None:
+        """The ids counted by the committed batches still remembered; the files of batches
+        after the snapshot (counted, then not committed) are dropped."""
+        assert self.directory is not None
+        folder = self.directory / "ids"
+        forget = self._forget_before()
+        for batch in sorted(_snapshots(folder)):
+            path = folder / f"{batch}.json"
+            if batch > self.batch_id:
+                path.unlink(missing_ok=True)
+                continue
+            saved = msgspec.json.decode(path.read_bytes(), type=_Ids)
+            self.seen.update(
+                (e, at) for e, at in saved.ids.items() if forget is None or at >= forget
+            )
 
 
 def _snapshots(directory: Path) -> list[int]:

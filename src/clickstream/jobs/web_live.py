@@ -11,8 +11,9 @@ visitors' clocks say), in windows of ``jobs.count_window_s``:
 * ``web.active_sessions``: distinct (visitor, session) pairs with a hit in the last 5 minutes,
   a sliding window that moves every 10 s (approximate: HyperLogLog, within ~2%).
 
-Malformed pageviews are dead-lettered by the ``sessions`` job; this job dead-letters those of the
-ping and custom topics.
+An event counts once: a client's retry of an event already stored has the same ``eventId``
+and is not counted again (within ``jobs.dedup_s``). Malformed pageviews are dead-lettered by
+the ``sessions`` job; this job dead-letters those of the ping and custom topics.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from clickstream.events.web import EnrichedWebEvent, spark_ddl
+from clickstream.events.web import EnrichedWebEvent
 from clickstream.jobs.counts import (
     Measure,
     ResultsWriter,
@@ -30,7 +31,7 @@ from clickstream.jobs.counts import (
     live_counts,
     window_distinct,
 )
-from clickstream.jobs.parse import good, parse_json
+from clickstream.jobs.parse import good, parse_json, time_checks
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
 from clickstream.spark.io import read_kafka
@@ -69,8 +70,9 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             starting_offsets=starting_offsets,
             max_offsets_per_trigger=count_batch_limit(settings),
         ),
-        spark_ddl(EnrichedWebEvent),
+        EnrichedWebEvent,
         REQUIRED,
+        time_checks(["timestamp", "receivedAt"], settings.jobs.max_future_s),
     )
     windows = Windows.from_settings(settings)
     counts = live_counts(
@@ -81,6 +83,7 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         settings,
         job=NAME,
         dead_letters=F.col("_topic") != topics.web_events,
+        event_id=F.col("eventId"),
     )
     events = good(parsed).withColumn("ts", F.timestamp_millis("receivedAt"))
     active = Windows(ACTIVE.size_s, ACTIVE.slide_s, windows.watermark_s)

@@ -166,6 +166,9 @@ class DriverKafkaSink:
         self.settings = settings
         self.key_column = key_column
         self.value_column = value_column
+        self.dead_letter = settings.topics.dead_letter
+        self.too_large = 0
+        """Records sent to the dead-letter topic instead: larger than Kafka takes."""
         self._producer: EventProducer | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -182,7 +185,15 @@ class DriverKafkaSink:
         producer = self._producer
         count = 0
         for key, value in records:
-            producer.produce(self.topic, value, key=key)
+            size = _size(key) + _size(value)
+            if size > MAX_RECORD_BYTES and self.topic != self.dead_letter:
+                # One oversized result must not fail the query (and every replay of its batch).
+                producer.produce(
+                    self.dead_letter, _too_large(self.topic, key, value, size), key=None
+                )
+                self.too_large += 1
+            else:
+                producer.produce(self.topic, value, key=key)
             count += 1
         if count:
             try:
@@ -191,6 +202,36 @@ class DriverKafkaSink:
                 self._producer = None  # a producer that lost records is not reused
                 raise
         return count
+
+
+MAX_RECORD_BYTES = 990_000
+"""The largest record :class:`DriverKafkaSink` produces: librdkafka's default
+``message.max.bytes`` (1,000,000) less room for the record's overhead."""
+KEPT_BYTES = 65_536
+"""How much of an oversized record's key and value its dead letter keeps."""
+
+
+def _size(part: bytes | str | None) -> int:
+    if part is None:
+        return 0
+    return len(part.encode() if isinstance(part, str) else part)
+
+
+def _too_large(topic: str, key: bytes | str | None, value: bytes | str | None, size: int) -> bytes:
+    def cut(part: bytes | str | None) -> str | None:
+        if part is None:
+            return None
+        raw = part.encode() if isinstance(part, str) else part
+        return raw[:KEPT_BYTES].decode(errors="replace")
+
+    return json.dumps(
+        {
+            "reason": f"record of {size} bytes is larger than Kafka takes ({MAX_RECORD_BYTES})",
+            "targetTopic": topic,
+            "key": cut(key),
+            "value": cut(value),
+        }
+    ).encode()
 
 
 def _partition_producer(
