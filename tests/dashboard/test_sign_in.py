@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from clickstream.settings import Settings
+from tests.browser.conftest import page_server  # noqa: F401 (fixture)
 from tests.dashboard.conftest import (
     RunningDashboard,
     now_s,
@@ -108,3 +109,41 @@ def test_a_changed_token_sends_an_open_page_back_to_the_sign_in_form(
     page.page.fill("input[name=token]", TOKEN)
     page.page.click("button[type=submit]")
     page.wait("document.body.dataset.connection === 'live'")
+
+
+def test_a_link_from_another_site_opens_the_dashboard_when_signed_in(
+    results_settings: Settings,
+    start_dashboard: Callable[..., RunningDashboard],
+    browser: Any,
+    page_server: Callable[[dict[str, str]], str],  # noqa: F811
+) -> None:
+    dashboard = start_dashboard(with_token(results_settings))
+    # localhost is another site than 127.0.0.1: SameSite=Strict withholds the cookie there.
+    chat = page_server({"index.html": f'<a id="go" href="{dashboard.url}/">dashboard</a>'})
+    chat = chat.replace("127.0.0.1", "localhost")
+
+    signed_in = browser.new_context()
+    signed_out = browser.new_context()
+    try:
+        page = signed_in.new_page()
+        page.goto(f"{dashboard.url}/?token={TOKEN}")
+        page.goto(chat)
+        page.click("#go")
+        page.wait_for_selector("body[data-connection=live]")
+        assert page.url == dashboard.url + "/"
+
+        # Without the cookie the reload ends at the sign-in form (once: no loop).
+        stranger = signed_out.new_page()
+        asked: list[str] = []
+        stranger.on(
+            "request", lambda r: asked.append(r.url) if r.url.startswith(dashboard.url) else None
+        )
+        stranger.goto(chat)
+        stranger.click("#go")
+        stranger.wait_for_selector("#sign-in-message")
+        stranger.wait_for_timeout(1000)
+        assert stranger.url == dashboard.url + "/"
+        assert asked == [dashboard.url + "/"] * 2  # the link, then one reload
+    finally:
+        signed_in.close()
+        signed_out.close()

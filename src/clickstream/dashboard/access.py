@@ -7,7 +7,9 @@
   leaves the address bar and the history;
 * every other path needs that cookie or ``Authorization: Bearer <token>`` (scripts,
   Prometheus), compared in constant time; without it the answer is 401: the sign-in page for
-  a browser, JSON under ``/api/``, text elsewhere;
+  a browser, JSON under ``/api/``, text elsewhere. A browser that followed a link from
+  another site gets a page that reloads itself first, since SameSite=Strict withholds the
+  cookie from that one request;
 * ``/healthz`` (probes) and ``/static/`` (the package's own script, styles and uPlot) stay
   open.
 
@@ -81,6 +83,12 @@ code{{background:#161b22;padding:0 .25rem;border-radius:4px}}
 This browser then stays signed in. Scripts and Prometheus send
 <code>Authorization: Bearer TOKEN</code>.</p>
 </main></body></html>
+"""
+# A link on another site (chat, mail) is a cross-site navigation: SameSite=Strict keeps the
+# cookie back. The page reloads itself, a same-site navigation that carries the cookie.
+_RELOAD_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0">
+<title>clickstream</title></head><body><p>Opening the dashboard…</p></body></html>
 """
 _NEEDS_TOKEN = "This dashboard needs its access token."
 _WRONG_TOKEN = "That token is not this dashboard's."
@@ -217,6 +225,11 @@ def _unauthorized(path: str, headers: Headers) -> Response:
     if path.startswith("/api/"):
         body = {"error": "this dashboard needs its token: send Authorization: Bearer <token>"}
         return JSONResponse(body, 401, headers={"WWW-Authenticate": _REALM})
+    if (
+        headers.get("sec-fetch-site") == "cross-site"
+        and headers.get("sec-fetch-mode") == "navigate"
+    ):
+        return HTMLResponse(_RELOAD_PAGE, status_code=401, headers=_SIGN_IN_HEADERS)
     if "text/html" in headers.get("accept", ""):
         return sign_in_page()
     return PlainTextResponse(
