@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import uvicorn
 
 from clickstream.broker.embedded import free_port
 from clickstream.collector.app import create_app
+from clickstream.collector.server import uvicorn_config
 from clickstream.kafka.admin import ensure_topics
 from clickstream.settings import Settings
 
@@ -30,10 +32,18 @@ class RunningCollector:
 
 
 def serve(settings: Settings, port: int | None = None) -> RunningCollector:
-    from tests.conftest import serve_in_thread
-
+    """The collector on uvicorn as ``clickstream collector`` configures it (its deadlines for
+    slow senders included), in a thread."""
     port = port or free_port()
-    server, thread = serve_in_thread(create_app(settings), port, "collector")
+    config = uvicorn_config(settings, create_app(settings), "127.0.0.1", port, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the collector did not start")
+        time.sleep(0.05)
     return RunningCollector(f"http://127.0.0.1:{port}", settings, server, thread)
 
 

@@ -2,93 +2,40 @@
 
 Endpoints: ``POST /api/webeventspub`` (the seed snippet's payload, one event), ``POST
 /v1/events`` (a batch: JSON array or newline-delimited JSON), ``GET /clickstream.js`` (the
-tracker), ``GET /healthz``, ``GET /metrics`` (Prometheus) and the OpenAPI document at
-``/openapi.json`` (``/docs`` to browse it). A 2xx answer means Kafka acknowledged every accepted
-event; when it cannot, the answer is 503 with ``Retry-After``.
+tracker), ``GET /healthz``, ``GET /metrics`` (Prometheus; it needs ``dashboard.token`` when that
+is set) and the OpenAPI document at ``/openapi.json`` (``/docs`` to browse it, served from the
+package). A 2xx answer means Kafka acknowledged every accepted event; a 503 (with
+``Retry-After``) means librdkafka gave up on them.
 
-The two POST endpoints are served straight from ASGI (:class:`IngestRoutes`): FastAPI's
-request machinery cost more than the rest of the work per event. FastAPI serves the rest.
+The two POST endpoints are served straight from ASGI (:mod:`clickstream.collector.ingest`);
+FastAPI serves the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import hmac
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
-from urllib.parse import parse_qsl
 
 import msgspec
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from clickstream import __version__
-from clickstream.collector.core import Collector, Incoming
+from clickstream.collector.core import Collector
 from clickstream.collector.cors import AllowlistCORS
-from clickstream.collector.problems import Problem
+from clickstream.collector.ingest import IngestRoutes
+from clickstream.collector.openapi import add_docs, add_openapi
 from clickstream.collector.producer import AsyncProducer
-from clickstream.events.web import WebEvent
 from clickstream.settings import Settings
-
-_JSON = [(b"content-type", b"application/json")]
-Handler = Callable[[Incoming, bytes], Awaitable[bytes]]
-
-
-class IngestRoutes:
-    """Serves the POST endpoints from raw ASGI; passes everything else to ``app``."""
-
-    def __init__(self, app: ASGIApp, collector: Collector) -> None:
-        self.app = app
-        self.collector = collector
-        self.limit = collector.config.max_body_bytes
-        self.routes: dict[str, Handler] = {
-            "/api/webeventspub": collector.one,
-            "/v1/events": collector.batch,
-        }
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if handler is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        query = scope.get("query_string") or b""
-        client = scope.get("client")
-        incoming = Incoming(
-            headers=headers,
-            query=dict(parse_qsl(query.decode("latin-1"))) if query else {},
-            peer=client[0] if client else None,
-        )
-        try:
-            body = await self._body(headers, receive)
-            status, payload, extra = 200, await handler(incoming, body), []
-        except Problem as problem:
-            status, payload = problem.status, problem.body()
-            extra = [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": _JSON + extra})
-        await send({"type": "http.response.body", "body": payload})
-
-    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
-            raise Problem(413, f"body of {declared} bytes is over the limit of {self.limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise Problem(413, f"body is over the limit of {self.limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
 
 
 def create_app(settings: Settings, producer: AsyncProducer | None = None) -> ASGIApp:
     collector = Collector(settings, producer)
+    token = settings.dashboard.token
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +50,8 @@ def create_app(settings: Settings, producer: AsyncProducer | None = None) -> ASG
         version=__version__,
         description="Receives web analytics events and produces them to Kafka.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.collector = collector
 
@@ -114,7 +63,11 @@ def create_app(settings: Settings, producer: AsyncProducer | None = None) -> ASG
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    @app.get("/healthz", summary="Liveness and Kafka reachability")
+    @app.get(
+        "/healthz",
+        summary="Liveness and Kafka reachability",
+        responses={503: {"description": "Kafka is not reachable"}},
+    )
     async def healthz() -> Response:
         up = collector.producer.kafka_up
         body = {"status": "ok" if up else "degraded", "kafka": "up" if up else "down"}
@@ -126,11 +79,28 @@ def create_app(settings: Settings, producer: AsyncProducer | None = None) -> ASG
             media_type="application/json",
         )
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={401: {"description": "dashboard.token is set: send it as a Bearer token"}},
+    )
+    async def metrics(request: Request) -> Response:
+        if token is not None and not _bearer_matches(
+            request.headers.get("authorization", ""), token.get_secret_value()
+        ):
+            return Response(
+                msgspec.json.encode(
+                    {"error": "send Authorization: Bearer <dashboard.token>", "field": "token"}
+                ),
+                status_code=401,
+                media_type="application/json",
+                headers={"WWW-Authenticate": 'Bearer realm="clickstream collector"'},
+            )
         return Response(generate_latest(collector.registry), media_type=CONTENT_TYPE_LATEST)
 
-    _add_openapi(app)
+    add_openapi(app)
+    add_docs(app)
     return AllowlistCORS(IngestRoutes(app, collector), collector.config.allowed_origins)
 
 
@@ -147,58 +117,8 @@ def _tracker_source() -> bytes:
     )
 
 
-_ERRORS = {
-    "400": {"description": "The body is not JSON, or is empty"},
-    "401": {"description": "Missing or unknown write key"},
-    "403": {"description": "The page's origin is not allowed"},
-    "413": {"description": "Body or batch over the limit"},
-    "422": {"description": "An event does not match its schema; the field is named"},
-    "503": {"description": "Kafka did not acknowledge; retry after Retry-After seconds"},
-}
-
-
-def _post(summary: str, schema: str, answer: str) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{schema}"}
-    content = {"application/json": {"schema": ref}, "text/plain": {"schema": ref}}
-    return {
-        "post": {
-            "summary": summary,
-            "requestBody": {"required": True, "content": content},
-            "responses": {"200": {"description": answer}, **_ERRORS},
-        }
-    }
-
-
-def _add_openapi(app: FastAPI) -> None:
-    """The OpenAPI document: FastAPI's GET routes plus the two ASGI POST endpoints, with the
-    msgspec event schemas."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        from fastapi.openapi.utils import get_openapi
-
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        schema["paths"]["/api/webeventspub"] = _post(
-            "One event, exactly as the original tracker snippet sends it",
-            "WebEvent",
-            'Kafka has it: {"accepted": 1, "id": eventId}',
-        )
-        schema["paths"]["/v1/events"] = _post(
-            "A batch of events: a JSON array or newline-delimited JSON",
-            "WebEventBatch",
-            'Kafka has the good ones: {"accepted": n, "rejected": [{index, error, field}]}',
-        )
-        (one, batch), components = msgspec.json.schema_components(
-            [WebEvent, list[WebEvent]], ref_template="#/components/schemas/{name}"
-        )
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(components)
-        schemas["WebEvent"] = one
-        schemas["WebEventBatch"] = batch
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def _bearer_matches(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )

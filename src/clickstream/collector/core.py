@@ -11,8 +11,9 @@ from typing import Any
 import msgspec
 
 from clickstream.collector.enrich import (
+    TrustedProxies,
     anonymize_ip,
-    client_address,
+    cut_user_agent,
     edge_fields,
     enrich,
     parse_user_agent,
@@ -55,6 +56,10 @@ class Collector:
         topics = settings.topics
         self.topics: dict[type, str] = {Pageview: topics.web_events, PagePing: topics.web_pings}
         self.custom_topic = topics.web_custom
+        self.proxies = (
+            TrustedProxies(self.config.trusted_proxies) if self.config.trust_forwarded_for else None
+        )
+        self.max_future_ms = int(self.config.max_future_s * 1000)
         self._accepted_by_topic: dict[str, Any] = {}
 
     # -- the two endpoints -------------------------------------------------------------------
@@ -65,10 +70,10 @@ class Collector:
         self.check_body(body)
         try:
             event = _decode_one.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
             self.metrics.rejected.labels("invalid").inc()
             raise validation_problem(exc) from None
-        record = self.record(event, self.edge(incoming, site))
+        record = self.record(event, self.edge(incoming, site), int(time.time() * 1000))
         await self.produce([record])
         return _encode.encode({"accepted": 1, "id": record[3]})
 
@@ -80,6 +85,8 @@ class Collector:
         limit = self.config.max_batch_events
         if len(raws) > limit:
             raise Problem(413, f"batch of {len(raws)} events is over the limit of {limit}")
+        if not raws:  # a tracker flushing an empty queue: nothing to do
+            return _encode.encode({"accepted": 0, "rejected": []})
         records: list[Record] = []
         rejected: list[dict[str, Any]] = []
         edge = self.edge(incoming, site)
@@ -87,7 +94,7 @@ class Collector:
         for index, raw in enumerate(raws):
             try:
                 records.append(self.record(_decode_one.decode(raw), edge, received_at))
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
                 problem = validation_problem(exc)
                 rejected.append({"index": index, "error": problem.message, "field": problem.field})
         if rejected:
@@ -115,14 +122,18 @@ class Collector:
     def check_body(self, body: bytes) -> None:
         if not body.strip():
             raise Problem(400, "empty body: send a JSON event")
+        try:
+            body.decode()
+        except UnicodeDecodeError as exc:
+            raise Problem(400, f"body is not valid UTF-8 (byte {exc.start})") from None
 
     def edge(self, incoming: Incoming, site: str | None) -> dict[str, Any]:
         """What the request adds to each of its events (user agent, client address, site)."""
         headers = incoming.headers
-        user_agent = headers.get("user-agent", "")
-        address = client_address(
-            incoming.peer, headers.get("x-forwarded-for"), self.config.trust_forwarded_for
-        )
+        user_agent = cut_user_agent(headers.get("user-agent", ""))
+        address = incoming.peer
+        if self.proxies is not None:
+            address = self.proxies.client(address, headers.get("x-forwarded-for"))
         return edge_fields(
             agent=parse_user_agent(user_agent),
             ip=anonymize_ip(address, self.config.ip_mode),
@@ -130,10 +141,10 @@ class Collector:
             site=site,
         )
 
-    def record(
-        self, event: WebEvent, edge: dict[str, Any], received_at: int | None = None
-    ) -> Record:
-        enriched = enrich(event, edge, received_at)
+    def record(self, event: WebEvent, edge: dict[str, Any], received_at: int) -> Record:
+        enriched = enrich(event, edge, received_at, self.max_future_ms)
+        if enriched.timestamp != event.timestamp:
+            self.metrics.clamped.inc()
         topic = self.topics.get(type(event), self.custom_topic)
         return topic, enriched.uiud.encode(), _encode.encode(enriched), enriched.eventId
 
@@ -168,6 +179,8 @@ def split_batch(body: bytes) -> list[msgspec.Raw]:
     if body.lstrip()[:1] == b"[":
         try:
             return _decode_list.decode(body)
-        except msgspec.DecodeError as exc:
-            raise Problem(400, f"body is not valid JSON: {exc}") from None
+        except msgspec.ValidationError as exc:  # a JSON value, but not an array of values
+            raise Problem(400, f"body is not a JSON array or NDJSON: {exc}") from None
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise validation_problem(exc) from None
     return [msgspec.Raw(line) for line in body.splitlines() if line.strip()]

@@ -1,5 +1,6 @@
 """What the collector adds to an event: receive time, parsed user agent, bot flag, anonymised
-client address, UTM parameters, and a stable event id."""
+client address, UTM parameters, and a stable event id. What comes from headers and URLs is cut
+to the bounds of :class:`EnrichedWebEvent`, so nothing a client sends grows a record unbounded."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-from clickstream.events.web import Custom, EnrichedWebEvent, PagePing, Pageview, WebEvent
+from clickstream.events.web import (
+    MAX_LABEL,
+    MAX_USER_AGENT,
+    MAX_UTM,
+    Custom,
+    EnrichedWebEvent,
+    PagePing,
+    Pageview,
+    WebEvent,
+)
 
 _BOT = re.compile(r"bot|crawl|spider|slurp|headless|lighthouse|preview|monitor", re.IGNORECASE)
 _EVENT_KEY = b"clickstream-event-id"
@@ -31,9 +41,15 @@ class Agent(NamedTuple):
     is_bot: bool
 
 
+def cut_user_agent(user_agent: str) -> str:
+    """The ``User-Agent`` header as far as it is kept (and parsed): its first characters."""
+    return user_agent[:MAX_USER_AGENT]
+
+
 @lru_cache(maxsize=8192)
 def parse_user_agent(user_agent: str) -> Agent:
-    """Browser, OS, device class and bot flag (ua-parser, cached per distinct string)."""
+    """Browser, OS, device class and bot flag (ua-parser, cached per distinct string) of a user
+    agent already cut by :func:`cut_user_agent`."""
     if not user_agent:
         return Agent(None, None, None, False)
     from ua_parser import parse
@@ -52,7 +68,7 @@ def parse_user_agent(user_agent: str) -> Agent:
 
 
 def _join(family: str, major: str | None) -> str:
-    return f"{family} {major}" if major else family
+    return (f"{family} {major}" if major else family)[:MAX_LABEL]
 
 
 def _device_class(family: str | None, system: object) -> str:
@@ -64,25 +80,62 @@ def _device_class(family: str | None, system: object) -> str:
     return "desktop"
 
 
-def client_address(
-    peer: str | None, forwarded_for: str | None, trust_forwarded: bool
-) -> str | None:
-    if trust_forwarded and forwarded_for:
-        return forwarded_for.split(",")[0].strip() or peer
-    return peer
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TrustedProxies:
+    """The proxies in front of the collector (addresses and CIDR blocks): only what they add to
+    ``X-Forwarded-For`` is believed."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self.networks = [ipaddress.ip_network(entry, strict=False) for entry in entries]
+
+    def __contains__(self, address: str) -> bool:
+        ip = parse_ip(address)
+        return ip is not None and any(ip in network for network in self.networks)
+
+    def client(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        """The client's address: the rightmost ``X-Forwarded-For`` entry that is not a trusted
+        proxy, when the peer is one; else the peer. Entries left of it are whatever the client
+        sent, and could be anything."""
+        if not forwarded_for or peer is None or peer not in self:
+            return peer
+        hops = [hop.strip() for hop in forwarded_for.split(",")]
+        for hop in reversed(hops):
+            if hop not in self:
+                return hop or None
+        return hops[0]  # every hop is a proxy of ours
+
+
+@lru_cache(maxsize=8192)
+def parse_ip(text: str) -> IPAddress | None:
+    """An address as proxies write it (``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``, ``::1``), or
+    None; IPv4 mapped into IPv6 is IPv4, an IPv6 zone is dropped."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 @lru_cache(maxsize=8192)
 def anonymize_ip(address: str | None, mode: Literal["anonymize", "drop", "full"]) -> str | None:
-    """Drop the last IPv4 octet (IPv6: keep the /48), drop it entirely, or keep it."""
+    """Drop the last IPv4 octet (IPv6: keep the /48), drop it entirely, or keep it; anything
+    that is not an address is dropped."""
     if address is None or mode == "drop":
         return None
-    if mode == "full":
-        return address
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    ip = parse_ip(address)
+    if ip is None:
         return None
+    if mode == "full":
+        return str(ip)
     prefix = 24 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
@@ -96,9 +149,14 @@ def utm_parameters(page_url: str) -> dict[str, Any]:
 @lru_cache(maxsize=8192)
 def _utm(page_url: str) -> tuple[tuple[str, str], ...]:
     """Page URLs repeat: parse each once."""
-    query = urlsplit(page_url).query
+    try:
+        query = urlsplit(page_url).query
+    except ValueError:  # e.g. an unclosed IPv6 bracket: a URL with no parameters to take
+        return ()
     return tuple(
-        (UTM_FIELDS[key], value) for key, value in parse_qsl(query) if key in UTM_FIELDS and value
+        (UTM_FIELDS[key], value[:MAX_UTM])
+        for key, value in parse_qsl(query)
+        if key in UTM_FIELDS and value
     )
 
 
@@ -131,9 +189,19 @@ def edge_fields(
 
 
 def enrich(
-    event: WebEvent, edge: dict[str, Any], received_at: int | None = None
+    event: WebEvent,
+    edge: dict[str, Any],
+    received_at: int | None = None,
+    max_future_ms: int | None = None,
 ) -> EnrichedWebEvent:
-    """``event`` with its id, kind, receive time, ``edge_fields`` and UTM parameters."""
+    """``event`` with its id, kind, receive time, ``edge_fields`` and UTM parameters. An event
+    time more than ``max_future_ms`` after the receive time becomes the receive time (its id
+    is still that of the event as sent, so a retry keeps it)."""
+    if received_at is None:
+        received_at = int(time.time() * 1000)
+    timestamp = event.timestamp
+    if max_future_ms is not None and timestamp > received_at + max_future_ms:
+        timestamp = received_at
     if isinstance(event, Pageview):
         own: dict[str, Any] = {
             "lastPageVisited": event.lastPageVisited,
@@ -148,8 +216,8 @@ def enrich(
     return EnrichedWebEvent(
         eventId=event_id(event),
         eventType=type(event).__name__,  # type: ignore[arg-type]
-        timestamp=event.timestamp,
-        receivedAt=received_at if received_at is not None else int(time.time() * 1000),
+        timestamp=timestamp,
+        receivedAt=received_at,
         uiud=event.uiud,
         sessionId=str(event.sessionId),
         pageUrl=event.pageUrl,

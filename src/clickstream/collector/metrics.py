@@ -19,6 +19,12 @@ class CollectorMetrics:
             ["reason"],
             registry=registry,
         )
+        self.clamped = Counter(
+            "clickstream_collector_events_clamped",
+            "Events whose time was more than collector.max_future_s after their receive time,"
+            " stored with the receive time instead",
+            registry=registry,
+        )
         self.unavailable = Counter(
             "clickstream_collector_unavailable",
             "Requests answered 503 because Kafka did not acknowledge",

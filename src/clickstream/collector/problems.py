@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-_AT = re.compile(r" - at `\$(?:\[\d+\])?\.?([^`]*)`$")
+_AT = re.compile(r" - at (`key` in )?`\$(?:\[\d+\])?\.?([^`]*)`$")
+_ITEM = re.compile(r"\[(?:\d+|\.\.\.)\]")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
@@ -37,16 +38,23 @@ class Problem(Exception):
         return msgspec.json.encode(body)
 
 
-def validation_problem(exc: msgspec.MsgspecError) -> Problem:
+def validation_problem(exc: msgspec.MsgspecError | RecursionError) -> Problem:
     """400 for JSON that does not parse, 422 naming the field for one that does not fit."""
+    if isinstance(exc, RecursionError):
+        return Problem(400, "body is not accepted: JSON nested too deeply")
     text = str(exc)
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         return Problem(400, f"body is not valid JSON: {text}")
     field = None
     at = _AT.search(text)
     if at:
-        field = at.group(1) or None
+        path = at.group(2)
+        field = _ITEM.sub("", path) or None
         text = text[: at.start()]
+        if at.group(1):
+            text = f"{field}: a name: {text}"
+        elif path != field:
+            text = f"{field}: a value: {text}"
     missing = _MISSING.search(text)
     if missing:
         field = missing.group(1)

@@ -1,0 +1,130 @@
+"""Running the collector on an ASGI server, with deadlines for slow senders.
+
+uvicorn closes a connection only when it is idle after a response: one that sends its headers or
+its body a byte at a time is held for ever, and a few hundred of them hold the server. Here
+:class:`DeadlineHttpTools` (uvicorn's httptools protocol) closes a connection whose request's
+headers have not all arrived ``collector.header_timeout_s`` after the connection opened or the
+request began, and one whose body has not all arrived ``collector.body_timeout_s`` (plus a
+second) after its headers; the collector's POST endpoints answer 408 at ``body_timeout_s``
+itself (:mod:`clickstream.collector.ingest`). granian has a header deadline of its own
+(``header_read_timeout``), set from the same setting.
+
+``serve_uvicorn`` and ``serve_granian`` are what ``clickstream collector`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from clickstream.settings import Settings
+
+BODY_GRACE_S = 1.0
+"""The connection outlives ``body_timeout_s`` by this much, so the endpoint's 408 goes out."""
+_TIMEOUT_TEXT = b"request not received in time\n"
+_TIMEOUT_ANSWER = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_TEXT), _TIMEOUT_TEXT)
+)
+
+
+class DeadlineConfig(uvicorn.Config):
+    """uvicorn's configuration, with the collector's deadlines (it goes to worker processes
+    whole, so they travel with it)."""
+
+    def __init__(
+        self, app: Any, *, header_timeout_s: float, body_timeout_s: float, **kwargs: Any
+    ) -> None:
+        super().__init__(app, http=DeadlineHttpTools, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self.body_timeout_s = body_timeout_s
+
+
+class DeadlineHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing connections whose request arrives too slowly."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout_s = float(getattr(config, "header_timeout_s", 10.0))
+        self.body_timeout_s = float(getattr(config, "body_timeout_s", 30.0)) + BODY_GRACE_S
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def _arm(self, seconds: float, headers: bool) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._too_slow, headers)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self, headers: bool) -> None:
+        """Close the connection; a request whose headers did not all arrive is told why (one
+        whose body did not has been answered by the app, or is being answered)."""
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if headers and (self.cycle is None or self.cycle.response_complete):
+            self.transport.write(_TIMEOUT_ANSWER)
+        self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout_s, headers=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:
+            self._arm(self.header_timeout_s, headers=True)
+
+    def on_headers_complete(self) -> None:
+        self._arm(self.body_timeout_s, headers=False)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+
+def uvicorn_config(settings: Settings, app: Any, host: str, port: int, **kwargs: Any) -> Any:
+    """uvicorn's configuration for the collector (``app``: an ASGI app or an import string)."""
+    section = settings.collector
+    return DeadlineConfig(
+        app,
+        host=host,
+        port=port,
+        header_timeout_s=section.header_timeout_s,
+        body_timeout_s=section.body_timeout_s,
+        log_level="warning",
+        access_log=False,
+        # The collector reads X-Forwarded-For itself, trusting collector.trusted_proxies only.
+        proxy_headers=False,
+        **kwargs,
+    )
+
+
+def serve_uvicorn(settings: Settings, app: Any, host: str, port: int, workers: int) -> None:
+    """Serve until interrupted; ``workers`` > 1 needs ``app`` as a factory's import string."""
+    config = uvicorn_config(settings, app, host, port, workers=workers, factory=workers > 1)
+    server = uvicorn.Server(config)
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
+
+
+def granian_options(settings: Settings) -> dict[str, Any]:
+    """Options of ``granian.Granian`` for the collector's deadlines."""
+    from granian.http import HTTP1Settings
+
+    timeout_ms = int(settings.collector.header_timeout_s * 1000)
+    return {"http1_settings": HTTP1Settings(header_read_timeout=timeout_ms)}
