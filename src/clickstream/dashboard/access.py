@@ -28,10 +28,10 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -148,14 +148,12 @@ class Access:
 
 
 def _cookie(headers: Headers, name: str) -> str | None:
+    """As browsers parse it: other applications on the same host (cookies ignore the port)
+    may set cookies that a strict parser stops at."""
     for header in headers.getlist("cookie"):
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(header)
-        except Exception:  # a malformed Cookie header is no sign-in
-            continue
-        if name in jar:
-            return jar[name].value
+        value = cookie_parser(header).get(name)
+        if value is not None:
+            return value
     return None
 
 
