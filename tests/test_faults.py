@@ -1,0 +1,301 @@
+"""Faults end to end, through `clickstream up`'s own jobs process: poison records (oversized
+fields, times from year 2999, bytes that are not UTF-8) neither stop a job nor poison a replay,
+and a jobs process killed with SIGKILL at several points neither loses nor double counts: every
+warehouse table equals a recount of what is in Kafka."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
+from clickstream.events.web import EnrichedWebEvent
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import Settings, load_settings
+from tests.conftest import read_topic
+from tests.test_up import RunningUp, up_env
+
+pytestmark = pytest.mark.slow
+YEAR_2999 = 32_472_144_000_000
+MIN = 60_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def kafka(up: RunningUp) -> Settings:
+    settings = load_settings(environ={"CLICKSTREAM_DATA_DIR": up.env["CLICKSTREAM_DATA_DIR"]})
+    return settings.with_bootstrap(f"127.0.0.1:{up.env['CLICKSTREAM_BROKER_PORT']}")
+
+
+def produce(settings: Settings, topic: str, values: list[bytes], key: bytes = b"k") -> None:
+    producer = make_producer(settings, **{"message.max.bytes": 2_000_000})
+    for value in values:
+        producer.produce(topic, value, key=key)
+    producer.flush()
+
+
+def pageview(visitor: str, session: str, at_ms: int, page: str, **extra: Any) -> EnrichedWebEvent:
+    return EnrichedWebEvent(
+        eventId=str(uuid.uuid4()),
+        eventType="Pageview",
+        timestamp=at_ms,
+        receivedAt=extra.pop("receivedAt", at_ms),
+        uiud=visitor,
+        sessionId=session,
+        pageUrl=f"https://shop.example.com{page}",
+        **extra,
+    )
+
+
+def sql(env: dict[str, str], query: str) -> list[dict[str, Any]]:
+    """Rows of a query on the warehouse; none before the jobs created it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "clickstream", "sql", query, "--format", "json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if "no warehouse" in result.stderr or "does not exist" in result.stderr:
+        return []
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def counts(env: dict[str, str], metric: str) -> dict[tuple[int, str], int]:
+    rows = sql(
+        env,
+        "SELECT epoch_ms(window_start) AS s, key, count FROM window_counts "
+        f"WHERE metric = '{metric}'",
+    )
+    return {(int(r["s"]), str(r["key"])): int(r["count"]) for r in rows}  # type: ignore[call-overload]
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def quiet_up(tmp_path: Path) -> Iterator[RunningUp]:
+    """`up` without simulators; sessions close after 60 s of inactivity."""
+    up = RunningUp(up_env(tmp_path, CLICKSTREAM_JOBS_SESSION_GAP_S="60"), "--no-demo")
+    try:
+        yield up
+    finally:
+        up.stop(("broker", "collector", "dashboard", "jobs"))
+
+
+def test_poison_records_are_dead_lettered_and_every_job_keeps_counting(
+    quiet_up: RunningUp,
+) -> None:
+    up, s = quiet_up, kafka(quiet_up)
+    env, collector = up.env, f"http://127.0.0.1:{up.env['CLICKSTREAM_COLLECTOR_PORT']}"
+    start = now_ms()
+    # Straight to Kafka: what the collector would refuse or clamp.
+    poison = [
+        pageview("p1", "x", start - 1000, "/" + "u" * 900_000),
+        pageview("p2", "x", YEAR_2999, "/from-2999"),
+        pageview("p3", "x", start - 1000, "/", referrer="https://r.example/" + "r" * 600_000),
+    ]
+    produce(s, s.topics.web_events, [msgspec.json.encode(p) for p in poison] + [b"\xff\xfe{"])
+    shop_poison = [
+        json.dumps({"user_id": 1, "action": 0, "timestamp": YEAR_2999}).encode(),
+        json.dumps({"user_id": 1, "action": 0, "timestamp": -5}).encode(),
+        json.dumps({"user_id": "one", "action": 0, "timestamp": start}).encode(),
+    ]
+    produce(s, s.topics.shop, shop_poison)
+    # Through the collector: an over-long field is refused, naming it; a far-future time is
+    # clamped to the receive time.
+    base = {"eventType": "Pageview", "uiud": "c1", "sessionId": "s1"}
+    refused = httpx.post(
+        f"{collector}/api/webeventspub",
+        json={
+            **base,
+            "timestamp": start,
+            "pageUrl": "https://a.example/",
+            "referrer": "r" * 600_000,
+        },
+        timeout=30,
+    )
+    assert refused.status_code == 422
+    assert "referrer" in refused.text
+    clamped = httpx.post(
+        f"{collector}/api/webeventspub",
+        json={**base, "timestamp": YEAR_2999, "pageUrl": "https://a.example/clamped"},
+        timeout=30,
+    )
+    assert clamped.status_code < 300, clamped.text
+
+    # Then normal events: all counted by the same jobs process.
+    for _ in range(5):
+        ok = httpx.post(
+            f"{collector}/api/webeventspub",
+            json={**base, "timestamp": now_ms(), "pageUrl": "https://a.example/after"},
+            timeout=30,
+        )
+        assert ok.status_code < 300, ok.text
+    shop = [ShopEvent(user_id=i, action=2, gender=1, timestamp=now_ms()) for i in range(7)]
+    produce(s, s.topics.shop, [msgspec.json.encode(e) for e in shop])
+    # A session (an hour ago) that ends when a later pageview moves the watermark past it.
+    hour_ago = start - 60 * MIN
+    visits = [pageview("v1", "a", hour_ago + i * 10_000, f"/p{i}") for i in range(3)]
+    visits.append(pageview("v2", "b", hour_ago + 30 * MIN, "/"))
+    produce(s, s.topics.web_events, [msgspec.json.encode(v) for v in visits])
+
+    def pages() -> Counter[str]:
+        got: Counter[str] = Counter()
+        for (_, key), n in counts(env, "web.pages").items():
+            got[key] += n
+        return got
+
+    wait_until(lambda: pages()["/after"] == 5 and pages()["/clamped"] == 1, 240, "web counts")
+    wait_until(
+        lambda: sum(n for (_, k), n in counts(env, "shop.action").items() if k == "purchase") == 7,
+        240,
+        "shop counts",
+    )
+    wait_until(
+        lambda: sql(env, "SELECT pageviews FROM sessions WHERE visitor_id = 'v1'"), 240, "a session"
+    )
+    (session,) = sql(env, "SELECT pageviews FROM sessions WHERE visitor_id = 'v1'")
+    assert session["pageviews"] == 3
+    jobs = up.part("jobs")
+    assert (jobs["state"], jobs["restarts"]) == ("running", 0)
+
+    def reasons() -> Counter[str]:
+        return Counter(v["reason"] for _, v in read_topic(s, s.topics.dead_letter))
+
+    wait_until(lambda: sum(reasons().values()) >= 7, 120, "the dead letters")
+    assert reasons() == Counter(
+        {
+            "field pageUrl is longer than 4096 characters": 1,
+            "field timestamp is more than 3600 s in the future": 2,  # a pageview, a shop event
+            "field referrer is longer than 4096 characters": 1,
+            "value is not valid UTF-8": 1,
+            "field timestamp is before 1970": 1,
+            "field user_id: expected an integer": 1,
+        }
+    )
+
+
+def test_a_jobs_process_killed_at_several_points_neither_loses_nor_double_counts(
+    quiet_up: RunningUp,
+) -> None:
+    up, s = quiet_up, kafka(quiet_up)
+    env = up.env
+    rng = random.Random(11)
+    produced = {"shop": 0}
+    stop = threading.Event()
+    base = now_ms() - 240 * MIN  # pageviews: four hours ago, in order
+    pageviews: list[EnrichedWebEvent] = []
+
+    def traffic() -> None:
+        producer = make_producer(s)
+        i = 0
+        while not stop.is_set():
+            for _ in range(20):
+                event = ShopEvent(
+                    user_id=rng.randrange(100),
+                    action=rng.randrange(4),
+                    gender=rng.choice([0, 1, 2, None]),
+                    timestamp=now_ms(),
+                )
+                producer.produce(s.topics.shop, msgspec.json.encode(event), key=str(i))
+                produced["shop"] += 1
+                # 40 visitors, back every 4 s (the same session), and after 2 min (a new one)
+                # every 300 events; event times only grow, so none is late.
+                at = base + i * 100 + (i // 300) * 2 * MIN
+                view = pageview(f"v{i % 40}", f"s{i % 40}", at, f"/p{i % 7}")
+                producer.produce(s.topics.web_events, msgspec.json.encode(view), key=view.uiud)
+                pageviews.append(view)
+                i += 1
+            producer.flush()
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: counts(env, "shop.gender"), 240, "first counts")
+        for delay in (0.0, 4.0, 9.0):  # while starting, early, mid-run
+            pid = up.part("jobs")["pid"]
+            assert isinstance(pid, int)
+            time.sleep(delay)
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda old=pid: up.part("jobs")["pid"] not in (old, None), 120, "restart")
+            if delay:
+                seen = sum(counts(env, "shop.gender").values())
+                wait_until(lambda n=seen: sum(counts(env, "shop.gender").values()) > n, 240, "more")
+    finally:
+        stop.set()
+        thread.join(30)
+    # A last pageview, an hour after the others, closes every session.
+    closing = pageview("closer", "z", pageviews[-1].timestamp + 60 * MIN, "/")
+    produce(s, s.topics.web_events, [msgspec.json.encode(closing)], key=b"closer")
+    total = produced["shop"]
+    wait_until(lambda: sum(counts(env, "shop.gender").values()) >= total, 300, "the backlog")
+    assert up.part("jobs")["restarts"] == 3
+
+    # Recount from Kafka.
+    shop_records = [v for _, v in read_topic(s, s.topics.shop, timeout=60)]
+    assert len(shop_records) == total
+    gender: Counter[tuple[int, str]] = Counter()
+    action: Counter[tuple[int, str]] = Counter()
+    for r in shop_records:
+        second = r["timestamp"] // 1000 * 1000
+        gender[second, GENDERS.get(r["gender"], "unknown")] += 1  # type: ignore[arg-type]
+        action[second, ACTIONS[r["action"]]] += 1
+    assert counts(env, "shop.gender") == dict(gender)
+    assert counts(env, "shop.action") == dict(action)
+
+    views = [v for _, v in read_topic(s, s.topics.web_events, timeout=60)]
+    assert len(views) == len(pageviews) + 1
+    by_page: Counter[tuple[int, str]] = Counter()
+    hits: dict[tuple[str, str], list[int]] = {}
+    for v in views:
+        path = v["pageUrl"].removeprefix("https://shop.example.com")
+        by_page[v["receivedAt"] // 1000 * 1000, path] += 1
+        hits.setdefault((v["uiud"], v["sessionId"]), []).append(v["timestamp"])
+    wait_until(lambda: counts(env, "web.pages") == dict(by_page), 60, "web counts")
+    expected = set()
+    for (visitor, session), times in hits.items():
+        if visitor == "closer":
+            continue
+        times.sort()
+        first = times[0]
+        n = 1
+        for before, after in itertools.pairwise(times):
+            if after - before >= MIN:
+                expected.add((visitor, session, first, n))
+                first, n = after, 0
+            n += 1
+        expected.add((visitor, session, first, n))
+
+    def stored() -> set[tuple[str, str, int, int]]:
+        rows = sql(
+            env,
+            "SELECT visitor_id, session_id, epoch_ms(session_start) AS s, pageviews FROM sessions",
+        )
+        return {(r["visitor_id"], r["session_id"], r["s"], r["pageviews"]) for r in rows}  # type: ignore[misc]
+
+    wait_until(lambda: len(stored()) >= len(expected), 120, "every session")
+    assert stored() == expected
