@@ -122,9 +122,10 @@ def _warehouse(settings: Settings, report: Report) -> None:
             report.sessions = (int(n), end)
 
 
-def _probe(url: str) -> tuple[str, Any]:
+def _probe(url: str, token: str | None = None) -> tuple[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(url, timeout=2.0)
+        response = httpx.get(url, timeout=2.0, headers=headers)
     except httpx.HTTPError as exc:
         return f"not running ({url}: {type(exc).__name__})", None
     if response.status_code != 200:
@@ -155,7 +156,8 @@ def gather(settings: Settings, kafka_settings: Settings | None) -> Report:
     collector = settings.collector
     report.collector, _ = _probe(f"http://{collector.host}:{collector.port}/healthz")
     dashboard = settings.dashboard
-    state, body = _probe(f"http://{dashboard.host}:{dashboard.port}/api/status")
+    token = dashboard.token.get_secret_value() if dashboard.token else None
+    state, body = _probe(f"http://{dashboard.host}:{dashboard.port}/api/status", token)
     report.dashboard = state.replace("/api/status", "")
     if isinstance(body, dict) and isinstance(body.get("connections"), int):
         report.dashboard_connections = body["connections"]

@@ -198,3 +198,20 @@ def test_token_and_origins_from_the_environment() -> None:
     assert load_settings(environ={"CLICKSTREAM_DASHBOARD_TOKEN": ""}).dashboard.token is None
     with pytest.raises(ConfigError, match=r"CLICKSTREAM_DASHBOARD_ALLOWED_ORIGINS.*scheme://host"):
         load_settings(environ={"CLICKSTREAM_DASHBOARD_ALLOWED_ORIGINS": "dash.example.com"})
+
+
+def test_clickstream_status_sends_the_token(
+    results_settings: Settings, start_dashboard: Start
+) -> None:
+    from clickstream.status import gather
+
+    dashboard = start_dashboard(guarded(results_settings, token=SecretStr(TOKEN)))
+    port = int(dashboard.url.rsplit(":", 1)[1])
+    board = dashboard.settings.dashboard.model_copy(update={"port": port})
+    report = gather(dashboard.settings.model_copy(update={"dashboard": board}), None)
+    assert report.dashboard == f"up (http://127.0.0.1:{port})"
+    assert report.dashboard_connections == 0
+    # Without the token the same dashboard refuses the probe.
+    board = board.model_copy(update={"token": None})
+    report = gather(dashboard.settings.model_copy(update={"dashboard": board}), None)
+    assert report.dashboard == f"unhealthy (http://127.0.0.1:{port} answered 401)"
