@@ -4,8 +4,10 @@ command runs it (its own process, settings from the environment)."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import httpx
@@ -34,6 +36,7 @@ def test_collector_command_serves_on_each_server(
         CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
         CLICKSTREAM_TOPICS_WEB_EVENTS=topic,
         CLICKSTREAM_COLLECTOR_SERVER=server,
+        CLICKSTREAM_COLLECTOR_HEADER_TIMEOUT_S="1",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "clickstream", "collector", "--port", str(port)],
@@ -58,6 +61,13 @@ def test_collector_command_serves_on_each_server(
         bad = httpx.post(f"{base}/api/webeventspub", content=b"{", timeout=10)
         assert bad.status_code == 400
         assert [e["eventId"] for _, e in read_topic(ours, topic)] == [event_id]
+        # A client that never finishes its headers is closed at the header timeout.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"POST /api/webeventspub HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            while slow.recv(4096):
+                pass
+            assert time.monotonic() - started < 5
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -41,7 +41,7 @@ def collector(
     if server == "granian":
         serve_granian(settings, bind_host, bind_port, workers)
         return
-    import uvicorn
+    from clickstream.collector.server import serve_uvicorn
 
     if workers > 1:
         app: Any = worker_app(settings)
@@ -49,16 +49,7 @@ def collector(
         from clickstream.collector.app import create_app
 
         app = create_app(settings)
-    uvicorn.run(
-        app,
-        factory=workers > 1,
-        workers=workers,
-        host=bind_host,
-        port=bind_port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=section.trust_forwarded_for,
-    )
+    serve_uvicorn(settings, app, bind_host, bind_port, workers)
 
 
 def worker_app(settings: Settings) -> str:
@@ -77,6 +68,8 @@ def serve_granian(settings: Settings, host: str, port: int, workers: int) -> Non
         raise ConfigError(
             "collector.server = 'granian' needs granian: pip install 'clickstream[granian]'"
         ) from None
+    from clickstream.collector.server import granian_options
+
     Granian(
         worker_app(settings),
         factory=True,
@@ -85,6 +78,7 @@ def serve_granian(settings: Settings, host: str, port: int, workers: int) -> Non
         interface=Interfaces.ASGI,
         workers=workers,
         log_access=False,
+        **granian_options(settings),
     ).serve()
 
 
