@@ -49,6 +49,13 @@ def test_broker_down_means_503_and_no_lost_acknowledged_event(
         again = own_broker(tmp_path / "kafka", port=port)  # the same data folder
         again.start()
         try:
+            # Back up with no traffic at all: /healthz says so by itself.
+            deadline = time.monotonic() + 30
+            health = httpx.get(f"{collector.url}/healthz", timeout=10)
+            while health.status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.5)
+                health = httpx.get(f"{collector.url}/healthz", timeout=10)
+            assert health.json() == {"status": "ok", "kafka": "up"}
             after: set[str] = set()
             deadline = time.monotonic() + 60
             while len(after) < 5 and time.monotonic() < deadline:

@@ -69,7 +69,7 @@ def create_app(settings: Settings, producer: AsyncProducer | None = None) -> ASG
         responses={503: {"description": "Kafka is not reachable"}},
     )
     async def healthz() -> Response:
-        up = collector.producer.kafka_up
+        up = await collector.producer.check_kafka()
         body = {"status": "ok" if up else "degraded", "kafka": "up" if up else "down"}
         if not up:
             body["error"] = collector.producer.last_error or ""

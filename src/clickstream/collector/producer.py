@@ -184,6 +184,20 @@ class AsyncProducer:
         request.future.add_done_callback(_retrieve)
         request.fail("abandoned")
 
+    async def check_kafka(self, timeout_s: float = 1.0) -> bool:
+        """Whether Kafka is up. Once it was seen down, only a delivery or this metadata request
+        can tell it is back: with no traffic, nothing else would (``/healthz`` stayed 503)."""
+        if self.kafka_up:
+            return True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._producer.list_topics, None, timeout_s)
+        except Exception as exc:  # KafkaException: still down
+            self.last_error = str(exc)
+            return False
+        self.kafka_up = True
+        return True
+
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = err.str()
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
