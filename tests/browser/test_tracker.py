@@ -101,7 +101,8 @@ def test_tracker_pageviews_spa_and_custom_events_become_a_session(  # type: igno
     ours = settings.model_copy(update={"data_dir": tmp_path / "data"})
     ensure_topics(ours, [ours.topics.dead_letter])
     producer = make_producer(ours)
-    later = int(time.time() * 1000) + 3 * 3_600_000
+    # Past the 30-min gap and the watermark, within the hour the jobs take from the future.
+    later = int(time.time() * 1000) + 40 * 60_000
     closing = EnrichedWebEvent(
         eventId=str(uuid.uuid4()), eventType="Pageview", timestamp=later, receivedAt=later,
         uiud="closer", sessionId="closer", pageUrl=f"{site}/index.html",
