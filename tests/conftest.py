@@ -183,6 +183,13 @@ def serve_in_thread(app: Any, port: int, what: str) -> tuple[Any, threading.Thre
     import uvicorn
 
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    return serve_config_in_thread(config, what)
+
+
+def serve_config_in_thread(config: Any, what: str) -> tuple[Any, threading.Thread]:
+    """:func:`serve_in_thread` with a ``uvicorn.Config`` of the caller's."""
+    import uvicorn
+
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

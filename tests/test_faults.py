@@ -240,7 +240,10 @@ def test_a_jobs_process_killed_at_several_points_neither_loses_nor_double_counts
             pid = up.part("jobs")["pid"]
             assert isinstance(pid, int)
             time.sleep(delay)
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pytest.fail(f"the jobs process {pid} ended by itself: {''.join(up.out + up.err)}")
             wait_until(lambda old=pid: up.part("jobs")["pid"] not in (old, None), 120, "restart")
             if delay:
                 seen = sum(counts(env, "shop.gender").values())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,15 +34,10 @@ def serve(settings: Settings, port: int | None = None) -> RunningCollector:
     """The collector on uvicorn as ``clickstream collector`` configures it (its deadlines for
     slow senders included), in a thread."""
     port = port or free_port()
+    from tests.conftest import serve_config_in_thread
+
     config = uvicorn_config(settings, create_app(settings), "127.0.0.1", port, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the collector did not start")
-        time.sleep(0.05)
+    server, thread = serve_config_in_thread(config, "collector")
     return RunningCollector(f"http://127.0.0.1:{port}", settings, server, thread)
 
 
