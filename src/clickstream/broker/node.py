@@ -158,6 +158,7 @@ def jvm_command(java: Path, classpath: Sequence[Path], heap: str, main: Sequence
         f"-Xms{min_heap(heap)}",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
+        "-XX:G1PeriodicGCInterval=60000",  # unused heap goes back to the system
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log4j_config()}",

@@ -89,11 +89,16 @@ def default_shuffle_partitions(master: str) -> int:
     return int(cores)
 
 
+PERIODIC_GC_MS = 60_000
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Spark configuration derived from the settings (also usable with ``spark-submit``)."""
     spark = settings.spark
     log4j = resources.files("clickstream.spark").joinpath("log4j2.properties")
-    java_opts = f"-Dlog4j.configurationFile={log4j}"
+    # A periodic collection gives the heap that a burst grew back to the system: a long-running
+    # `up` levels off instead of keeping its peak (JEP 346; G1 is Java 17's default collector).
+    java_opts = f"-Dlog4j.configurationFile={log4j} -XX:G1PeriodicGCInterval={PERIODIC_GC_MS}"
     conf = {
         "spark.master": spark.master,
         "spark.app.name": spark.app_name,
