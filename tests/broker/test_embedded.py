@@ -90,7 +90,11 @@ def test_is_apache_kafka_with_a_bounded_heap_and_retention(broker: EmbeddedBroke
     jvm = broker.jvm_pid()
     assert jvm is not None
     args = cmdline(jvm)
-    assert f"-Xmx{broker.settings.broker.heap}" in args
+    heap = broker.settings.broker.heap
+    # Its whole heap from the start, touched: a resident footprint that does not creep.
+    assert {f"-Xmx{heap}", f"-Xms{heap}", "-XX:+AlwaysPreTouch"} <= set(args)
+    rss_kb = int(Path(f"/proc/{jvm}/status").read_text().split("VmRSS:")[1].split()[0])
+    assert rss_kb * 1024 > 384 << 20
     assert args[-2] == "kafka.Kafka"
     assert any(f"kafka_2.13-{KAFKA_VERSION}.jar" in arg for arg in args)
     settings = broker.settings.with_bootstrap(broker.bootstrap)

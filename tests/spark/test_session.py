@@ -102,3 +102,11 @@ def test_connector_is_exactly_pysparks_version(settings: Settings) -> None:
 def test_session_has_the_native_source(spark, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     assert has_native_kafka(spark)
     assert kafka_source_format(spark, settings) == "kafka"
+
+
+def test_a_local_driver_has_its_whole_heap_from_the_start(spark, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """A long-running driver's resident memory does not creep toward -Xmx (`bench/soak.py`)."""
+    jvm = spark.sparkContext._jvm
+    args = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    memory = settings.spark.driver_memory
+    assert {f"-Xmx{memory}", f"-Xms{memory}", "-XX:+AlwaysPreTouch"} <= set(args)

@@ -167,7 +167,9 @@ class EmbeddedBroker:
             format_storage(node, self.cluster_id, java, classpath, config)
             self.formatted_now = True
         self.cluster_id = node.cluster_id()
-        command = jvm_command(java, classpath, self.settings.broker.heap, [MAIN_CLASS, str(config)])
+        command = jvm_command(
+            java, classpath, self.settings.broker.heap, [MAIN_CLASS, str(config)], resident=True
+        )
         self._process = spawn(command, log_file=self.log_file, grace_s=SHUTDOWN_GRACE_S)
 
     def wait_ready(self) -> None:

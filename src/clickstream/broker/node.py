@@ -150,15 +150,24 @@ def log4j_config() -> Path:
     return Path(str(resources.files("clickstream.broker").joinpath("log4j2.properties")))
 
 
-def jvm_command(java: Path, classpath: Sequence[Path], heap: str, main: Sequence[str]) -> list[str]:
-    """``java`` with a bounded heap, running ``main`` on ``classpath``."""
+def jvm_command(
+    java: Path,
+    classpath: Sequence[Path],
+    heap: str,
+    main: Sequence[str],
+    *,
+    resident: bool = False,
+) -> list[str]:
+    """``java`` with a bounded heap, running ``main`` on ``classpath``. A ``resident`` process
+    (the broker) gets its whole heap at start, touched: its footprint is known from the first
+    minute and does not creep toward the bound over the next hours."""
+    initial = [f"-Xms{heap}", "-XX:+AlwaysPreTouch"] if resident else [f"-Xms{min_heap(heap)}"]
     return [
         str(java),
         f"-Xmx{heap}",
-        f"-Xms{min_heap(heap)}",
+        *initial,
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
-        "-XX:G1PeriodicGCInterval=60000",  # unused heap goes back to the system
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log4j_config()}",
