@@ -144,9 +144,9 @@ class JobSettings(_Section):
     """The count jobs remember the event ids they counted this long (of event time): a client's
     retry of an event already stored is not counted twice (the tracker retries within 45 s)."""
     max_future_s: int = Field(default=3600, ge=0)
-    """A record whose event time is further than this ahead of the time the job reads it goes
-    to the dead-letter topic: one record from a wrong clock would otherwise move a watermark
-    into the future and make every later event late."""
+    """A record whose event time is further than this ahead of its Kafka timestamp goes to the
+    dead-letter topic: one record from a wrong clock would otherwise move a watermark into the
+    future and make every later event late."""
     count_window_s: int = Field(default=1, ge=1)
     """Length of the windows of the count jobs (tumbling unless ``count_slide_s`` is set)."""
     count_slide_s: int | None = Field(default=None, ge=1)
