@@ -117,8 +117,8 @@ class EnrichedWebEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
     utmContent: Utm | None = None
 
 
-def spark_ddl(struct: type[msgspec.Struct]) -> str:
-    """The Spark schema (DDL) of a struct's fields, so jobs parse with the same contract."""
+def spark_columns(struct: type[msgspec.Struct]) -> list[tuple[str, str]]:
+    """(name, Spark type) of each field of a struct, so jobs parse with the same contract."""
     types = {
         int: "bigint",
         str: "string",
@@ -131,8 +131,13 @@ def spark_ddl(struct: type[msgspec.Struct]) -> str:
         ddl = types.get(kind) if isinstance(kind, type) else None
         if ddl is None:
             ddl = "map<string,string>" if kind is dict else "string"
-        columns.append(f"`{field.encode_name}` {ddl}")
-    return ", ".join(columns)
+        columns.append((field.encode_name, ddl))
+    return columns
+
+
+def spark_ddl(struct: type[msgspec.Struct]) -> str:
+    """The Spark schema (DDL) of a struct's fields (:func:`spark_columns`)."""
+    return ", ".join(f"`{name}` {kind}" for name, kind in spark_columns(struct))
 
 
 def _base_type(tp: object) -> object:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from pyspark.sql import functions as F
 
-from clickstream.events.web import map_limits, spark_ddl, string_limits
+from clickstream.events.web import map_limits, spark_columns, spark_ddl, string_limits
 from clickstream.jobs.spec import QuerySpec
 from clickstream.settings import Settings
 from clickstream.spark.io import DriverKafkaSink
@@ -65,7 +65,7 @@ def parse_json(
     reason = reason.when(
         ~F.is_valid_utf8(F.col("_value").cast("string")), F.lit("value is not valid UTF-8")
     )
-    for name, kind in _columns(ddl):
+    for name, kind in spark_columns(contract):
         # Only for records that failed to parse: a field present in the JSON but null after
         # the parse had the wrong type.
         present = F.get_json_object(F.col("_value").cast("string"), f"$.{name}").isNotNull()
@@ -136,15 +136,6 @@ _EXPECTED = {
     "string": "a string",
     "map<string,string>": "an object",
 }
-
-
-def _columns(ddl: str) -> list[tuple[str, str]]:
-    """(name, type) of each column of a DDL made by :func:`spark_ddl`."""
-    found = []
-    for part in ddl.split(", `"):
-        name, _, kind = part.strip("`").partition("` ")
-        found.append((name, kind))
-    return found
 
 
 def good(parsed: DataFrame) -> DataFrame:

@@ -94,6 +94,8 @@ class WindowTally:
     dedup_ms: int = 120_000
     """How long (event time) an event id is remembered."""
     seen: dict[str, int] = field(default_factory=dict)
+    id_files: dict[int, int] = field(default_factory=dict)
+    """Batch id -> newest event time of each file of ids kept (no file is read again to know)."""
     """Event id -> event time of the ids remembered."""
     duplicates: int = 0
     """Retried events not counted again since this tally was created."""
@@ -251,16 +253,14 @@ class WindowTally:
         temp = path.with_suffix(".tmp")
         temp.write_bytes(msgspec.json.encode({"newest": max(ids.values()), "ids": ids}))
         os.replace(temp, path)
+        self.id_files[batch_id] = max(ids.values())
         forget = self._forget_before()
-        for older in _snapshots(folder):
-            if older < batch_id:
-                older_path = folder / f"{older}.json"
-                try:
-                    newest = msgspec.json.decode(older_path.read_bytes(), type=_Ids).newest
-                except (OSError, msgspec.DecodeError):
-                    continue
-                if forget is not None and newest < forget:
-                    older_path.unlink(missing_ok=True)
+        if forget is None:
+            return
+        for older, newest in list(self.id_files.items()):
+            if older < batch_id and newest < forget:
+                (folder / f"{older}.json").unlink(missing_ok=True)
+                del self.id_files[older]
 
     def _load_ids(self) -> None:
         """The ids counted by the committed batches still remembered; the files of batches
@@ -274,6 +274,7 @@ class WindowTally:
                 path.unlink(missing_ok=True)
                 continue
             saved = msgspec.json.decode(path.read_bytes(), type=_Ids)
+            self.id_files[batch] = saved.newest
             self.seen.update(
                 (e, at) for e, at in saved.ids.items() if forget is None or at >= forget
             )
