@@ -53,3 +53,26 @@ def new_event(event_type: str, user_id: str, book_id: str, event_time_ms: int) -
 
 encode = msgspec.json.Encoder().encode
 decode = msgspec.json.Decoder(BookstoreEvent).decode
+
+
+TRACKED = ("description_open", "description_close")
+"""Browser events: a page's tracker sends them to the collector as custom events
+(``clickstream.track("description_open", {book_id: "b-0007"})``)."""
+
+
+def from_tracker(
+    event_id: str, name: str | None, props: dict[str, object] | None, uiud: str, time_ms: int
+) -> BookstoreEvent | None:
+    """The bookstore event a tracker's custom event stands for, or None when it is another."""
+    if name not in TRACKED or not props:
+        return None
+    book = props.get("book_id")
+    if not isinstance(book, str) or not 1 <= len(book) <= 64 or not 1 <= len(uiud) <= 64:
+        return None
+    try:
+        key = str(uuid.UUID(event_id))
+    except ValueError:  # an id that is not a UUID (the seed's payload): a stable one from it
+        key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"clickstream:{event_id}"))
+    return BookstoreEvent(
+        event_id=key, event_type=name, event_time=time_ms, user_id=uiud, book_id=book  # type: ignore[arg-type]
+    )
