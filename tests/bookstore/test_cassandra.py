@@ -94,7 +94,10 @@ def test_a_replayed_micro_batch_leaves_no_duplicates(
     send(s, events)
     run(spark, s)
     table = f"{c.keyspace}.{c.table}"
-    first = {r.event_id: r.w for r in query(cassandra, f"SELECT event_id, writetime(user_id) AS w FROM {table}")}  # noqa: E501
+    first = {
+        r.event_id: r.w
+        for r in query(cassandra, f"SELECT event_id, writetime(user_id) AS w FROM {table}")
+    }
 
     # A crash after the batch was written but before Spark committed it: the commit is gone,
     # so the next start runs the same batch (same offsets) again.
@@ -104,7 +107,10 @@ def test_a_replayed_micro_batch_leaves_no_duplicates(
     (commits / f".{last.name}.crc").unlink(missing_ok=True)
     run(spark, s)
 
-    again = {r.event_id: r.w for r in query(cassandra, f"SELECT event_id, writetime(user_id) AS w FROM {table}")}  # noqa: E501
+    again = {
+        r.event_id: r.w
+        for r in query(cassandra, f"SELECT event_id, writetime(user_id) AS w FROM {table}")
+    }
     assert again.keys() == first.keys()
     assert all(again[k] > first[k] for k in first)  # the batch really was written again
     assert stored(cassandra, c) == expected(events)

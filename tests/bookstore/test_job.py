@@ -60,7 +60,7 @@ def test_events_land_in_the_warehouse_counts_on_the_result_topic_bad_ones_dead_l
 
     # Per-book counts in 1-minute windows (the newest record of a key is the count).
     counts: dict[tuple[str, int, str], int] = {}
-    for key, value in read_topic(s, s.topics.results):
+    for _key, value in read_topic(s, s.topics.results):
         assert value["window_end"] - value["window_start"] == 60_000
         counts[(value["metric"], value["window_start"], value["key"])] = value["count"]
     want: Counter[tuple[str, int, str]] = Counter()

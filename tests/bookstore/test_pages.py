@@ -24,7 +24,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_clicks_and_a_purchase_become_rows_in_cassandra(
-    spark: Any, settings: Settings, tmp_path: Path, cassandra: CassandraNode, browser: Any  # noqa: F811
+    spark: Any,
+    settings: Settings,
+    tmp_path: Path,
+    cassandra: CassandraNode,
+    browser: Any,  # noqa: F811
 ) -> None:
     c = cassandra_settings(cassandra)
     s = bookstore_settings(settings, tmp_path, cassandra=c)

@@ -40,7 +40,9 @@ def parse_cli(args: list[str]) -> click.Context:
     ctx = cli.make_context("clickstream", list(args), resilient_parsing=False)
     command: click.Command = cli
     while isinstance(command, click.Group):
-        name, sub, rest = command.resolve_command(ctx, [*getattr(ctx, "_protected_args", []), *ctx.args])
+        name, sub, rest = command.resolve_command(
+            ctx, [*getattr(ctx, "_protected_args", []), *ctx.args]
+        )
         assert sub is not None, f"no command {name!r} in clickstream"
         ctx = sub.make_context(name or "", rest, parent=ctx)
         command = sub
@@ -59,7 +61,9 @@ def test_every_part_of_the_stack_is_a_service_with_a_health_check(compose: dict[
     # The clickstream services (and Spark, which must be exactly our PySpark) build one image.
     built = [n for n, s in services.items() if "build" in s]
     assert set(built) == SERVICES - {"kafka", "cassandra"}
-    assert (ROOT / services["jobs"]["build"]["context"].replace("..", ".") / "deploy/Dockerfile").is_file()
+    assert (
+        ROOT / services["jobs"]["build"]["context"].replace("..", ".") / "deploy/Dockerfile"
+    ).is_file()
 
 
 def test_durable_folders_are_on_named_volumes(compose: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ import html
 import time
 import uuid
 from typing import Any
-
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
@@ -45,8 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     books = catalogue(section.books, section.catalogue_seed)
     by_id = {book.book_id: book for book in books}
     collector = (
-        section.collector_url
-        or f"http://{settings.collector.host}:{settings.collector.port}"
+        section.collector_url or f"http://{settings.collector.host}:{settings.collector.port}"
     ).rstrip("/")
     tracker = f'<script src="{html.escape(collector)}/clickstream.js" data-flush-ms="200"></script>'
     producer: list[EventProducer] = []
@@ -126,11 +124,11 @@ document.getElementById("buy").addEventListener("submit", () => {{
             order = await run_in_threadpool(record_purchase, user, book)
         except KafkaUnavailableError as exc:
             raise HTTPException(503, f"the purchase was not recorded, try again: {exc}") from None
-        body = (
+        thanks = (
             f"<h1>Thank you!</h1><p>You bought <b>{html.escape(book.title)}</b>.</p>"
-            f"<p>Order <code id=order>{order}</code></p><p><a href=\"/\">More books</a></p>"
+            f'<p>Order <code id=order>{order}</code></p><p><a href="/">More books</a></p>'
         )
-        return HTMLResponse(_page("Thank you", body, tracker))
+        return HTMLResponse(_page("Thank you", thanks, tracker))
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:

@@ -15,6 +15,7 @@ event_type text, event_time timestamp, user_id text, book_id text``; a record wr
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import msgspec
@@ -61,7 +62,7 @@ TRACKED = ("description_open", "description_close")
 
 
 def from_tracker(
-    event_id: str, name: str | None, props: dict[str, object] | None, uiud: str, time_ms: int
+    event_id: str, name: str | None, props: Mapping[str, object] | None, uiud: str, time_ms: int
 ) -> BookstoreEvent | None:
     """The bookstore event a tracker's custom event stands for, or None when it is another."""
     if name not in TRACKED or not props:
@@ -73,6 +74,7 @@ def from_tracker(
         key = str(uuid.UUID(event_id))
     except ValueError:  # an id that is not a UUID (the seed's payload): a stable one from it
         key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"clickstream:{event_id}"))
+    kind: EventType = "description_open" if name == "description_open" else "description_close"
     return BookstoreEvent(
-        event_id=key, event_type=name, event_time=time_ms, user_id=uiud, book_id=book  # type: ignore[arg-type]
+        event_id=key, event_type=kind, event_time=time_ms, user_id=uiud, book_id=book
     )

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clickstream.bookstore.catalogue import catalogue
 from clickstream.errors import ConfigError
@@ -37,18 +37,18 @@ class BookstoreStats:
     topic: str
     sent: int = 0
     delivered: int = 0
-    by_type: dict[str, int] | None = None
+    by_type: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     interrupted: bool = False
 
     def summary(self) -> str:
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted((self.by_type or {}).items()))
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.by_type.items()))
         return f"sent {self.sent} bookstore events to {self.topic} ({kinds})"
 
 
-def visitors(book_ids: list[str], seed: int | None, clock: Callable[[], int]) -> Iterator[
-    BookstoreEvent
-]:
+def visitors(
+    book_ids: list[str], seed: int | None, clock: Callable[[], int]
+) -> Iterator[BookstoreEvent]:
     """An endless stream of visitors' events, in the order they happen."""
     rng = random.Random(seed)
     weights = [1.0 / (rank + 1) ** 0.8 for rank in range(len(book_ids))]
@@ -83,9 +83,11 @@ def simulate_bookstore(
         raise ConfigError(f"count must be >= 1 event, got {count}")
     name = topic or settings.topics.bookstore
     ensure_topics(settings, [name])
-    books = [b.book_id for b in catalogue(settings.bookstore.books, settings.bookstore.catalogue_seed)]
+    books = [
+        b.book_id for b in catalogue(settings.bookstore.books, settings.bookstore.catalogue_seed)
+    ]
     producer = make_producer(settings)
-    stats = BookstoreStats(topic=name, by_type={})
+    stats = BookstoreStats(topic=name)
     stop = stop or threading.Event()
     began = time.monotonic()
     events = visitors(books, seed, lambda: int(time.time() * 1000))
@@ -97,7 +99,7 @@ def simulate_bookstore(
                 event = next(events)
                 producer.produce(name, encode(event), event.user_id.encode())
                 stats.sent += 1
-                stats.by_type[event.event_type] = stats.by_type.get(event.event_type, 0) + 1  # type: ignore[index]
+                stats.by_type[event.event_type] = stats.by_type.get(event.event_type, 0) + 1
             producer.poll(0)
             if progress is not None:
                 progress(stats)

@@ -17,6 +17,7 @@ batch again.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
@@ -167,10 +168,8 @@ class CassandraEvents:
 
     def _drop_connection(self) -> None:
         if self._cluster is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._cluster.shutdown()
-            except Exception:  # noqa: S110 - already broken
-                pass
         self._cluster = self._session = self._insert = None
 
 
