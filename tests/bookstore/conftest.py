@@ -17,7 +17,6 @@ from tests.conftest import JARS_DIR
 @pytest.fixture(scope="session")
 def cassandra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode]:
     """One Cassandra node (loopback, free ports, 512 MB heap), user cassandra/cassandra."""
-    pytest.importorskip("cassandra")
     with CassandraNode(tmp_path_factory.mktemp("cassandra"), JARS_DIR) as node:
         yield node
 
