@@ -11,7 +11,7 @@ from clickstream.cli.base import Context, cli, warn
 from clickstream.settings import Settings
 from clickstream.stack import ProcessPart
 
-JOBS = ["shop", "web-live", "sessions", "bookstore"]  # dashboard jobs first: the first data point
+JOBS = ["shop", "web-live", "bookstore", "sessions"]  # dashboard jobs first: the first data point
 
 
 @cli.command()
