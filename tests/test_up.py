@@ -223,7 +223,7 @@ def test_a_part_that_keeps_failing_is_restarted_with_backoff_then_left_stopped(
         stop.set()
         thread.join(10)
         part.stop()
-    error = "error: unknown job 'nope'; jobs: sessions, shop, web-live"
+    error = "error: unknown job 'nope'; jobs: bookstore, sessions, shop, web-live"
     assert warned[:3] == [
         f"jobs exit code 1: {error} (log: {part.log_file}); restarting it in {delay} s "
         f"(failure {n} of 4 allowed within 10 min)"
