@@ -79,6 +79,7 @@ def test_jobs_list_names_every_job() -> None:
     result = run("jobs", "list")
     assert result.returncode == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        "bookstore",
         "sessions",
         "shop",
         "web-live",
@@ -88,7 +89,9 @@ def test_jobs_list_names_every_job() -> None:
 def test_jobs_run_refuses_an_unknown_job_before_starting_spark() -> None:
     result = run("jobs", "run", "sessions", "shopp")
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: unknown job 'shopp'; jobs: sessions, shop, web-live"
+    assert result.stderr.strip() == (
+        "error: unknown job 'shopp'; jobs: bookstore, sessions, shop, web-live"
+    )
 
 
 def test_simulate_web_through_a_real_collector(start_collector: Callable[..., Any]) -> None:

@@ -90,14 +90,18 @@ def sessions_stored(env: dict[str, str]) -> int:
 
 def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path: Path) -> None:
     ports = {
-        name: free_port() for name in ("BROKER", "BROKER_CONTROLLER", "COLLECTOR", "DASHBOARD")
+        name: free_port()
+        for name in ("BROKER", "BROKER_CONTROLLER", "COLLECTOR", "DASHBOARD", "BOOKSTORE")
     }
     env = cli_env(
         CLICKSTREAM_DATA_DIR=str(tmp_path),
         **{f"CLICKSTREAM_{name}_PORT": str(port) for name, port in ports.items()},
     )
     board = f"http://127.0.0.1:{ports['DASHBOARD']}"
-    all_parts = ("broker", "collector", "dashboard", "jobs", "web-sim", "shop-sim")
+    all_parts = (
+        "broker", "collector", "dashboard", "bookstore", "jobs", "web-sim", "shop-sim",
+        "bookstore-sim",
+    )  # fmt: skip
     process, output = start_up(env, "--rate", "10")
     try:
         for part in all_parts:
@@ -113,6 +117,19 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
             rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
             metrics = {row["metric"] for row in rows}
         assert {"shop.gender", "shop.action", "web.pageviews", "web.pages"} <= metrics, metrics
+        # The bookstore job's queries start after the shop's and web-live's (staggered).
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and "bookstore.opens" not in metrics:
+            time.sleep(2)
+            rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
+            metrics = {row["metric"] for row in rows}
+        assert "bookstore.opens" in metrics, metrics
+        # The bookstore's events in the warehouse (no Cassandra configured), and its pages.
+        booked = sql(env, "SELECT count(*) AS n FROM bookstore_events")
+        assert int(booked[0]["n"]) > 0  # type: ignore[call-overload]
+        shop = httpx.get(f"http://127.0.0.1:{ports['BOOKSTORE']}/books/b-0001", timeout=5)
+        assert shop.status_code == 200
+        assert "Show description" in shop.text
 
         status = subprocess.run(
             [sys.executable, "-m", "clickstream", "status", "--json"],
@@ -206,7 +223,7 @@ def test_a_part_that_keeps_failing_is_restarted_with_backoff_then_left_stopped(
         stop.set()
         thread.join(10)
         part.stop()
-    error = "error: unknown job 'nope'; jobs: sessions, shop, web-live"
+    error = "error: unknown job 'nope'; jobs: bookstore, sessions, shop, web-live"
     assert warned[:3] == [
         f"jobs exit code 1: {error} (log: {part.log_file}); restarting it in {delay} s "
         f"(failure {n} of 4 allowed within 10 min)"
@@ -289,7 +306,8 @@ class RunningUp:
 
 def up_env(data_dir: Path, **extra: str) -> dict[str, str]:
     ports = {
-        name: free_port() for name in ("BROKER", "BROKER_CONTROLLER", "COLLECTOR", "DASHBOARD")
+        name: free_port()
+        for name in ("BROKER", "BROKER_CONTROLLER", "COLLECTOR", "DASHBOARD", "BOOKSTORE")
     }
     return cli_env(
         CLICKSTREAM_DATA_DIR=str(data_dir),

@@ -106,6 +106,8 @@ class TopicSettings(_Section):
     dead_letter: str = Field(default="clickstream.dead-letter", min_length=1)
     shop: str = Field(default="shop", min_length=1)
     """Shopping-log events (the shop scenario)."""
+    bookstore: str = Field(default="bookstore_events", min_length=1)
+    """Bookstore events (the bookstore scenario; the seed's topic name)."""
     results: str = Field(default="clickstream.results", min_length=1)
     """Windowed counts as JSON, read by the dashboard."""
 
@@ -311,6 +313,65 @@ class DashboardSettings(_Section):
         return origins
 
 
+class BookstoreSettings(_Section):
+    """The bookstore app (``clickstream bookstore``): a catalogue of made-up books, a page per
+    book, and its events."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8060, ge=0, le=65535)
+    books: int = Field(default=60, ge=1, le=100_000)
+    """Books in the catalogue (made with Faker; the same ids and titles on every start)."""
+    catalogue_seed: int = 2
+    """Seed of the made-up catalogue: the same seed gives the same books."""
+    collector_url: str | None = None
+    """Where the pages' tracker sends description events. Default: the local collector
+    (``http://<collector.host>:<collector.port>``)."""
+
+
+class CassandraSettings(_Section):
+    """The event store of the bookstore job: Apache Cassandra when ``contact_points`` is set,
+    else the warehouse table ``bookstore_events``."""
+
+    contact_points: list[str] = []
+    """Hosts of the cluster (``cass1,cass2``). Empty: no Cassandra."""
+    port: int = Field(default=9042, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    """Connect with TLS (the server's certificate checked against ``tls_ca_file``, or the
+    system's authorities)."""
+    tls_ca_file: Path | None = None
+    local_dc: str | None = None
+    """The datacenter whose nodes are preferred (DC-aware load balancing). Default: the
+    datacenter of the first node reached."""
+    consistency: Literal[
+        "ONE", "TWO", "THREE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "ALL", "LOCAL_ONE"
+    ] = "LOCAL_QUORUM"
+    keyspace: str = Field(default="bookstore", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+    table: str = Field(default="events", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    """The keyspace's replication, as CQL, used when the keyspace is created."""
+    concurrency: int = Field(default=64, ge=1, le=2048)
+    """Inserts in flight at once per writer."""
+    retries: int = Field(default=5, ge=0)
+    """Attempts after the first for a batch whose inserts failed, with backoff doubling from
+    ``retry_backoff_s``; then the job stops with an error."""
+    retry_backoff_s: float = Field(default=0.5, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    """Connection and request timeout."""
+
+    @field_validator("contact_points", mode="before")
+    @classmethod
+    def _split_points(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.contact_points)
+
+
 class Settings(_Section):
     """Everything clickstream can be told; build it with :func:`load_settings`."""
 
@@ -325,6 +386,8 @@ class Settings(_Section):
     warehouse: WarehouseSettings = WarehouseSettings()
     files: FilesSettings = FilesSettings()
     jars: JarsSettings = JarsSettings()
+    bookstore: BookstoreSettings = BookstoreSettings()
+    cassandra: CassandraSettings = CassandraSettings()
 
     @property
     def embedded_broker(self) -> bool:

@@ -11,7 +11,7 @@ from clickstream.cli.base import Context, cli, warn
 from clickstream.settings import Settings
 from clickstream.stack import ProcessPart
 
-JOBS = ["shop", "web-live", "sessions"]  # dashboard jobs first: the first data point
+JOBS = ["shop", "web-live", "bookstore", "sessions"]  # dashboard jobs first: the first data point
 
 
 @cli.command()
@@ -104,6 +104,14 @@ def _parts(
             url=f"{board}/",
             health_url=f"{board}/healthz",
         ),
+        ProcessPart(
+            "bookstore",
+            ["bookstore"],
+            env,
+            logs / "bookstore.log",
+            url=f"http://{settings.bookstore.host}:{settings.bookstore.port}/",
+            health_url=f"http://{settings.bookstore.host}:{settings.bookstore.port}/healthz",
+        ),
     ]
     if demo:
         # Simulated time runs 60x so sessions close (30 min idle + watermark) within a minute.
@@ -119,6 +127,15 @@ def _parts(
                 env,
                 logs / "shop-sim.log",
                 url=f"{shop_rate:g} events/s to topic {settings.topics.shop}",
+            )
+        )
+        parts.append(
+            ProcessPart(
+                "bookstore-sim",
+                ["simulate", "bookstore", "--endless", "--rate=5"],
+                env,
+                logs / "bookstore-sim.log",
+                url=f"5 events/s to topic {settings.topics.bookstore}",
             )
         )
     return parts

@@ -22,7 +22,9 @@ from clickstream.collector.metrics import CollectorMetrics
 from clickstream.collector.problems import Problem, validation_problem
 from clickstream.collector.producer import AsyncProducer
 from clickstream.errors import KafkaUnavailableError
-from clickstream.events.web import PagePing, Pageview, WebEvent
+from clickstream.events.bookstore import encode as encode_bookstore
+from clickstream.events.bookstore import from_tracker
+from clickstream.events.web import Custom, PagePing, Pageview, WebEvent
 from clickstream.settings import Settings
 
 RETRY_AFTER_S = 5
@@ -56,6 +58,7 @@ class Collector:
         topics = settings.topics
         self.topics: dict[type, str] = {Pageview: topics.web_events, PagePing: topics.web_pings}
         self.custom_topic = topics.web_custom
+        self.bookstore_topic = topics.bookstore
         self.proxies = (
             TrustedProxies(self.config.trusted_proxies) if self.config.trust_forwarded_for else None
         )
@@ -145,6 +148,13 @@ class Collector:
         enriched = enrich(event, edge, received_at, self.max_future_ms)
         if enriched.timestamp != event.timestamp:
             self.metrics.clamped.inc()
+        if isinstance(event, Custom):  # a bookstore page's description events
+            book = from_tracker(
+                enriched.eventId, event.name, event.props, enriched.uiud, enriched.timestamp
+            )
+            if book is not None:
+                value = encode_bookstore(book)
+                return self.bookstore_topic, enriched.uiud.encode(), value, enriched.eventId
         topic = self.topics.get(type(event), self.custom_topic)
         return topic, enriched.uiud.encode(), _encode.encode(enriched), enriched.eventId
 

@@ -39,4 +39,6 @@ METRICS = {
     "web.pages": "pageviews per second by page path",
     "web.referrers": "pageviews per second by referrer (direct for none or internal)",
     "web.active_sessions": "distinct sessions with a hit in the last 5 minutes (key: all)",
+    "bookstore.opens": "description opens per minute by book id",
+    "bookstore.purchases": "purchases per minute by book id",
 }

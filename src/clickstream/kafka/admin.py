@@ -60,6 +60,7 @@ def standard_topics(settings: Settings) -> list[str]:
         topics.web_pings,
         topics.web_custom,
         topics.shop,
+        topics.bookstore,
         topics.results,
         topics.dead_letter,
     ]

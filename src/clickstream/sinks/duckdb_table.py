@@ -44,8 +44,17 @@ def connect(
 
 
 class DuckDBTable:
-    def __init__(self, path: Path, table: str, key: str, lock_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        table: str,
+        key: str,
+        lock_timeout_s: float = 30.0,
+        columns: str | None = None,
+    ) -> None:
         self.name = f"duckdb:{table}"
+        self.columns = columns
+        """The table's columns as DDL (``"id" UUID, ...``); default: those of the first batch."""
         self.path = path
         self.lock_timeout_s = lock_timeout_s
         self.table = table
@@ -66,8 +75,10 @@ class DuckDBTable:
         return int(rows.num_rows)
 
     def _ensure_table(self, con: duckdb.DuckDBPyConnection) -> None:
-        columns = con.execute("DESCRIBE SELECT * FROM incoming").fetchall()
-        ddl = ", ".join(f'"{name}" {kind}' for name, kind, *_ in columns)
+        ddl = self.columns
+        if ddl is None:
+            columns = con.execute("DESCRIBE SELECT * FROM incoming").fetchall()
+            ddl = ", ".join(f'"{name}" {kind}' for name, kind, *_ in columns)
         con.execute(
             f'CREATE TABLE IF NOT EXISTS "{self.table}" ({ddl}, PRIMARY KEY ("{self.key}"))'
         )

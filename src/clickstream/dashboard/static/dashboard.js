@@ -27,6 +27,11 @@
   var PALETTE = ["#79c0ff", "#ffa657", "#7ee787", "#d2a8ff", "#ff7b72", "#a5d6ff", "#e3b341"];
   var AXIS = { stroke: "#8b98a5", grid: { stroke: "#26303b", width: 1 }, ticks: { stroke: "#26303b", width: 1 } };
 
+  // A panel of another kind (data-kind) is drawn by window.clickstreamPanelKinds[kind](el,
+  // windows, windowsOf), registered by a script loaded after this one (static/panels/*.js);
+  // data-also names a second metric whose updates redraw it. It returns the points shown.
+  var PANEL_KINDS = window.clickstreamPanelKinds = window.clickstreamPanelKinds || {};
+
   // ---- data: metric -> Map(window_start -> {end, counts: Map(key -> count)}) -----------------
 
   var store = new Map();
@@ -80,7 +85,7 @@
   // ---- drawing -------------------------------------------------------------------------------
 
   var panels = Array.prototype.map.call(document.querySelectorAll(".chart[data-metric]"), function (el) {
-    return { el: el, metric: el.dataset.metric, kind: el.dataset.kind, panel: el.closest(".panel"), plot: null, keys: "" };
+    return { el: el, metric: el.dataset.metric, also: el.dataset.also, kind: el.dataset.kind, panel: el.closest(".panel"), plot: null, keys: "" };
   });
 
   function colorOf(key, index) {
@@ -210,6 +215,7 @@
     var points = windows.length;
     if (p.kind === "lines") drawLines(p, windows, p.el, 220, false);
     else if (p.kind === "big") drawBig(p, windows);
+    else if (PANEL_KINDS[p.kind]) points = PANEL_KINDS[p.kind](p.el, windows, sortedWindows);
     else points = drawTop(p, windows);
     p.el.dataset.points = String(points);
     p.el.dataset.last = JSON.stringify(last);
@@ -234,7 +240,7 @@
     pendingMetrics = new Set();
     renderTimer = null;
     panels.forEach(function (p) {
-      if (all || only.has(p.metric)) renderPanel(p);
+      if (all || only.has(p.metric) || (p.also && only.has(p.also))) renderPanel(p);
     });
     renderFreshness();
   }

@@ -1,0 +1,142 @@
+"""The bookstore job into a real Apache Cassandra 5.0: types and values, a replayed micro-batch,
+and Cassandra going away in the middle of a stream."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clickstream.errors import JobFailedError
+from clickstream.jobs.runner import start_job
+from clickstream.jobs.spec import checkpoint_path
+from clickstream.settings import CassandraSettings, Settings
+from tests.bookstore.conftest import bookstore_settings, cassandra_settings
+from tests.bookstore.helpers import make_events, send
+from tests.cassandra_node import CassandraNode
+
+pytestmark = pytest.mark.slow
+
+
+def run(spark: Any, settings: Settings) -> None:
+    start_job(spark, settings, "bookstore", available_now=True).await_all(300)
+
+
+def query(node: CassandraNode, cql: str) -> list[Any]:
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster(
+        ["127.0.0.1"], port=node.port, auth_provider=PlainTextAuthProvider("cassandra", "cassandra")
+    )
+    try:
+        return list(cluster.connect().execute(cql))
+    finally:
+        cluster.shutdown()
+
+
+def stored(node: CassandraNode, c: CassandraSettings) -> dict[str, tuple[Any, ...]]:
+    rows = query(node, f"SELECT * FROM {c.keyspace}.{c.table}")
+    return {str(r.event_id): (r.event_type, r.event_time, r.user_id, r.book_id) for r in rows}
+
+
+def expected(events: list[Any]) -> dict[str, tuple[Any, ...]]:
+    # The driver returns naive UTC datetimes for a Cassandra timestamp.
+    return {
+        e.event_id: (
+            e.event_type,
+            datetime.fromtimestamp(e.event_time / 1000, UTC).replace(tzinfo=None),
+            e.user_id,
+            e.book_id,
+        )
+        for e in events
+    }
+
+
+def test_events_land_in_cassandra_with_the_seeds_types(
+    spark: Any, settings: Settings, tmp_path: Path, cassandra: CassandraNode
+) -> None:
+    c = cassandra_settings(cassandra)
+    s = bookstore_settings(settings, tmp_path, cassandra=c)
+    events = make_events(300, seed=2)
+    send(s, events)
+    run(spark, s)
+
+    columns = {
+        r.column_name: r.type
+        for r in query(
+            cassandra,
+            "SELECT column_name, type FROM system_schema.columns "
+            f"WHERE keyspace_name = '{c.keyspace}' AND table_name = 'events'",
+        )
+    }
+    assert columns == {
+        "event_id": "uuid",
+        "event_type": "text",
+        "event_time": "timestamp",
+        "user_id": "text",
+        "book_id": "text",
+    }
+    rows = query(cassandra, f"SELECT event_id FROM {c.keyspace}.events LIMIT 1")
+    assert isinstance(rows[0].event_id, uuid.UUID)
+    assert stored(cassandra, c) == expected(events)
+
+
+def test_a_replayed_micro_batch_leaves_no_duplicates(
+    spark: Any, settings: Settings, tmp_path: Path, cassandra: CassandraNode
+) -> None:
+    c = cassandra_settings(cassandra)
+    s = bookstore_settings(settings, tmp_path, cassandra=c)
+    events = make_events(150, seed=3)
+    send(s, events)
+    run(spark, s)
+    table = f"{c.keyspace}.{c.table}"
+    first = {
+        r.event_id: r.w
+        for r in query(cassandra, f"SELECT event_id, writetime(user_id) AS w FROM {table}")
+    }
+
+    # A crash after the batch was written but before Spark committed it: the commit is gone,
+    # so the next start runs the same batch (same offsets) again.
+    commits = checkpoint_path(s, "bookstore", "events") / "commits"
+    last = max(commits.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
+    last.unlink()
+    (commits / f".{last.name}.crc").unlink(missing_ok=True)
+    run(spark, s)
+
+    again = {
+        r.event_id: r.w
+        for r in query(cassandra, f"SELECT event_id, writetime(user_id) AS w FROM {table}")
+    }
+    assert again.keys() == first.keys()
+    assert all(again[k] > first[k] for k in first)  # the batch really was written again
+    assert stored(cassandra, c) == expected(events)
+    assert query(cassandra, f"SELECT count(*) FROM {table}")[0].count == len(events)
+
+
+def test_cassandra_stopped_mid_stream_fails_clearly_then_catches_up(
+    spark: Any, settings: Settings, tmp_path: Path, cassandra: CassandraNode
+) -> None:
+    c = cassandra_settings(cassandra, retries=2, retry_backoff_s=0.2, timeout_s=3.0)
+    s = bookstore_settings(settings, tmp_path, cassandra=c)
+    before, during = make_events(100, seed=4), make_events(120, seed=5, start_ms=1_767_230_000_000)
+    send(s, before)
+    run(spark, s)
+    assert len(stored(cassandra, c)) == len(before)
+
+    cassandra.stop()
+    try:
+        send(s, during)
+        with pytest.raises(JobFailedError) as failed:
+            run(spark, s)
+        message = str(failed.value)
+        assert "cannot write 120 events to Cassandra" in message
+        assert f"127.0.0.1:{cassandra.port} after 3 attempts" in message
+    finally:
+        cassandra.start()
+
+    run(spark, s)
+    assert stored(cassandra, c) == expected(before + during)
