@@ -62,6 +62,7 @@ def standard_topics(settings: Settings) -> list[str]:
         topics.shop,
         topics.results,
         topics.dead_letter,
+        settings.songs.topic,
     ]
 
 
