@@ -4,7 +4,8 @@ The payload is the seed's producer's, field for field, so its own producer works
 ``user_id`` (20000-100000), ``artist``, ``song_id`` (0-9, the song's place in the artist's list),
 ``song_name``, ``event_type`` (always ``song_completed``) and ``timestamp``, a
 ``YYYY-MM-DD HH:MM:SS`` string (read as UTC; the seed's producer stamps a random time earlier in
-the current month).
+the current month). A fraction of a second (``.ffffff``) is accepted too: the seed's producer
+sends ``str(fake.date_time_this_month())``, which current Faker versions give microseconds.
 
 :data:`CATALOG` holds the artists ``clickstream simulate songs`` can play, each with its own ten
 songs; ``tony-allen`` and its songs are the seed's.
@@ -18,7 +19,7 @@ import msgspec
 
 EVENT_TYPE: Literal["song_completed"] = "song_completed"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-SPARK_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss"
+SPARK_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss[.SSSSSS]"
 MIN_USER, MAX_USER = 20_000, 100_000
 MAX_NAME = 256
 
@@ -83,4 +84,4 @@ class SongPlay(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     song_id: Annotated[int, msgspec.Meta(ge=0, le=9)]
     song_name: Name
     event_type: Literal["song_completed"] = "song_completed"
-    timestamp: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")]
+    timestamp: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$")]

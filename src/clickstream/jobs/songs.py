@@ -61,7 +61,7 @@ RANKING_VIEW = "top_songs"
 
 
 def played_at() -> Column:
-    """The play's time (UTC), null when ``timestamp`` is not ``YYYY-MM-DD HH:MM:SS``."""
+    """The play's time (UTC), null when ``timestamp`` is not ``YYYY-MM-DD HH:MM:SS[.ffffff]``."""
     return F.try_to_timestamp(F.col("timestamp"), F.lit(SPARK_TIME_FORMAT))
 
 
