@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 CHUNK_ROWS = 2000
 """Rows per MERGE (a query and its parameters must stay under BigQuery's request size)."""
 
+LEGACY = {"INT64": "INTEGER", "FLOAT64": "FLOAT", "BOOL": "BOOLEAN"}
+
 
 def bigquery_type(kind: pa.DataType) -> str:
     if pa.types.is_integer(kind):
@@ -73,8 +75,10 @@ class BigQueryMerge:
 
     def _create(self, bigquery: Any, client: Any, types: dict[str, str]) -> None:
         client.create_dataset(f"{self.project}.{self.dataset}", exists_ok=True)
-        schema = [
-            bigquery.SchemaField(name, kind, mode="REQUIRED" if name == self.key else "NULLABLE")
+        schema = [  # the names BigQuery reports back (INTEGER for INT64...)
+            bigquery.SchemaField(
+                name, LEGACY.get(kind, kind), mode="REQUIRED" if name == self.key else "NULLABLE"
+            )
             for name, kind in types.items()
         ]
         client.create_table(bigquery.Table(self.table_id, schema=schema), exists_ok=True)
