@@ -11,7 +11,7 @@ from clickstream.cli.base import Context, cli, warn
 from clickstream.settings import Settings
 from clickstream.stack import ProcessPart
 
-JOBS = ["shop", "web-live", "sessions"]  # dashboard jobs first: the first data point
+JOBS = ["shop", "songs", "web-live", "sessions"]  # dashboard jobs first: the first data point
 
 
 @cli.command()
@@ -119,6 +119,17 @@ def _parts(
                 env,
                 logs / "shop-sim.log",
                 url=f"{shop_rate:g} events/s to topic {settings.topics.shop}",
+            )
+        )
+        # Several artists, stamped now: the minute and hour rankings move live.
+        songs = ["simulate", "songs", "--endless", "--rate=5", "--all-artists", "--times=now"]
+        parts.append(
+            ProcessPart(
+                "songs-sim",
+                songs,
+                env,
+                logs / "songs-sim.log",
+                url=f"5 plays/s to topic {settings.songs.topic}",
             )
         )
     return parts

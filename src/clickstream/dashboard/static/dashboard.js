@@ -210,10 +210,18 @@
     var points = windows.length;
     if (p.kind === "lines") drawLines(p, windows, p.el, 220, false);
     else if (p.kind === "big") drawBig(p, windows);
+    else if (renderers[p.kind]) points = renderers[p.kind](p, windows);
     else points = drawTop(p, windows);
     p.el.dataset.points = String(points);
     p.el.dataset.last = JSON.stringify(last);
   }
+
+  // Panels of other scenarios (static/panels/*.js) draw their own data-kind:
+  // register(kind, draw) where draw(panel, windows) returns the points shown.
+  var renderers = {};
+  window.clickstreamPanels = {
+    register: function (kind, draw) { renderers[kind] = draw; scheduleRender(null); }
+  };
 
   var pendingAll = false;
   var pendingMetrics = new Set();
