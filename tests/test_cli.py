@@ -81,6 +81,7 @@ def test_jobs_list_names_every_job() -> None:
     assert [line.split()[0] for line in result.stdout.splitlines()] == [
         "sessions",
         "shop",
+        "songs",
         "web-live",
     ]
 
