@@ -39,4 +39,7 @@ METRICS = {
     "web.pages": "pageviews per second by page path",
     "web.referrers": "pageviews per second by referrer (direct for none or internal)",
     "web.active_sessions": "distinct sessions with a hit in the last 5 minutes (key: all)",
+    "songs.minute": "song plays per minute by artist/song_name",
+    "songs.hour": "song plays per hour by artist/song_name",
+    "songs.all": "song plays of all time by artist/song_name (window_start 0)",
 }
