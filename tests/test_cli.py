@@ -89,7 +89,9 @@ def test_jobs_list_names_every_job() -> None:
 def test_jobs_run_refuses_an_unknown_job_before_starting_spark() -> None:
     result = run("jobs", "run", "sessions", "shopp")
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: unknown job 'shopp'; jobs: sessions, shop, songs, web-live"
+    assert result.stderr.strip() == (
+        "error: unknown job 'shopp'; jobs: sessions, shop, songs, web-live"
+    )
 
 
 def test_simulate_web_through_a_real_collector(start_collector: Callable[..., Any]) -> None:
