@@ -87,7 +87,9 @@ def produce(bootstrap: str, topic: str, rate: int, seconds: float, produced: Pro
     return sent
 
 
-async def listen(url: str, updates: list[tuple[float, dict]], done: asyncio.Event) -> None:
+async def listen(
+    url: str, updates: list[tuple[float, dict]], done: asyncio.Event, metric: str = "shop.gender"
+) -> None:
     import websockets
 
     async with websockets.connect(url, max_size=None) as ws:
@@ -99,7 +101,7 @@ async def listen(url: str, updates: list[tuple[float, dict]], done: asyncio.Even
             now = time.time()
             message = json.loads(raw)
             for row in message.get("rows", []):
-                if row.get("metric") == "shop.gender":
+                if row.get("metric") == metric:
                     updates.append((now, row))
 
 

@@ -82,6 +82,7 @@ def test_jobs_list_names_every_job() -> None:
         "bookstore",
         "sessions",
         "shop",
+        "songs",
         "web-live",
     ]
 
@@ -90,7 +91,7 @@ def test_jobs_run_refuses_an_unknown_job_before_starting_spark() -> None:
     result = run("jobs", "run", "sessions", "shopp")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "error: unknown job 'shopp'; jobs: bookstore, sessions, shop, web-live"
+        "error: unknown job 'shopp'; jobs: bookstore, sessions, shop, songs, web-live"
     )
 
 

@@ -100,7 +100,7 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
     board = f"http://127.0.0.1:{ports['DASHBOARD']}"
     all_parts = (
         "broker", "collector", "dashboard", "bookstore", "jobs", "web-sim", "shop-sim",
-        "bookstore-sim",
+        "bookstore-sim", "songs-sim",
     )  # fmt: skip
     process, output = start_up(env, "--rate", "10")
     try:
@@ -117,13 +117,14 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
             rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
             metrics = {row["metric"] for row in rows}
         assert {"shop.gender", "shop.action", "web.pageviews", "web.pages"} <= metrics, metrics
-        # The bookstore job's queries start after the shop's and web-live's (staggered).
+        # The bookstore and songs jobs' queries start after the shop's and web-live's (staggered).
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and "bookstore.opens" not in metrics:
+        later = {"bookstore.opens", "songs.minute", "songs.all"}
+        while time.monotonic() < deadline and not later <= metrics:
             time.sleep(2)
             rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
             metrics = {row["metric"] for row in rows}
-        assert "bookstore.opens" in metrics, metrics
+        assert later <= metrics, metrics
         # The bookstore's events in the warehouse (no Cassandra configured), and its pages.
         booked = sql(env, "SELECT count(*) AS n FROM bookstore_events")
         assert int(booked[0]["n"]) > 0  # type: ignore[call-overload]
@@ -148,7 +149,7 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
         assert report["collector"].startswith("up")
         assert report["dashboard"].startswith("up")
         assert report["dashboard_connections"] == 0
-        assert len(child_pids(process.pid)) >= 12  # 6 parts, each under a watchdog (+ the JVM)
+        assert len(child_pids(process.pid)) >= 12  # 9 parts, each under a watchdog (+ the JVM)
         # Sessions close once the simulated visitors go quiet (simulated time runs 60x).
         deadline = time.monotonic() + 150
         while not sessions_stored(env) and time.monotonic() < deadline:
@@ -223,7 +224,7 @@ def test_a_part_that_keeps_failing_is_restarted_with_backoff_then_left_stopped(
         stop.set()
         thread.join(10)
         part.stop()
-    error = "error: unknown job 'nope'; jobs: bookstore, sessions, shop, web-live"
+    error = "error: unknown job 'nope'; jobs: bookstore, sessions, shop, songs, web-live"
     assert warned[:3] == [
         f"jobs exit code 1: {error} (log: {part.log_file}); restarting it in {delay} s "
         f"(failure {n} of 4 allowed within 10 min)"

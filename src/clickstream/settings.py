@@ -178,6 +178,9 @@ class WarehouseSettings(_Section):
     bigquery_project: str | None = None
     """Set to also load sessions into BigQuery (``pip install 'clickstream[bigquery]'``)."""
     bigquery_dataset: str = "analytics_streaming_data"
+    bigquery_endpoint: str | None = None
+    """Another BigQuery API root (an emulator, ``http://127.0.0.1:9050``); set, no credentials
+    are sent. Default: Google's, with the environment's credentials."""
     lock_timeout_s: float = Field(default=30.0, gt=0)
     """How long a writer or ``clickstream sql`` waits while another process holds the file."""
 
@@ -372,6 +375,16 @@ class CassandraSettings(_Section):
         return bool(self.contact_points)
 
 
+class SongsSettings(_Section):
+    """The songs scenario (``clickstream simulate songs``, the ``songs`` job)."""
+
+    topic: str = Field(default="tony-allen-plays", min_length=1)
+    """Song plays (the seed's topic name)."""
+    open_windows_s: int = Field(default=40 * 86_400, ge=60)
+    """Minute and hour windows take plays this long (of event time) behind the newest play: the
+    seed stamps plays anywhere earlier in the current month, and those must count."""
+
+
 class Settings(_Section):
     """Everything clickstream can be told; build it with :func:`load_settings`."""
 
@@ -388,6 +401,7 @@ class Settings(_Section):
     jars: JarsSettings = JarsSettings()
     bookstore: BookstoreSettings = BookstoreSettings()
     cassandra: CassandraSettings = CassandraSettings()
+    songs: SongsSettings = SongsSettings()
 
     @property
     def embedded_broker(self) -> bool:

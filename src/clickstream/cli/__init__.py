@@ -1,6 +1,17 @@
 """The ``clickstream`` command. It parses options and builds objects; the work is elsewhere."""
 
-from clickstream.cli import bookstore, dashboard, data, kafka, services, status, up
+from clickstream.cli import bookstore, dashboard, data, kafka, services, songs, status, up
 from clickstream.cli.base import cli, main
 
-__all__ = ["bookstore", "cli", "dashboard", "data", "kafka", "main", "services", "status", "up"]
+__all__ = [
+    "bookstore",
+    "cli",
+    "dashboard",
+    "data",
+    "kafka",
+    "main",
+    "services",
+    "songs",
+    "status",
+    "up",
+]

@@ -11,7 +11,8 @@ from clickstream.cli.base import Context, cli, warn
 from clickstream.settings import Settings
 from clickstream.stack import ProcessPart
 
-JOBS = ["shop", "web-live", "bookstore", "sessions"]  # dashboard jobs first: the first data point
+# Dashboard jobs first: the first data point.
+JOBS = ["shop", "web-live", "bookstore", "songs", "sessions"]
 
 
 @cli.command()
@@ -136,6 +137,17 @@ def _parts(
                 env,
                 logs / "bookstore-sim.log",
                 url=f"5 events/s to topic {settings.topics.bookstore}",
+            )
+        )
+        # Several artists, stamped now: the minute and hour rankings move live.
+        songs = ["simulate", "songs", "--endless", "--rate=5", "--all-artists", "--times=now"]
+        parts.append(
+            ProcessPart(
+                "songs-sim",
+                songs,
+                env,
+                logs / "songs-sim.log",
+                url=f"5 plays/s to topic {settings.songs.topic}",
             )
         )
     return parts

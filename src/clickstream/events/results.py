@@ -41,4 +41,7 @@ METRICS = {
     "web.active_sessions": "distinct sessions with a hit in the last 5 minutes (key: all)",
     "bookstore.opens": "description opens per minute by book id",
     "bookstore.purchases": "purchases per minute by book id",
+    "songs.minute": "song plays per minute by artist/song_name",
+    "songs.hour": "song plays per hour by artist/song_name",
+    "songs.all": "song plays of all time by artist/song_name (window_start 0)",
 }

@@ -21,9 +21,9 @@ Builder = Callable[..., JobSpec]
 
 
 def builders() -> dict[str, Builder]:
-    from clickstream.jobs import bookstore, sessions, shop, web_live
+    from clickstream.jobs import bookstore, sessions, shop, songs, web_live
 
-    return {module.NAME: module.build for module in (sessions, shop, web_live, bookstore)}
+    return {module.NAME: module.build for module in (sessions, shop, web_live, bookstore, songs)}
 
 
 def check_names(names: list[str] | tuple[str, ...]) -> dict[str, Builder]:

@@ -63,6 +63,7 @@ def standard_topics(settings: Settings) -> list[str]:
         topics.bookstore,
         topics.results,
         topics.dead_letter,
+        settings.songs.topic,
     ]
 
 

@@ -19,12 +19,23 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-def _client(project: str) -> Any:
+def _client(project: str, endpoint: str | None = None) -> Any:
+    """The ``bigquery`` module and a client; with ``endpoint`` (an emulator), anonymous."""
     try:
         from google.cloud import bigquery
     except ImportError:
         raise MissingExtraError("bigquery", "google-cloud-bigquery") from None
-    return bigquery, bigquery.Client(project=project)
+    if endpoint is None:
+        return bigquery, bigquery.Client(project=project)
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+
+    options = ClientOptions(api_endpoint=endpoint)
+    return bigquery, bigquery.Client(
+        project=project,
+        client_options=options,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    )
 
 
 class BigQuerySessions:
@@ -39,9 +50,10 @@ class BigQuerySessions:
         self.project = str(settings.warehouse.bigquery_project)
         self.dataset = settings.warehouse.bigquery_dataset
         self.table = table
+        self.endpoint = settings.warehouse.bigquery_endpoint
 
     def write(self, batch: DataFrame, batch_id: int) -> int:
-        bigquery, client = _client(self.project)
+        bigquery, client = _client(self.project, self.endpoint)
         target = f"{self.project}.{self.dataset}.{self.table}"
         staging = f"{target}_staging"
         config = bigquery.LoadJobConfig(

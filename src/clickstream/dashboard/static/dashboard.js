@@ -27,11 +27,6 @@
   var PALETTE = ["#79c0ff", "#ffa657", "#7ee787", "#d2a8ff", "#ff7b72", "#a5d6ff", "#e3b341"];
   var AXIS = { stroke: "#8b98a5", grid: { stroke: "#26303b", width: 1 }, ticks: { stroke: "#26303b", width: 1 } };
 
-  // A panel of another kind (data-kind) is drawn by window.clickstreamPanelKinds[kind](el,
-  // windows, windowsOf), registered by a script loaded after this one (static/panels/*.js);
-  // data-also names a second metric whose updates redraw it. It returns the points shown.
-  var PANEL_KINDS = window.clickstreamPanelKinds = window.clickstreamPanelKinds || {};
-
   // ---- data: metric -> Map(window_start -> {end, counts: Map(key -> count)}) -----------------
 
   var store = new Map();
@@ -215,11 +210,20 @@
     var points = windows.length;
     if (p.kind === "lines") drawLines(p, windows, p.el, 220, false);
     else if (p.kind === "big") drawBig(p, windows);
-    else if (PANEL_KINDS[p.kind]) points = PANEL_KINDS[p.kind](p.el, windows, sortedWindows);
+    else if (renderers[p.kind]) points = renderers[p.kind](p, windows, sortedWindows);
     else points = drawTop(p, windows);
     p.el.dataset.points = String(points);
     p.el.dataset.last = JSON.stringify(last);
   }
+
+  // Panels of other scenarios (static/panels/*.js, loaded after this script) draw their own
+  // data-kind: register(kind, draw), where draw(panel, windows, windowsOf) returns the points
+  // shown (panel.el is the chart element; windowsOf(metric) gives another metric's windows).
+  // A panel's data-also names a second metric whose updates redraw it.
+  var renderers = {};
+  window.clickstreamPanels = {
+    register: function (kind, draw) { renderers[kind] = draw; scheduleRender(null); }
+  };
 
   var pendingAll = false;
   var pendingMetrics = new Set();

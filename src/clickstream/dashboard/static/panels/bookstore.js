@@ -1,6 +1,6 @@
 /* The Bookstore panel: top books by description opens and by purchases over the last
  * 5 minutes of 1-minute windows (metrics bookstore.opens and bookstore.purchases), each with
- * its conversion (purchases / opens). Drawn through dashboard.js's panel-kind hook. */
+ * its conversion (purchases / opens). Drawn through dashboard.js's renderer hook. */
 (function () {
   "use strict";
 
@@ -57,8 +57,8 @@
     }));
   }
 
-  window.clickstreamPanelKinds = window.clickstreamPanelKinds || {};
-  window.clickstreamPanelKinds.bookstore = function (el, openWindows, windowsOf) {
+  function draw(p, openWindows, windowsOf) {
+    var el = p.el;
     var buyWindows = windowsOf("bookstore.purchases");
     var since = Math.max(newestEnd(openWindows), newestEnd(buyWindows)) - SPAN_MS;
     var opens = sums(openWindows, since);
@@ -72,5 +72,7 @@
       return acc;
     }, {}));
     return openWindows.length;
-  };
+  }
+
+  if (window.clickstreamPanels) window.clickstreamPanels.register("bookstore", draw);
 })();

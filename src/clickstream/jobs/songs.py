@@ -1,0 +1,231 @@
+"""Top songs, live (the songs scenario): song plays -> the warehouse and ranked counts.
+
+Reads ``songs.topic`` (``clickstream simulate songs``, or the seed's own producer) and runs two
+queries:
+
+* ``counts``: plays per artist and song in the current minute (``songs.minute``), the current
+  hour (``songs.hour``) and all time (``songs.all``, one window from the epoch), to the result
+  topic and the warehouse table ``window_counts``, keyed ``artist/song_name``; the dashboard
+  ranks them. Counted on the driver between micro-batches (:mod:`clickstream.jobs.tally`), every
+  ``jobs.count_trigger_s``. The seed stamps plays anywhere earlier in the current month, so the
+  minute and hour windows stay open ``songs.open_windows_s`` (40 days) behind the newest play:
+  a play of this month counts in the windows of its time, never dropped as late. All time is a
+  plain running total (every play in the one window, which never closes). Each of the three
+  tallies commits per batch id, so a replayed micro-batch is not counted twice. Bad records go
+  to the dead-letter topic with the reason.
+* ``plays``: every play into ``song_plays`` (DuckDB, upserted on ``play_id``), or with
+  ``warehouse.bigquery_project`` set, into BigQuery instead
+  (:class:`~clickstream.sinks.bigquery_stream.BigQueryMerge`). The payload has no event id, so
+  ``play_id`` is the record's place in Kafka, ``topic/partition/offset``: a replayed batch
+  writes the same ids again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import functions as F
+
+from clickstream.events.results import TABLE, WindowCount
+from clickstream.events.songs import (
+    EVENT_TYPE,
+    MAX_USER,
+    MIN_USER,
+    SPARK_TIME_FORMAT,
+    SongPlay,
+)
+from clickstream.jobs.counts import ResultsWriter, count_batch_limit
+from clickstream.jobs.parse import dead_letter_key, dead_letter_value, good, parse_json
+from clickstream.jobs.spec import JobSpec, QuerySpec, checkpoint_path
+from clickstream.jobs.tally import WindowTally
+from clickstream.settings import Settings
+from clickstream.sinks.duckdb_table import DuckDBTable, connect
+from clickstream.spark.io import DriverKafkaSink, read_kafka
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+    from clickstream.sinks.base import Sink
+
+NAME = "songs"
+PLAYS_TABLE = "song_plays"
+WINDOWS = {"songs.minute": 60, "songs.hour": 3600}
+ALL_TIME = "songs.all"
+ALL_TIME_END = 253_402_300_800_000
+"""``window_end`` of the all-time window (year 10000): it never closes."""
+REQUIRED = ["user_id", "artist", "song_id", "song_name", "event_type", "timestamp"]
+RANKING_VIEW = "top_songs"
+
+
+def played_at() -> Column:
+    """The play's time (UTC), null when ``timestamp`` is not ``YYYY-MM-DD HH:MM:SS[.ffffff]``."""
+    return F.try_to_timestamp(F.col("timestamp"), F.lit(SPARK_TIME_FORMAT))
+
+
+def parse(raw: DataFrame, settings: Settings) -> DataFrame:
+    at = played_at()
+    future_ms = settings.jobs.max_future_s * 1000
+    ahead = F.unix_millis(at) > F.unix_millis("_kafka_timestamp") + future_ms
+    checks = [
+        (~F.col("user_id").between(MIN_USER, MAX_USER), f"user_id must be {MIN_USER}-{MAX_USER}"),
+        (~F.col("song_id").between(0, 9), "song_id must be 0-9"),
+        (F.col("event_type") != EVENT_TYPE, f"event_type must be {EVENT_TYPE}"),
+        (at.isNull(), "timestamp must be YYYY-MM-DD HH:MM:SS"),
+        (
+            ahead,
+            f"timestamp is more than {settings.jobs.max_future_s} s ahead of its arrival in Kafka",
+        ),
+    ]
+    return parse_json(raw, SongPlay, REQUIRED, checks)
+
+
+def song_key() -> Column:
+    return F.concat_ws("/", "artist", "song_name")
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``artist/song_name`` -> (artist, song_name)."""
+    artist, _, song = key.partition("/")
+    return artist, song
+
+
+def play_id() -> Column:
+    return F.concat_ws("/", "_topic", F.col("_partition").cast("string"), "_offset")
+
+
+def plays(parsed: DataFrame) -> DataFrame:
+    """Good plays as ``song_plays`` rows."""
+    return good(parsed.withColumn("play_id", play_id())).select(
+        "play_id",
+        "user_id",
+        "artist",
+        F.col("song_id").cast("int").alias("song_id"),
+        "song_name",
+        "event_type",
+        "timestamp",
+        played_at().alias("played_at"),
+    )
+
+
+class SongCounts:
+    """The ``counts`` query's writer: three tallies (minute, hour, all time), one snapshot each
+    per batch, and the changed counts to the result topic and ``window_counts``."""
+
+    def __init__(self, settings: Settings, base: Path) -> None:
+        late = settings.songs.open_windows_s
+        self.tallies = {
+            metric: WindowTally.open(size, None, late, base / f"tally-{size}s", dedup_s=0)
+            for metric, size in WINDOWS.items()
+        }
+        # All time: every play at time 0 in one 1-s window that the watermark (0) never closes.
+        self.all_time = WindowTally.open(1, None, 0, base / "tally-all", dedup_s=0)
+        self.results = ResultsWriter(settings)
+        self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
+        self.duckdb_path = settings.duckdb_path
+        self.lock_timeout_s = settings.warehouse.lock_timeout_s
+        self._view = False
+
+    @property
+    def late_events(self) -> int:
+        return sum(t.late_events for t in self.tallies.values())
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        rows = batch.toArrow()
+        ok = rows.filter(pc.is_valid(rows["_time"]))
+        keys = ok["_key"]
+        pending = []
+        for metric, tally in self.tallies.items():
+            update = tally.count(batch_id, ok["_time"], [(metric, keys)])
+            if update is not None:
+                pending.append((tally, update, update.results(tally.size_ms)))
+        zeros = pa.array([0] * len(ok), pa.int64())
+        update = self.all_time.count(batch_id, zeros, [(ALL_TIME, keys)])
+        if update is not None:
+            counts = [
+                WindowCount(
+                    metric=c.metric,
+                    window_start=0,
+                    window_end=ALL_TIME_END,
+                    key=c.key,
+                    count=c.count,
+                )
+                for c in update.results(1000)
+            ]
+            pending.append((self.all_time, update, counts))
+        if not pending:
+            return  # counted and written before a restart
+        dead = rows.filter(pc.is_valid(rows["_dead_value"]))
+        self.dead.send(
+            zip(dead["_dead_key"].to_pylist(), dead["_dead_value"].to_pylist(), strict=True)
+        )
+        self.results.write([c for _, _, counts in pending for c in counts])
+        if not self._view:
+            self._create_view()
+        for tally, update, _ in pending:
+            tally.commit(update)
+
+    def _create_view(self) -> None:
+        with connect(self.duckdb_path, timeout=self.lock_timeout_s) as con:
+            con.execute(
+                f"CREATE OR REPLACE VIEW {RANKING_VIEW} AS SELECT metric, window_start, "
+                "window_end, split_part(key, '/', 1) AS artist, "
+                "substr(key, length(split_part(key, '/', 1)) + 2) AS song_name, count, "
+                "rank() OVER (PARTITION BY metric, window_start, split_part(key, '/', 1) "
+                f"ORDER BY count DESC) AS rank FROM {TABLE} WHERE metric LIKE 'songs.%'"
+            )
+        self._view = True
+
+
+def counts_query(parsed: DataFrame, settings: Settings) -> QuerySpec:
+    ok = F.col("reason").isNull()
+    frame = parsed.select(
+        F.when(ok, F.unix_millis(played_at())).alias("_time"),
+        F.when(ok, F.substring(song_key(), 1, 600)).alias("_key"),
+        F.when(~ok, dead_letter_key()).alias("_dead_key"),
+        F.when(~ok, dead_letter_value()).alias("_dead_value"),
+    )
+    writer = SongCounts(settings, checkpoint_path(settings, NAME, "counts"))
+    return QuerySpec(
+        "counts",
+        frame,
+        writer,
+        "append",
+        settings.jobs.count_trigger_s,
+        late_events=lambda: writer.late_events,
+    )
+
+
+def plays_sink(settings: Settings) -> Sink:
+    if settings.warehouse.bigquery_project:
+        from clickstream.sinks.bigquery_stream import BigQueryMerge
+
+        return BigQueryMerge(settings, PLAYS_TABLE, key="play_id")
+    return DuckDBTable(
+        settings.duckdb_path,
+        PLAYS_TABLE,
+        key="play_id",
+        lock_timeout_s=settings.warehouse.lock_timeout_s,
+    )
+
+
+def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
+    def read() -> DataFrame:
+        return read_kafka(
+            spark,
+            settings.songs.topic,
+            settings=settings,
+            starting_offsets=starting_offsets,
+            max_offsets_per_trigger=count_batch_limit(settings),
+        )
+
+    sink = plays_sink(settings)
+    return JobSpec(
+        NAME,
+        [
+            counts_query(parse(read(), settings), settings),
+            QuerySpec("plays", plays(parse(read(), settings)), sink.write, "append"),
+        ],
+    )
