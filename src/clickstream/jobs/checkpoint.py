@@ -136,7 +136,7 @@ class HadoopStore:
         self.location = location
 
     def _path(self, name: str) -> Any:
-        return self._jvm.org.apache.hadoop.fs.Path(self._base, name)
+        return self._jvm.org.apache.hadoop.fs.Path(self._base, name) if name else self._base
 
     def read(self, name: str) -> bytes | None:
         path = self._path(name)
