@@ -1,11 +1,11 @@
 """Benchmark: the shop count job's events/s by Spark master and events per micro-batch.
 
     .venv/bin/python bench/scale.py [--batches 10000,100000,1000000]
-        [--masters local[1],local[2],cluster:1,cluster:2] [--partitions 4]
+        [--masters local[1],local[2],cluster:1,cluster:2] [--partitions 4] [--max-events N]
         [--compare LABEL=DIR]... [--markdown]
 
 For each side (this checkout, and each ``--compare`` checkout, with its own embedded broker:
-see ``bench/sides.py``) and each batch size B, N = clamp(5 B, 50,000, 1,000,000) shop events
+see ``bench/sides.py``) and each batch size B, N = clamp(5 B, 50,000, max-events) shop events
 are produced to a topic of their own (event times 10,000 a second, keys spread over the
 partitions). Then, per master, the `shop` job runs with `trigger(availableNow=True)` and
 ``spark.max_offsets_per_trigger = B`` on a fresh checkpoint over each topic, after a warm-up
@@ -45,8 +45,11 @@ RATE = 10_000
 """Event times: this many a second."""
 
 
+MAX_EVENTS = 1_000_000
+
+
 def size_for(batch: int) -> int:
-    return min(max(5 * batch, 50_000), 1_000_000)
+    return min(max(5 * batch, 50_000), MAX_EVENTS)
 
 
 def base_settings(bootstrap: str, data_dir: Path, master: str) -> Settings:
@@ -152,10 +155,12 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> int:
+    global MAX_EVENTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="10000,100000,1000000")
     parser.add_argument("--masters", default="local[1],local[2],cluster:1,cluster:2")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--max-events", type=int, default=MAX_EVENTS, help="events per topic")
     parser.add_argument("--bootstrap", help="(internal) the side's broker")
     parser.add_argument("--produce", action="store_true", help="(internal)")
     parser.add_argument("--master", help="(internal) measure this master")
@@ -164,6 +169,7 @@ def main() -> int:
     add_compare_option(parser)
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
+    MAX_EVENTS = args.max_events
     if args.bootstrap:
         print_result(produce(args) if args.produce else measure(args))
         return 0
