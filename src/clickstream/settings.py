@@ -117,8 +117,9 @@ class SparkSettings(_Section):
 
     master: str = "local[*]"
     app_name: str = "clickstream"
-    checkpoint_dir: Path | None = None
-    """Default: ``<data_dir>/checkpoints``."""
+    checkpoint_dir: str | None = None
+    """A local folder or a URL Spark can write to (``hdfs://``, ``s3a://``, ``gs://``).
+    Default: ``<data_dir>/checkpoints``."""
     shuffle_partitions: int | None = Field(default=None, ge=1)
     """Default: the number of cores of a local master, else 8."""
     driver_memory: str = Field(default="2g", pattern=r"^\d+[kmgt]?$")
@@ -410,7 +411,13 @@ class Settings(_Section):
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.spark.checkpoint_dir or self.data_dir / "checkpoints"
+        """The local checkpoint folder (see :mod:`clickstream.jobs.checkpoint` for URLs)."""
+        from clickstream.jobs.checkpoint import local_root, root
+
+        found = local_root(self)
+        if found is None:
+            raise ConfigError(f"spark.checkpoint_dir {root(self)} is not a local folder")
+        return found
 
     @property
     def jars_dir(self) -> Path:

@@ -27,6 +27,7 @@ import httpx
 from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.children import child_pid, spawn, stop
 from clickstream.errors import TerminalError
+from clickstream.jobs import checkpoint
 from clickstream.kafka.admin import ensure_topics, standard_topics, wait_for_cluster
 from clickstream.lock import checkpoints_lock
 from clickstream.settings import Settings
@@ -263,8 +264,14 @@ class Stack:
         for it; return the settings the other parts must use. Parts that take long to start
         (Spark) can be added before :meth:`await_kafka`. ``reset`` deletes the jobs'
         checkpoints first, so they read the topics again from the start."""
-        checkpoints = self.settings.checkpoint_dir
-        if reset and checkpoints.exists():
+        checkpoints = checkpoint.local_root(self.settings)
+        if checkpoints is None:
+            if reset:
+                raise TerminalError(
+                    "--reset deletes local checkpoints only: delete "
+                    f"{checkpoint.root(self.settings)} with the tools of its storage"
+                )
+        elif reset and checkpoints.exists():
             # Not while a jobs process (of another `up`, or `clickstream jobs run`) uses them.
             with checkpoints_lock(checkpoints, "clickstream up --reset"):
                 shutil.rmtree(checkpoints)
@@ -276,7 +283,7 @@ class Stack:
         part.launch()
         self.parts.append(part)
         self._kafka = part
-        if part.broker.formatted_now and _has_files(checkpoints):
+        if part.broker.formatted_now and checkpoints and checkpoint.has_files(checkpoints):
             raise TerminalError(
                 f"the stream checkpoints in {checkpoints} point into a broker whose data is "
                 f"gone ({part.data} was empty): run `clickstream up --reset` to delete them"
@@ -319,10 +326,6 @@ class Stack:
                 part.stop()
             finally:
                 self.say(f"{part.name:<10} stopped")
-
-
-def _has_files(folder: Path) -> bool:
-    return folder.is_dir() and any(path.is_file() for path in folder.rglob("*"))
 
 
 @contextmanager

@@ -8,10 +8,8 @@ raised, so the command shows as much as there is.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,42 +51,26 @@ class Report:
     """The parts of the ``clickstream up`` running on the data folder, if one runs."""
 
 
-def checkpoint_offsets(query_dir: Path) -> tuple[int, dict[Key, int]] | None:
-    """(committed batches, the Kafka offsets the last committed batch ended at) of a streaming
-    query's checkpoint, or None when it has committed nothing."""
-    commits = [int(p.name) for p in (query_dir / "commits").glob("[0-9]*") if p.name.isdigit()]
-    if not commits:
-        return None
-    last = max(commits)
-    lines = (query_dir / "offsets" / str(last)).read_text().splitlines()
-    offsets: dict[Key, int] = {}
-    for line in lines[2:]:  # version, metadata, then one line per source
-        try:
-            nested = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(nested, dict):
-            for topic, parts in nested.items():
-                for partition, offset in parts.items():
-                    offsets[topic, int(partition)] = int(offset)
-    return last + 1, offsets
+def query_lags(settings: Settings, ends: dict[Key, int] | None) -> list[QueryLag]:
+    """The lag of every query whose checkpoint is a local folder (those on a URL are left out:
+    reading them needs Spark)."""
+    from clickstream.jobs import checkpoint
 
-
-def query_lags(checkpoints: Path, ends: dict[Key, int] | None) -> list[QueryLag]:
+    checkpoints = checkpoint.local_root(settings)
+    if checkpoints is None:
+        return []
     found = []
-    for offsets_dir in sorted(checkpoints.glob("*/*/offsets")):
-        query_dir = offsets_dir.parent
-        committed = checkpoint_offsets(query_dir)
+    for job, query, folder in checkpoint.local_queries(checkpoints):
+        committed = checkpoint.committed_offsets(folder)
         batches, offsets = committed if committed else (0, {})
         lag = None
         if ends is not None and committed:
             lag = sum(max(ends.get(key, offset) - offset, 0) for key, offset in offsets.items())
-        commits = list((query_dir / "commits").glob("[0-9]*"))
-        last = max((p.stat().st_mtime for p in commits), default=None)
+        last = checkpoint.last_commit_mtime(folder)
         found.append(
             QueryLag(
-                job=query_dir.parent.name,
-                query=query_dir.name,
+                job=job,
+                query=query,
                 batches=batches,
                 lag=lag,
                 last_commit_s=time.time() - last if last is not None else None,
@@ -148,7 +130,7 @@ def gather(settings: Settings, kafka_settings: Settings | None) -> Report:
             ends = {(t.name, p): end for t in report.topics for p, end in t.ends.items()}
         except ClickstreamError as exc:
             report.kafka_error = str(exc)
-    report.queries = query_lags(settings.checkpoint_dir, ends)
+    report.queries = query_lags(settings, ends)
     try:
         _warehouse(settings, report)
     except ClickstreamError as exc:

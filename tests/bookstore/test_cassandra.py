@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from clickstream.errors import JobFailedError
+from clickstream.jobs.checkpoint import query_location
 from clickstream.jobs.runner import start_job
-from clickstream.jobs.spec import checkpoint_path
 from clickstream.settings import CassandraSettings, Settings
 from tests.bookstore.conftest import bookstore_settings, cassandra_settings
 from tests.bookstore.helpers import make_events, send
@@ -101,7 +101,7 @@ def test_a_replayed_micro_batch_leaves_no_duplicates(
 
     # A crash after the batch was written but before Spark committed it: the commit is gone,
     # so the next start runs the same batch (same offsets) again.
-    commits = checkpoint_path(s, "bookstore", "events") / "commits"
+    commits = Path(query_location(s, "bookstore", "events")) / "commits"
     last = max(commits.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
     last.unlink()
     (commits / f".{last.name}.crc").unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import pytest
 from clickstream.events.shop import ShopEvent
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
-from clickstream.spark.io import MAX_RECORD_BYTES, DriverKafkaSink
+from clickstream.sinks.kafka_topic import MAX_RECORD_BYTES, DriverKafkaSink
 from tests.conftest import read_topic
 from tests.jobs.test_counts import (
     count_settings,

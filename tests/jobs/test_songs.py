@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from clickstream.events.songs import CATALOG
+from clickstream.jobs.checkpoint import query_location
 from clickstream.jobs.runner import start_job
-from clickstream.jobs.spec import checkpoint_path
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.simulators.songs import generate_plays, play_songs
@@ -156,7 +156,7 @@ def test_seed_producer_and_ours_count_the_same_way(
     # Spark runs the last batch of both queries again (as after a crash before its commit):
     # nothing is counted or stored twice.
     for query in ("counts", "plays"):
-        forget_last_batch(checkpoint_path(s, "songs", query))
+        forget_last_batch(Path(query_location(s, "songs", query)))
     run(spark, s)
     assert latest_song_counts(read_topic(s, s.topics.results)) == expected
     assert table(s, "SELECT count(*), count(DISTINCT play_id) FROM song_plays") == [(320, 320)]

@@ -11,7 +11,8 @@ import pytest
 from clickstream.errors import ConfigError
 from clickstream.kafka.admin import describe_topics
 from clickstream.settings import Settings
-from clickstream.spark.io import kafka_sink, read_kafka, write_kafka
+from clickstream.sinks.kafka_topic import kafka_sink, write_kafka
+from clickstream.spark.io import read_kafka
 
 pytestmark = pytest.mark.slow
 

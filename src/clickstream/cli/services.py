@@ -118,54 +118,16 @@ def jobs_run(
     """Run the jobs NAME... in one Spark session until Ctrl-C (or until caught up, with
     --available-now). `clickstream jobs run sessions shop web-live` runs them all. One jobs
     process at a time may use a checkpoint folder."""
-    from clickstream.jobs.runner import (
-        RunningJob,
-        check_names,
-        prepare_kafka,
-        start_job,
-        start_jobs,
-    )
-    from clickstream.lock import checkpoints_lock
-    from clickstream.spark.session import get_spark
-    from clickstream.stack import stop_signals
+    from clickstream.jobs.runner import check_names, lock_checkpoints, run_jobs
 
     check_names(names)  # before Spark starts
-    # Two writers on one checkpoint corrupt it. Released when this process exits.
-    checkpoints_lock(ctx.settings.checkpoint_dir, "clickstream jobs run").acquire()
-    settings = ctx.client_settings()
-    if master:
-        settings = settings.model_copy(
-            update={"spark": settings.spark.model_copy(update={"master": master})}
-        )
-    spark = get_spark(settings, progress=click.echo)
-    prepare_kafka(settings, wait_for_kafka)
-    running: list[RunningJob] = []
-    try:
-        if available_now:
-            for name in dict.fromkeys(names):
-                job = start_job(spark, settings, name, available_now=True)
-                running.append(job)
-                click.echo(
-                    f"job {name}: {len(job.queries)} queries started on {spark.sparkContext.master}"
-                )
-            for job in running:
-                job.await_all()
-        else:
-            with stop_signals() as stop:
-                click.echo(f"starting jobs {', '.join(names)} on {spark.sparkContext.master}")
-                start_jobs(spark, settings, names, running, say=click.echo, stop=stop)
-                while not stop.wait(1.0):
-                    for job in running:
-                        job.poll()
-    finally:
-        for job in running:
-            job.stop()
-    for job in running:
-        for query in job.queries:
-            job.collect(query)
-        for query_name, stats in sorted(job.stats.items()):
-            click.echo(
-                f"{query_name}: {stats.input_rows} rows in {stats.batches} batches, "
-                f"{stats.late_rows_dropped} late events dropped"
-            )
-    spark.stop()
+    lock_checkpoints(ctx.settings)
+    run_jobs(
+        ctx.client_settings(),
+        names,
+        available_now=available_now,
+        master=master,
+        wait_for_kafka=wait_for_kafka,
+        say=click.echo,
+        locked=True,
+    )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.bookstore import EVENT_TYPES, REQUIRED, TABLE, UUID_PATTERN, BookstoreEvent
-from clickstream.jobs.counts import Measure, Windows, count_batch_limit, live_counts
+from clickstream.jobs.counts import Measure, Windows, live_counts
 from clickstream.jobs.parse import good, parse_json, time_checks
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
@@ -91,7 +91,6 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         settings.topics.bookstore,
         settings=settings,
         starting_offsets=starting_offsets,
-        max_offsets_per_trigger=count_batch_limit(settings),
     )
     parsed = parse(raw, settings)
     windows = Windows(WINDOW_S, None, settings.jobs.count_watermark_s)

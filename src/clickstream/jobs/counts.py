@@ -5,35 +5,43 @@ A :class:`Measure` names a metric and the column whose values are counted. Windo
 events later than the watermark are dropped and counted.
 
 :func:`live_counts` is the query of the count jobs. Spark reads and parses each micro-batch
-(statelessly: no shuffle, no state store), the driver adds its events to the counts of the open
-windows (:mod:`clickstream.jobs.tally`) and writes the windows it changed with their count so
-far, so a window reaches the result topic one trigger after its first event instead of after
-the watermark passes it. The same batch's malformed records go to the dead-letter topic: one
-read and one parse of the topic for both. The newest record of a ``(metric, window_start,
-key)`` is the count; the warehouse table is upserted on that key, and a replayed batch
-rewrites the same counts (see :mod:`clickstream.events.results`).
+(statelessly: no shuffle, no state store) and each task reduces its events to partial counts
+per (metric, window, key) (:func:`~clickstream.jobs.tally.window_partials`, in
+``mapInArrow``), so only those partials reach the driver, whatever the number of events. The
+driver adds them to the counts of the open windows (:mod:`clickstream.jobs.tally`) and writes
+the windows it changed with their count so far, so a window reaches the result topic one
+trigger after its first event instead of after the watermark passes it. The same batch's
+malformed records go to the dead-letter topic: one read and one parse of the topic for both.
+
+With event ids (``web-live``), a task also sends each event's id and time: the driver knows
+which ids were counted before (:meth:`~clickstream.jobs.tally.WindowTally.dedup`); when some
+were, the few events carrying them are read again and their partials taken back.
+
+The newest record of a ``(metric, window_start, key)`` is the count; the warehouse table is
+upserted on that key, and a replayed batch rewrites the same counts (see
+:mod:`clickstream.events.results`).
 
 :func:`window_distinct` (distinct visitors, not a sum) stays a Spark stateful aggregation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from clickstream.errors import ConfigError
-from clickstream.events.results import TABLE, WindowCount, record_key
+from clickstream.jobs import checkpoint
 from clickstream.jobs.parse import dead_letter_key, dead_letter_value
-from clickstream.jobs.spec import QuerySpec, checkpoint_path
-from clickstream.jobs.tally import WindowTally
+from clickstream.jobs.spec import QuerySpec
+from clickstream.jobs.tally import PARTIALS, WindowTally, window_partials
 from clickstream.settings import Settings
-from clickstream.sinks.duckdb_table import DuckDBTable
-from clickstream.spark.io import DriverKafkaSink
+from clickstream.sinks.kafka_topic import DriverKafkaSink
+from clickstream.sinks.results_topic import ResultsTopic
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -66,16 +74,6 @@ class Windows:
 MAX_KEY_CHARS = 256
 """A counted value (a page path, a referrer host) is cut to this many characters: result keys
 stay small whatever an event holds."""
-
-COUNT_BATCH_MAX_EVENTS = 500_000
-"""A count micro-batch reads at most this many records (they are collected to the driver)."""
-
-
-def count_batch_limit(settings: Settings) -> int:
-    """Records per count micro-batch: ``spark.max_offsets_per_trigger`` up to
-    :data:`COUNT_BATCH_MAX_EVENTS`."""
-    limit = settings.spark.max_offsets_per_trigger
-    return min(limit, COUNT_BATCH_MAX_EVENTS) if limit else COUNT_BATCH_MAX_EVENTS
 
 
 def live_counts(
@@ -111,10 +109,11 @@ def live_counts(
             F.when(condition, dead_letter_key()).alias("_dead_key"),
             F.when(condition, dead_letter_value()).alias("_dead_value"),
         ]
-    checkpoint = checkpoint_path(settings, job, name)
-    if (checkpoint / "state").is_dir():
+    location = checkpoint.query_location(settings, job, name)
+    query = checkpoint.store(location, parsed.sparkSession)
+    if checkpoint.has_state(query):
         raise ConfigError(
-            f"the checkpoint {checkpoint} was written by the Spark stateful count query of an "
+            f"the checkpoint {location} was written by the Spark stateful count query of an "
             "earlier clickstream version: delete it (the counts already written stay; those of "
             "windows still open start again)"
         )
@@ -122,9 +121,18 @@ def live_counts(
         windows.size_s,
         windows.slide_s,
         windows.watermark_s,
-        checkpoint / "tally",
+        checkpoint.tally_store(query),
         dedup_s=settings.jobs.dedup_s,
     )
+    committed = checkpoint.committed_batches(query)
+    if committed and not tally.has_snapshot:
+        raise ConfigError(
+            f"the checkpoint {location} has {len(committed)} committed batches but no count "
+            f"tally ({checkpoint.join(location, checkpoint.TALLY)} is missing or empty): the "
+            "windows still open would count again from zero and overwrite correct counts. "
+            "Restore that folder from where it was, or delete the checkpoint to count the "
+            "topic again from its start"
+        )
     writer = CountsWriter(settings, [m.metric for m in measures], tally, dead_letters=dead)
     return QuerySpec(
         name,
@@ -137,16 +145,16 @@ def live_counts(
 
 
 class CountsWriter:
-    """The ``foreachBatch`` function of :func:`live_counts`: collects the batch (a few narrow
-    columns) to the driver as Arrow, adds the good records to the tally, dead-letters the bad
-    ones, writes the changed counts, then commits the tally."""
+    """The ``foreachBatch`` function of :func:`live_counts`: reduces the batch to partial counts
+    on the executors, merges them into the tally, dead-letters the bad records, writes the
+    changed counts, then commits the tally."""
 
     def __init__(
         self, settings: Settings, metrics: list[str], tally: WindowTally, *, dead_letters: bool
     ) -> None:
         self.metrics = metrics
         self.tally = tally
-        self.results = ResultsWriter(settings)
+        self.results = ResultsTopic(settings)
         self.dead = (
             DriverKafkaSink(settings.topics.dead_letter, settings=settings)
             if dead_letters
@@ -154,20 +162,144 @@ class CountsWriter:
         )
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.toArrow()
-        good = rows.filter(pc.is_valid(rows["_time"]))
-        keys = [(m, good[f"_m{i}"]) for i, m in enumerate(self.metrics)]
-        ids = good["_id"] if "_id" in good.column_names else None
-        update = self.tally.count(batch_id, good["_time"], keys, ids)
-        if update is None:
+        tally = self.tally
+        if batch_id <= tally.batch_id:
             return  # counted and written before a restart
+        has_ids = "_id" in batch.columns
+        reduce = partial_counts(
+            len(self.metrics), tally.size_ms, tally.slide_ms, tally.watermark_ms, has_ids
+        )
+        rows = batch.mapInArrow(reduce, REDUCED).toArrow()
+        kind = rows["kind"]
+        partials = _partials(rows.filter(pc.equal(kind, PARTIAL)), self.metrics)
+        late = pc.sum(rows.filter(pc.equal(kind, LATE))["count"]).as_py() or 0
+        newest = pc.max(rows.filter(pc.equal(kind, NEWEST))["time"]).as_py()
+        new_ids: dict[str, int] = {}
+        duplicates = 0
+        if has_ids:
+            ids = rows.filter(pc.equal(kind, ID))
+            fresh, new_ids = tally.dedup(ids["id"], ids["time"])
+            duplicates = fresh.count(False)
+            if new_ids:
+                newest = max(newest or -(2**63), max(new_ids.values()))
+            if duplicates:
+                again = {i for i, f in zip(ids["id"].to_pylist(), fresh, strict=True) if not f}
+                taken, taken_late = self._uncount(batch, again)
+                partials = pa.concat_tables([partials, taken])
+                late -= taken_late
+        update = tally.merge(batch_id, partials, late, newest, new_ids, duplicates)
         if self.dead is not None:
-            dead = rows.filter(pc.is_valid(rows["_dead_value"]))
+            dead = rows.filter(pc.equal(kind, DEAD))
             self.dead.send(
-                zip(dead["_dead_key"].to_pylist(), dead["_dead_value"].to_pylist(), strict=True)
+                zip(dead["dead_key"].to_pylist(), dead["dead_value"].to_pylist(), strict=True)
             )
-        self.results.write(update.results(self.tally.size_ms))
-        self.tally.commit(update)
+        self.results.write_counts(update.results(tally.size_ms))
+        tally.commit(update)
+
+    def _uncount(self, batch: DataFrame, again: set[str]) -> tuple[pa.Table, int]:
+        """Negative partials of the events not to count: the copies of ids in ``again`` that
+        :meth:`WindowTally.dedup` turned down (read again, in the same order)."""
+        columns = ["_time", "_id", *(f"_m{i}" for i in range(len(self.metrics)))]
+        rows = batch.where(F.col("_id").isin(list(again))).select(*columns).toArrow()
+        rows = rows.filter(pc.is_valid(rows["_time"]))
+        fresh, _ = self.tally.dedup(rows["_id"], rows["_time"])
+        drop = rows.filter(pc.invert(pa.array(fresh, pa.bool_())))
+        keys = [(m, drop[f"_m{i}"]) for i, m in enumerate(self.metrics)]
+        t = self.tally
+        taken, late = window_partials(drop["_time"], keys, t.size_ms, t.slide_ms, t.watermark_ms)
+        return taken.set_column(3, "count", pc.negate(taken["count"])), late
+
+
+PARTIAL, LATE, NEWEST, ID, DEAD = 0, 1, 2, 3, 4
+REDUCED = (
+    "kind int, metric int, start long, key string, count long, id string, time long, "
+    "dead_key string, dead_value string"
+)
+_REDUCED = pa.schema(
+    [
+        ("kind", pa.int32()),
+        ("metric", pa.int32()),
+        ("start", pa.int64()),
+        ("key", pa.string()),
+        ("count", pa.int64()),
+        ("id", pa.string()),
+        ("time", pa.int64()),
+        ("dead_key", pa.string()),
+        ("dead_value", pa.string()),
+    ]
+)
+
+
+def partial_counts(
+    metrics: int, size_ms: int, slide_ms: int, watermark_ms: int | None, has_ids: bool
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function reducing one partition of a count batch: partial counts
+    (``metric`` as the measure's index), the late events, the newest event time without an id
+    (those with one come as ``id`` rows), and the dead letters."""
+
+    def reduce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = pa.Table.from_batches(list(batches))
+        if table.num_rows == 0:
+            return
+        good = table.filter(pc.is_valid(table["_time"]))
+        out = []
+        if good.num_rows:
+            keys = [(str(i), good[f"_m{i}"]) for i in range(metrics)]
+            counted, late = window_partials(good["_time"], keys, size_ms, slide_ms, watermark_ms)
+            out.append(
+                _rows(
+                    PARTIAL,
+                    counted.num_rows,
+                    metric=pc.cast(counted["metric"], pa.int32()),
+                    start=counted["start"],
+                    key=counted["key"],
+                    count=counted["count"],
+                )
+            )
+            out.append(_rows(LATE, 1, count=pa.array([late], pa.int64())))
+            if has_ids:
+                with_id = pc.is_valid(good["_id"])
+                ided = good.filter(with_id)
+                out.append(_rows(ID, ided.num_rows, id=ided["_id"], time=ided["_time"]))
+                plain = good.filter(pc.invert(with_id))["_time"]
+            else:
+                plain = good["_time"]
+            if len(plain):
+                out.append(_rows(NEWEST, 1, time=pa.array([pc.max(plain).as_py()], pa.int64())))
+        if "_dead_value" in table.column_names:
+            dead = table.filter(pc.is_valid(table["_dead_value"]))
+            if dead.num_rows:
+                out.append(
+                    _rows(
+                        DEAD,
+                        dead.num_rows,
+                        dead_key=dead["_dead_key"],
+                        dead_value=dead["_dead_value"],
+                    )
+                )
+        for part in out:
+            yield from part.to_batches()
+
+    return reduce
+
+
+def _rows(kind: int, n: int, **columns: pa.Array | pa.ChunkedArray) -> pa.Table:
+    data = {f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in _REDUCED if f.name != "kind"}
+    data = {name: pc.cast(col, _REDUCED.field(name).type) for name, col in data.items()}
+    return pa.table({"kind": pa.array([kind] * n, pa.int32()), **data}, schema=_REDUCED)
+
+
+def _partials(rows: pa.Table, metrics: list[str]) -> pa.Table:
+    names = pa.array(metrics, pa.string())
+    return pa.table(
+        {
+            "metric": pc.take(names, rows["metric"]),
+            "start": rows["start"],
+            "key": rows["key"],
+            "count": rows["count"],
+        },
+        schema=PARTIALS,
+    )
 
 
 def window_distinct(
@@ -192,46 +324,3 @@ def _shape(counted: DataFrame, count: Column) -> DataFrame:
         "key",
         count.cast("long").alias("count"),
     )
-
-
-class ResultsWriter:
-    """A ``foreachBatch`` function writing counts to the result topic (JSON, keyed by
-    ``metric|window_start|key``) and to the warehouse table ``window_counts`` (upserted on that
-    key, window bounds as timestamps).
-
-    Counts are few (windows x keys changed in one micro-batch), so the batch is collected to the
-    driver once, as Arrow, and written from there by one long-lived producer: one Spark job per
-    micro-batch instead of one per sink, which is most of a count's latency.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.topic = DriverKafkaSink(settings.topics.results, settings=settings)
-        self.table = DuckDBTable(
-            settings.duckdb_path,
-            TABLE,
-            key="result_key",
-            lock_timeout_s=settings.warehouse.lock_timeout_s,
-        )
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.write([WindowCount(**r) for r in batch.toArrow().to_pylist()])
-
-    def write(self, counts: list[WindowCount]) -> None:
-        if not counts:
-            return
-        keys = [record_key(c.metric, c.window_start, c.key) for c in counts]
-        encode = msgspec.json.encode
-        self.topic.send(zip(keys, map(encode, counts), strict=True))
-        utc = pa.timestamp("ms", tz="UTC")
-        self.table.upsert(
-            pa.table(
-                {
-                    "result_key": keys,
-                    "metric": [c.metric for c in counts],
-                    "window_start": pc.cast(pa.array([c.window_start for c in counts]), utc),
-                    "window_end": pc.cast(pa.array([c.window_end for c in counts]), utc),
-                    "key": [c.key for c in counts],
-                    "count": pa.array([c.count for c in counts], pa.int64()),
-                }
-            )
-        )

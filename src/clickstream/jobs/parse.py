@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from clickstream.events.web import map_limits, spark_columns, spark_ddl, string_limits
 from clickstream.jobs.spec import QuerySpec
 from clickstream.settings import Settings
-from clickstream.spark.io import DriverKafkaSink
+from clickstream.sinks.kafka_topic import DriverKafkaSink
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

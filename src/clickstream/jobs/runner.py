@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clickstream.errors import ConfigError, JobFailedError
-from clickstream.jobs.spec import JobSpec, QuerySpec, checkpoint_path
+from clickstream.jobs import checkpoint
+from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ def _start_query(
         query.frame.writeStream.queryName(f"{spec.name}.{query.name}")
         .outputMode(query.output_mode)
         .foreachBatch(query.write_batch)
-        .option("checkpointLocation", str(checkpoint_path(settings, spec.name, query.name)))
+        .option("checkpointLocation", checkpoint.query_location(settings, spec.name, query.name))
     )
     interval = settings.jobs.trigger_s if query.trigger_s is None else query.trigger_s
     writer = (
@@ -199,3 +200,71 @@ def _start_query(
         else writer.trigger(processingTime=f"{interval} seconds")
     )
     return writer.start()
+
+
+def lock_checkpoints(settings: Settings) -> None:
+    """Two writers on one checkpoint corrupt it: take the lock of a local checkpoint folder
+    (released when this process exits), or fail naming the process that holds it."""
+    from clickstream.lock import checkpoints_lock
+
+    local = checkpoint.local_root(settings)
+    if local is not None:
+        checkpoints_lock(local, "clickstream jobs run").acquire()
+
+
+def run_jobs(
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    available_now: bool = False,
+    master: str | None = None,
+    wait_for_kafka: float | None = None,
+    say: Callable[[str], None] = print,
+    locked: bool = False,
+) -> None:
+    """Run jobs ``names`` in one Spark session until SIGINT/SIGTERM (or until caught up, with
+    ``available_now``), then report each query's rows. The loop of ``clickstream jobs run`` and
+    of ``spark-submit`` (:mod:`clickstream.jobs.submit`); ``master`` overrides
+    ``spark.master`` (spark-submit's ``--master`` is already the session's); ``locked``: the
+    caller holds :func:`lock_checkpoints` already."""
+    from clickstream.spark.session import get_spark
+    from clickstream.stack import stop_signals
+
+    check_names(list(names))  # before Spark starts
+    if not locked:
+        lock_checkpoints(settings)
+    if master:
+        settings = settings.model_copy(
+            update={"spark": settings.spark.model_copy(update={"master": master})}
+        )
+    spark = get_spark(settings, progress=say)
+    prepare_kafka(settings, wait_for_kafka)
+    running: list[RunningJob] = []
+    on = spark.sparkContext.master
+    try:
+        if available_now:
+            for name in dict.fromkeys(names):
+                job = start_job(spark, settings, name, available_now=True)
+                running.append(job)
+                say(f"job {name}: {len(job.queries)} queries started on {on}")
+            for job in running:
+                job.await_all()
+        else:
+            with stop_signals() as stop:
+                say(f"starting jobs {', '.join(names)} on {on}")
+                start_jobs(spark, settings, names, running, say=say, stop=stop)
+                while not stop.wait(1.0):
+                    for job in running:
+                        job.poll()
+    finally:
+        for job in running:
+            job.stop()
+    for job in running:
+        for query in job.queries:
+            job.collect(query)
+        for query_name, stats in sorted(job.stats.items()):
+            say(
+                f"{query_name}: {stats.input_rows} rows in {stats.batches} batches, "
+                f"{stats.late_rows_dropped} late events dropped"
+            )
+    spark.stop()

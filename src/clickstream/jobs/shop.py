@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
-from clickstream.jobs.counts import Measure, Windows, count_batch_limit, live_counts
+from clickstream.jobs.counts import Measure, Windows, live_counts
 from clickstream.jobs.parse import parse_json, time_checks
 from clickstream.jobs.spec import JobSpec
 from clickstream.settings import Settings
@@ -56,7 +56,6 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         settings.topics.shop,
         settings=settings,
         starting_offsets=starting_offsets,
-        max_offsets_per_trigger=count_batch_limit(settings),
     )
     windows = Windows.from_settings(settings)
     counts = live_counts(

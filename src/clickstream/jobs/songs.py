@@ -22,13 +22,13 @@ queries:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
+from clickstream.errors import ConfigError
 from clickstream.events.results import TABLE, WindowCount
 from clickstream.events.songs import (
     EVENT_TYPE,
@@ -37,13 +37,15 @@ from clickstream.events.songs import (
     SPARK_TIME_FORMAT,
     SongPlay,
 )
-from clickstream.jobs.counts import ResultsWriter, count_batch_limit
+from clickstream.jobs import checkpoint
 from clickstream.jobs.parse import dead_letter_key, dead_letter_value, good, parse_json
-from clickstream.jobs.spec import JobSpec, QuerySpec, checkpoint_path
+from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import DuckDBTable, connect
-from clickstream.spark.io import DriverKafkaSink, read_kafka
+from clickstream.sinks.kafka_topic import DriverKafkaSink
+from clickstream.sinks.results_topic import ResultsTopic
+from clickstream.spark.io import read_kafka
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -114,15 +116,19 @@ class SongCounts:
     """The ``counts`` query's writer: three tallies (minute, hour, all time), one snapshot each
     per batch, and the changed counts to the result topic and ``window_counts``."""
 
-    def __init__(self, settings: Settings, base: Path) -> None:
+    def __init__(self, settings: Settings, query: checkpoint.Store) -> None:
         late = settings.songs.open_windows_s
+
+        def tally(name: str, size: int, delay: int) -> WindowTally:
+            store = checkpoint.tally_store(query, name)
+            return WindowTally.open(size, None, delay, store, dedup_s=0)
+
         self.tallies = {
-            metric: WindowTally.open(size, None, late, base / f"tally-{size}s", dedup_s=0)
-            for metric, size in WINDOWS.items()
+            metric: tally(f"tally-{size}s", size, late) for metric, size in WINDOWS.items()
         }
         # All time: every play at time 0 in one 1-s window that the watermark (0) never closes.
-        self.all_time = WindowTally.open(1, None, 0, base / "tally-all", dedup_s=0)
-        self.results = ResultsWriter(settings)
+        self.all_time = tally("tally-all", 1, 0)
+        self.results = ResultsTopic(settings)
         self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
         self.duckdb_path = settings.duckdb_path
         self.lock_timeout_s = settings.warehouse.lock_timeout_s
@@ -161,7 +167,7 @@ class SongCounts:
         self.dead.send(
             zip(dead["_dead_key"].to_pylist(), dead["_dead_value"].to_pylist(), strict=True)
         )
-        self.results.write([c for _, _, counts in pending for c in counts])
+        self.results.write_counts([c for _, _, counts in pending for c in counts])
         if not self._view:
             self._create_view()
         for tally, update, _ in pending:
@@ -187,7 +193,18 @@ def counts_query(parsed: DataFrame, settings: Settings) -> QuerySpec:
         F.when(~ok, dead_letter_key()).alias("_dead_key"),
         F.when(~ok, dead_letter_value()).alias("_dead_value"),
     )
-    writer = SongCounts(settings, checkpoint_path(settings, NAME, "counts"))
+    location = checkpoint.query_location(settings, NAME, "counts")
+    query = checkpoint.store(location, parsed.sparkSession)
+    writer = SongCounts(settings, query)
+    committed = checkpoint.committed_batches(query)
+    lost = [t for t in (*writer.tallies.values(), writer.all_time) if not t.has_snapshot]
+    if committed and lost:
+        raise ConfigError(
+            f"the checkpoint {location} has {len(committed)} committed batches but a song "
+            "tally is missing or empty: its windows would count again from zero and overwrite "
+            "correct counts. Restore the tally folders from where they were, or delete the "
+            "checkpoint to count the topic again from its start"
+        )
     return QuerySpec(
         "counts",
         frame,
@@ -218,7 +235,6 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             settings.songs.topic,
             settings=settings,
             starting_offsets=starting_offsets,
-            max_offsets_per_trigger=count_batch_limit(settings),
         )
 
     sink = plays_sink(settings)

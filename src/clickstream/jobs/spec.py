@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
-
-    from clickstream.settings import Settings
-
-
-def checkpoint_path(settings: Settings, job: str, query: str) -> Path:
-    """Where query ``query`` of job ``job`` keeps its checkpoint."""
-    return settings.checkpoint_dir / job / query
 
 
 @dataclass

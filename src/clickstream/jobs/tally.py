@@ -1,10 +1,11 @@
 """Windowed counts kept on the driver between micro-batches, with a snapshot per batch.
 
-The count queries are stateless in Spark: each micro-batch's events come to the driver (a few
-narrow columns, as Arrow), and a :class:`WindowTally` adds them to the counts of the windows
-still open. Counts are sums, so nothing else is needed; it saves Spark's stateful aggregation
-(a shuffle, a second stage and a state store per partition), which was most of a count
-micro-batch's time.
+The count queries are stateless in Spark: the executors reduce each micro-batch to partial
+counts per (metric, window, key) with :func:`window_partials` (see
+:mod:`clickstream.jobs.counts`), and a :class:`WindowTally` on the driver adds those to the
+counts of the windows still open (:meth:`WindowTally.merge`). Counts are sums, so nothing else
+is needed; it saves Spark's stateful aggregation (a shuffle, a second stage and a state store
+per partition), which was most of a count micro-batch's time.
 
 Semantics are those of Spark's windowed aggregation with a watermark, in update mode:
 
@@ -20,16 +21,14 @@ Semantics are those of Spark's windowed aggregation with a watermark, in update 
 
 **Exactly once.** :meth:`WindowTally.count` works out a batch's result without changing the
 tally; :meth:`WindowTally.commit` applies it once the results are written and saves a snapshot
-(open windows, watermark, batch id) in the query's checkpoint directory, and the ids the batch
-counted in ``ids/<batch id>.json`` (so a snapshot never holds more than a batch's ids). After a
-restart the
-tally is the last snapshot: a batch Spark runs again is either newer (counted again from the
-state before it, so its writes repeat the same counts) or already in the snapshot (skipped).
-"""
+(open windows, watermark, batch id) beside the query's checkpoint, on its filesystem
+(:mod:`clickstream.jobs.checkpoint`), and the ids the batch counted in ``ids/<batch id>.json``
+(so a snapshot never holds more than a batch's ids). After a restart the tally is the last
+snapshot: a batch Spark runs again is either newer (counted again from the state before it, so
+its writes repeat the same counts) or already in the snapshot (skipped)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import pyarrow.compute as pc
 
 from clickstream.errors import ConfigError
 from clickstream.events.results import WindowCount
+from clickstream.jobs.checkpoint import LocalStore, Store, batch_numbers
 
 Slot = tuple[str, int, str]
 """(metric, window start in epoch ms, key)."""
@@ -82,7 +82,7 @@ class WindowTally:
     size_ms: int
     slide_ms: int
     delay_ms: int
-    directory: Path | None = None
+    store: Store | None = None
     """Where snapshots go; ``None`` keeps the tally in memory only."""
     counts: dict[Slot, int] = field(default_factory=dict)
     batch_id: int = -1
@@ -94,30 +94,37 @@ class WindowTally:
     dedup_ms: int = 120_000
     """How long (event time) an event id is remembered."""
     seen: dict[str, int] = field(default_factory=dict)
+    """Event id -> event time of the ids remembered."""
     id_files: dict[int, int] = field(default_factory=dict)
     """Batch id -> newest event time of each file of ids kept (no file is read again to know)."""
-    """Event id -> event time of the ids remembered."""
     duplicates: int = 0
     """Retried events not counted again since this tally was created."""
 
     @classmethod
     def open(
-        cls, size_s: int, slide_s: int | None, delay_s: int, directory: Path, dedup_s: int = 120
+        cls,
+        size_s: int,
+        slide_s: int | None,
+        delay_s: int,
+        directory: Path | Store,
+        dedup_s: int = 120,
     ) -> WindowTally:
         """The tally saved in ``directory`` (empty when there is none yet)."""
-        tally = cls(size_s * 1000, (slide_s or size_s) * 1000, delay_s * 1000, directory)
+        store = LocalStore(directory) if isinstance(directory, Path) else directory
+        tally = cls(size_s * 1000, (slide_s or size_s) * 1000, delay_s * 1000, store)
         tally.dedup_ms = dedup_s * 1000
-        latest = max(_snapshots(directory), default=None)
+        latest = max(batch_numbers(_stems(store.list(""))), default=None)
         if latest is None:
             return tally
-        path = directory / f"{latest}.json"
+        path = f"{store.location}/{latest}.json"
         try:
-            snap = msgspec.json.decode(path.read_bytes(), type=_Snapshot)
+            snap = msgspec.json.decode(store.read(f"{latest}.json") or b"", type=_Snapshot)
         except (OSError, msgspec.DecodeError) as exc:
             raise ConfigError(f"cannot read the count snapshot {path}: {exc}") from exc
         if (snap.size_ms, snap.slide_ms) != (tally.size_ms, tally.slide_ms):
+            parent = store.location.rstrip("/").rpartition("/")[0]
             raise ConfigError(
-                f"the checkpoint {directory.parent} holds counts of {snap.size_ms // 1000}-s "
+                f"the checkpoint {parent} holds counts of {snap.size_ms // 1000}-s "
                 f"windows sliding by {snap.slide_ms // 1000} s, not {size_s}-s windows sliding "
                 f"by {(slide_s or size_s)} s: delete it (counts start again) or keep the settings"
             )
@@ -126,6 +133,11 @@ class WindowTally:
         tally.counts = {(m, s, k): c for m, s, k, c in snap.counts}
         tally._load_ids()
         return tally
+
+    @property
+    def has_snapshot(self) -> bool:
+        """True when a snapshot was read or written."""
+        return self.batch_id >= 0
 
     @property
     def watermark_ms(self) -> int | None:
@@ -147,12 +159,7 @@ class WindowTally:
         new_ids: dict[str, int] = {}
         duplicates = 0
         if ids is not None and len(times):
-            fresh = []
-            for event, at in zip(ids.to_pylist(), times.to_pylist(), strict=True):
-                again = event is not None and (event in self.seen or event in new_ids)
-                fresh.append(not again)
-                if event is not None and not again:
-                    new_ids[event] = at
+            fresh, new_ids = self.dedup(ids, times)
             duplicates = fresh.count(False)
             if duplicates:
                 mask = pa.array(fresh)
@@ -160,46 +167,49 @@ class WindowTally:
                 keys = [(metric, key.filter(mask)) for metric, key in keys]
         if len(times) == 0:
             return TallyUpdate(batch_id, {}, self.newest_ms, 0, new_ids, duplicates)
-        last_start = pc.cast(
-            pc.floor_temporal(
-                pc.cast(times, pa.timestamp("ms")), multiple=self.slide_ms, unit="millisecond"
-            ),
-            pa.int64(),
-        )
-        watermark = self.watermark_ms
-        late = 0
-        if watermark is not None:
-            # The newest window of a late event ended by the watermark.
-            is_late = pc.less_equal(pc.add(last_start, self.size_ms), watermark)
-            late = pc.sum(pc.cast(is_late, pa.int64())).as_py() or 0
-        parts = []
-        for back in range(-(-self.size_ms // self.slide_ms)):
-            start = pc.subtract(last_start, back * self.slide_ms)
-            end = pc.add(start, self.size_ms)
-            holds = pc.greater(end, times)
-            if watermark is not None:
-                holds = pc.and_(holds, pc.greater(end, watermark))
-            for metric, key in keys:
-                mask = pc.and_(holds, pc.is_valid(key))
-                starts = start.filter(mask)
-                parts.append(
-                    pa.table(
-                        {
-                            "metric": pa.array([metric] * len(starts), pa.string()),
-                            "start": starts,
-                            "key": pc.cast(key, pa.string()).filter(mask),
-                        }
-                    )
-                )
-        added = pa.concat_tables(parts).group_by(["metric", "start", "key"])
+        added, late = window_partials(times, keys, self.size_ms, self.slide_ms, self.watermark_ms)
+        return self.merge(batch_id, added, late, pc.max(times).as_py(), new_ids, duplicates)
+
+    def dedup(self, ids: pa.Array, times: pa.Array) -> tuple[list[bool], dict[str, int]]:
+        """Which events count (``False``: their id was counted before, in an earlier batch or
+        earlier in these) and the ids counted, with their event times."""
+        new_ids: dict[str, int] = {}
+        fresh = []
+        for event, at in zip(ids.to_pylist(), times.to_pylist(), strict=True):
+            again = event is not None and (event in self.seen or event in new_ids)
+            fresh.append(not again)
+            if event is not None and not again:
+                new_ids[event] = at
+        return fresh, new_ids
+
+    def merge(
+        self,
+        batch_id: int,
+        partials: pa.Table,
+        late: int,
+        newest_ms: int | None,
+        new_ids: dict[str, int] | None = None,
+        duplicates: int = 0,
+    ) -> TallyUpdate:
+        """The result of adding a batch's partial counts (``metric``, ``start``, ``key``,
+        ``count``: several rows of one slot add up), made by :func:`window_partials` against
+        this tally's :attr:`watermark_ms`, to the open windows."""
         changed: dict[Slot, int] = {}
-        for row in added.aggregate([([], "count_all")]).to_pylist():
-            slot = (row["metric"], row["start"], row["key"])
-            changed[slot] = self.counts.get(slot, 0) + row["count_all"]
-        newest = pc.max(times).as_py()
+        if partials.num_rows:
+            summed = partials.group_by(["metric", "start", "key"]).aggregate([("count", "sum")])
+            for m, s, k, c in zip(
+                summed["metric"].to_pylist(),
+                summed["start"].to_pylist(),
+                summed["key"].to_pylist(),
+                summed["count_sum"].to_pylist(),
+                strict=True,
+            ):
+                if c:  # zero: events taken back (retries) were all the slot had
+                    changed[m, s, k] = self.counts.get((m, s, k), 0) + c
+        newest = newest_ms
         if self.newest_ms is not None:
-            newest = max(newest, self.newest_ms)
-        return TallyUpdate(batch_id, changed, newest, late, new_ids, duplicates)
+            newest = self.newest_ms if newest is None else max(newest, self.newest_ms)
+        return TallyUpdate(batch_id, changed, newest, late, new_ids or {}, duplicates)
 
     def commit(self, update: TallyUpdate) -> None:
         """Apply ``update`` (its results are written), close the windows the watermark passed,
@@ -215,17 +225,16 @@ class WindowTally:
             for slot in closed:
                 del self.counts[slot]
         self.seen.update(update.new_ids)
-        if self.directory is not None and update.new_ids:
+        if self.store is not None and update.new_ids:
             self._save_ids(update.batch_id, update.new_ids)
         forget = self._forget_before()
         if forget is not None:
             self.seen = {event: at for event, at in self.seen.items() if at >= forget}
-        if self.directory is not None:
+        if self.store is not None:
             self._save()
 
     def _save(self) -> None:
-        assert self.directory is not None
-        self.directory.mkdir(parents=True, exist_ok=True)
+        assert self.store is not None
         snap = _Snapshot(
             self.batch_id,
             self.size_ms,
@@ -233,54 +242,101 @@ class WindowTally:
             self.newest_ms,
             [(m, s, k, c) for (m, s, k), c in self.counts.items()],
         )
-        path = self.directory / f"{self.batch_id}.json"
-        temp = path.with_suffix(".tmp")
-        temp.write_bytes(msgspec.json.encode(snap))
-        os.replace(temp, path)
-        for older in _snapshots(self.directory):
+        self.store.write(f"{self.batch_id}.json", msgspec.json.encode(snap))
+        for older in batch_numbers(_stems(self.store.list(""))):
             if older < self.batch_id:
-                (self.directory / f"{older}.json").unlink(missing_ok=True)
+                self.store.delete(f"{older}.json")
 
     def _forget_before(self) -> int | None:
         """Ids of events older than this (event time) are forgotten."""
         return None if self.newest_ms is None else self.newest_ms - self.dedup_ms
 
     def _save_ids(self, batch_id: int, ids: dict[str, int]) -> None:
-        assert self.directory is not None
-        folder = self.directory / "ids"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{batch_id}.json"
-        temp = path.with_suffix(".tmp")
-        temp.write_bytes(msgspec.json.encode({"newest": max(ids.values()), "ids": ids}))
-        os.replace(temp, path)
-        self.id_files[batch_id] = max(ids.values())
+        assert self.store is not None
+        newest = max(ids.values())
+        self.store.write(
+            f"ids/{batch_id}.json", msgspec.json.encode({"newest": newest, "ids": ids})
+        )
+        self.id_files[batch_id] = newest
         forget = self._forget_before()
         if forget is None:
             return
         for older, newest in list(self.id_files.items()):
             if older < batch_id and newest < forget:
-                (folder / f"{older}.json").unlink(missing_ok=True)
+                self.store.delete(f"ids/{older}.json")
                 del self.id_files[older]
 
     def _load_ids(self) -> None:
         """The ids counted by the committed batches still remembered; the files of batches
         after the snapshot (counted, then not committed) are dropped."""
-        assert self.directory is not None
-        folder = self.directory / "ids"
+        assert self.store is not None
         forget = self._forget_before()
-        for batch in sorted(_snapshots(folder)):
-            path = folder / f"{batch}.json"
+        for batch in sorted(batch_numbers(_stems(self.store.list("ids")))):
+            name = f"ids/{batch}.json"
             if batch > self.batch_id:
-                path.unlink(missing_ok=True)
+                self.store.delete(name)
                 continue
-            saved = msgspec.json.decode(path.read_bytes(), type=_Ids)
+            saved = msgspec.json.decode(self.store.read(name) or b"", type=_Ids)
             self.id_files[batch] = saved.newest
             self.seen.update(
                 (e, at) for e, at in saved.ids.items() if forget is None or at >= forget
             )
 
 
-def _snapshots(directory: Path) -> list[int]:
-    if not directory.is_dir():
-        return []
-    return [int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit()]
+def _stems(names: list[str]) -> list[str]:
+    return [n.removesuffix(".json") for n in names if n.endswith(".json")]
+
+
+def window_partials(
+    times: pa.Array,
+    keys: Sequence[tuple[str, pa.Array]],
+    size_ms: int,
+    slide_ms: int,
+    watermark_ms: int | None,
+) -> tuple[pa.Table, int]:
+    """Events -> (count per ``metric``, window ``start``, ``key``; events late against
+    ``watermark_ms``). Pure arithmetic on Arrow arrays: it runs on the executors, per
+    partition, and on the driver alike."""
+    times = pc.cast(times, pa.int64())
+    last_start = pc.cast(
+        pc.floor_temporal(
+            pc.cast(times, pa.timestamp("ms")), multiple=slide_ms, unit="millisecond"
+        ),
+        pa.int64(),
+    )
+    late = 0
+    if watermark_ms is not None:
+        # The newest window of a late event ended by the watermark.
+        is_late = pc.less_equal(pc.add(last_start, size_ms), watermark_ms)
+        late = pc.sum(pc.cast(is_late, pa.int64())).as_py() or 0
+    parts = []
+    for back in range(-(-size_ms // slide_ms)):
+        start = pc.subtract(last_start, back * slide_ms)
+        end = pc.add(start, size_ms)
+        holds = pc.greater(end, times)
+        if watermark_ms is not None:
+            holds = pc.and_(holds, pc.greater(end, watermark_ms))
+        for metric, key in keys:
+            mask = pc.and_(holds, pc.is_valid(key))
+            starts = start.filter(mask)
+            parts.append(
+                pa.table(
+                    {
+                        "metric": pa.array([metric] * len(starts), pa.string()),
+                        "start": starts,
+                        "key": pc.cast(key, pa.string()).filter(mask),
+                    }
+                )
+            )
+    if not parts:
+        return PARTIALS.empty_table(), late
+    added = pa.concat_tables(parts).group_by(["metric", "start", "key"])
+    counted = added.aggregate([([], "count_all")]).rename_columns(
+        ["metric", "start", "key", "count"]
+    )
+    return counted.select(["metric", "start", "key", "count"]).cast(PARTIALS), late
+
+
+PARTIALS = pa.schema(
+    [("metric", pa.string()), ("start", pa.int64()), ("key", pa.string()), ("count", pa.int64())]
+)

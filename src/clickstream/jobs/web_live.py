@@ -25,15 +25,14 @@ from pyspark.sql import functions as F
 from clickstream.events.web import EnrichedWebEvent
 from clickstream.jobs.counts import (
     Measure,
-    ResultsWriter,
     Windows,
-    count_batch_limit,
     live_counts,
     window_distinct,
 )
 from clickstream.jobs.parse import good, parse_json, time_checks
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
+from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
 
 if TYPE_CHECKING:
@@ -68,7 +67,6 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             names,
             settings=settings,
             starting_offsets=starting_offsets,
-            max_offsets_per_trigger=count_batch_limit(settings),
         ),
         EnrichedWebEvent,
         REQUIRED,
@@ -94,7 +92,7 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             QuerySpec(
                 "active-sessions",
                 window_distinct(events, "ts", "web.active_sessions", ["uiud", "sessionId"], active),
-                ResultsWriter(settings),
+                ResultsTopic(settings),
                 "update",
                 settings.jobs.trigger_s,  # the window moves every 10 s
             ),

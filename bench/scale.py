@@ -1,0 +1,238 @@
+"""Benchmark: the shop count job's events/s by Spark master and events per micro-batch.
+
+    .venv/bin/python bench/scale.py [--batches 10000,100000,1000000]
+        [--masters local[1],local[2],cluster:1,cluster:2] [--partitions 4] [--max-events N]
+        [--compare LABEL=DIR]... [--markdown]
+
+For each side (this checkout, and each ``--compare`` checkout, with its own embedded broker:
+see ``bench/sides.py``) and each batch size B, N = clamp(5 B, 50,000, max-events) shop events
+are produced to a topic of their own (event times 10,000 a second, keys spread over the
+partitions). Then, per master, the `shop` job runs with `trigger(availableNow=True)` and
+``spark.max_offsets_per_trigger = B`` on a fresh checkpoint over each topic, after a warm-up
+run. ``cluster:W`` is a Spark standalone cluster started for the run (``bench/standalone.py``):
+a master and W workers of one core and 1 GB each, the driver in the benchmark's process
+(client mode). Reported: wall time of the run, events/s, micro-batches, and whether the
+`window_counts` table sums to the events produced (exact).
+
+Versions before executor-side counting collect each micro-batch to the driver and cap it at
+500,000 events: their 1M row runs in two micro-batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import Settings, load_settings
+from sides import add_compare_option, child_args, print_result, run_child, side_broker, sides
+from standalone import standalone
+
+console = Console(stderr=True)
+T0 = 1_767_225_600_000
+RATE = 10_000
+"""Event times: this many a second."""
+
+
+MAX_EVENTS = 1_000_000
+
+
+def size_for(batch: int) -> int:
+    return min(max(5 * batch, 50_000), MAX_EVENTS)
+
+
+def base_settings(bootstrap: str, data_dir: Path, master: str) -> Settings:
+    environ = {k: v for k, v in os.environ.items() if k.startswith("CLICKSTREAM_")}
+    environ |= {"CLICKSTREAM_SPARK_MASTER": master, "CLICKSTREAM_DATA_DIR": str(data_dir)}
+    return load_settings(environ=environ).with_bootstrap(bootstrap)
+
+
+def produce(args: argparse.Namespace) -> dict[str, str]:
+    """One topic per batch size; returns batch size -> topic."""
+    settings = base_settings(args.bootstrap, Path(tempfile.mkdtemp()), "local[1]")
+    producer = make_producer(settings, **{"linger.ms": 50, "batch.num.messages": 10000})
+    encode = msgspec.json.Encoder().encode
+    rng = random.Random(3)
+    topics = {}
+    for batch in args.batches:
+        topic = f"bench-shop-{uuid.uuid4().hex[:8]}"
+        ensure_topics(settings, [topic], partitions=args.partitions)
+        events = size_for(batch)
+        console.print(f"producing {events:,} shop events to {topic}")
+        for i in range(events):
+            value = {
+                "user_id": rng.randrange(100_000),
+                "action": rng.randrange(4),
+                "gender": rng.randrange(3),
+                "timestamp": T0 + i * 1000 // RATE,
+            }
+            while True:
+                try:
+                    producer.produce(topic, encode(value), key=str(i).encode())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush()
+        topics[str(batch)] = topic
+    return topics
+
+
+def run_once(spark, settings: Settings, topic: str, batch: int, work: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    from clickstream.jobs.runner import start_job
+    from clickstream.sinks.duckdb_table import connect
+
+    s = settings.model_copy(
+        update={
+            "data_dir": work,
+            "topics": settings.topics.model_copy(
+                update={
+                    "shop": topic,
+                    "results": f"{topic}.results-{work.name}",
+                    "dead_letter": f"{topic}.dead-{work.name}",
+                }
+            ),
+            "spark": settings.spark.model_copy(update={"max_offsets_per_trigger": batch}),
+        }
+    )
+    ensure_topics(s, [s.topics.results, s.topics.dead_letter], partitions=1)
+    started = time.perf_counter()
+    job = start_job(spark, s, "shop", available_now=True)
+    job.await_all()
+    elapsed = time.perf_counter() - started
+    stats = job.stats["shop.counts"]
+    with connect(s.duckdb_path, read_only=True) as con:
+        (total,) = con.execute(
+            "SELECT coalesce(sum(count), 0) FROM window_counts WHERE metric = 'shop.action'"
+        ).fetchone()  # type: ignore[misc]
+    return {
+        "seconds": elapsed,
+        "rows": stats.input_rows,
+        "batches": stats.batches,
+        "counted": int(total),
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, object]:
+    """One master of one side, on the broker at ``--bootstrap``."""
+    from clickstream.spark.java import find_java_home
+    from clickstream.spark.session import get_spark
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    topics = dict(pair.split("=") for pair in args.topics.split(","))
+    master = args.master
+    java_home = find_java_home(None, os.environ)
+
+    def go(url: str) -> dict[str, object]:
+        settings = base_settings(args.bootstrap, scratch, url)
+        spark = get_spark(settings)
+        first = str(min(args.batches))
+        run_once(spark, settings, topics[first], int(first), scratch / "warm-up")
+        runs = {}
+        for batch in args.batches:
+            console.print(f"{master}: {batch:,} events per batch")
+            runs[str(batch)] = run_once(
+                spark, settings, topics[str(batch)], batch, scratch / f"b{batch}"
+            )
+        spark.stop()
+        return runs
+
+    if master.startswith("cluster:"):
+        workers = int(master.split(":")[1])
+        with standalone(scratch / "cluster", workers, java_home=str(java_home)) as url:
+            return go(url)
+    return go(master)
+
+
+def main() -> int:
+    global MAX_EVENTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="10000,100000,1000000")
+    parser.add_argument("--masters", default="local[1],local[2],cluster:1,cluster:2")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--max-events", type=int, default=MAX_EVENTS, help="events per topic")
+    parser.add_argument("--bootstrap", help="(internal) the side's broker")
+    parser.add_argument("--produce", action="store_true", help="(internal)")
+    parser.add_argument("--master", help="(internal) measure this master")
+    parser.add_argument("--topics", help="(internal) batch=topic,...")
+    parser.add_argument("--markdown", action="store_true")
+    add_compare_option(parser)
+    args = parser.parse_args()
+    args.batches = [int(b) for b in args.batches.split(",")]
+    MAX_EVENTS = args.max_events
+    if args.bootstrap:
+        print_result(produce(args) if args.produce else measure(args))
+        return 0
+
+    masters = args.masters.split(",")
+    cores = os.cpu_count() or 1
+    for master in [m for m in masters if m.startswith("cluster:")]:
+        if int(master.split(":")[1]) > cores:
+            console.print(f"skipping {master}: {cores} cores")
+            masters.remove(master)
+    heads = ("master", "events/batch", "side", "events", "batches", "seconds", "events/s", "exact")
+    table = Table(title=f"shop count job, {args.partitions} partitions")
+    for column in heads:
+        table.add_column(column, justify="right")
+    results: dict[tuple[str, str, int], dict[str, object]] = {}
+    labels = []
+    base = child_args(sys.argv[1:], "", drop=("--masters", "--bootstrap"))[:-2]
+    for side in sides(parser, args.compare):
+        labels.append(side.label)
+        with side_broker(side) as bootstrap:
+            script = Path(__file__)
+            topics = run_child(
+                side, script, [*base, "--bootstrap", bootstrap, "--produce"], side.env()
+            )
+            spec = ",".join(f"{b}={t}" for b, t in topics.items())
+            for master in masters:
+                found = run_child(
+                    side,
+                    script,
+                    [*base, "--bootstrap", bootstrap, "--master", master, "--topics", spec],
+                    side.env(),
+                )
+                for batch, run in found.items():
+                    results[master, side.label, int(batch)] = run
+    rows = []
+    for master in masters:
+        for batch in args.batches:
+            for label in labels:
+                run = results[master, label, batch]
+                seconds, events = float(run["seconds"]), int(run["rows"])  # type: ignore[arg-type]
+                exact = "yes" if run["counted"] == events == size_for(batch) else "NO"
+                rows.append(
+                    (
+                        master,
+                        f"{batch:,}",
+                        label,
+                        f"{events:,}",
+                        str(run["batches"]),
+                        f"{seconds:.1f}",
+                        f"{events / seconds:,.0f}",
+                        exact,
+                    )
+                )
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    if args.markdown:
+        print("| " + " | ".join(heads) + " |")
+        print("|---|---:|---|---:|---:|---:|---:|---|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    return 0 if all(row[-1] == "yes" for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Kafka topics as sinks: :class:`KafkaTopic` produces a micro-batch from the executors,
+:class:`DriverKafkaSink` from one long-lived producer on the driver (small batches: counts,
+dead letters). Both follow :class:`~clickstream.sinks.base.Sink`; a record larger than Kafka
+takes goes to the dead-letter topic with the reason instead of failing the query."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from clickstream.errors import ClickstreamError, ConfigError, KafkaUnavailableError
+from clickstream.kafka.clients import EventProducer, make_producer
+from clickstream.kafka.config import java_client_options, producer_config
+from clickstream.settings import Settings
+from clickstream.spark.io import kafka_source_format
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+def write_kafka(
+    df: DataFrame,
+    topic: str,
+    *,
+    settings: Settings,
+    key_column: str | None = "key",
+    value_column: str = "value",
+) -> int:
+    """Produce every row of a (micro-batch) DataFrame to ``topic``; return the count.
+
+    Runs on the executors and fails the task (so Spark retries it) unless Kafka acknowledged
+    every record: with Spark's own Kafka sink when the connector is there (see
+    :func:`kafka_source_format`), else with one idempotent librdkafka producer per partition.
+    A retried task may produce a record twice: downstream sinks are idempotent by key. Columns
+    may be string or binary.
+    """
+    columns = [c for c in (key_column, value_column) if c]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ConfigError(f"write_kafka: no column {missing[0]!r} (columns: {df.columns})")
+    if kafka_source_format(df.sparkSession, settings) == "kafka":
+        return _write_native(df, topic, settings, key_column, value_column)
+    produce = _partition_producer(
+        topic, producer_config(settings), key_column, value_column, settings.kafka.timeout_s * 3
+    )
+    rows = df.select(*columns).mapInArrow(produce, "produced long").groupBy().sum().collect()
+    return int(rows[0][0] or 0) if rows else 0
+
+
+def _write_native(
+    df: DataFrame, topic: str, settings: Settings, key_column: str | None, value_column: str
+) -> int:
+    """Spark's own Kafka sink. It reports no count (an ``Observation`` never completes on it),
+    so the rows are cached, counted, then written from the cache."""
+    from pyspark.sql import functions as F
+
+    selected = [F.col(value_column).alias("value")]
+    if key_column:
+        selected.insert(0, F.col(key_column).alias("key"))
+    options = java_client_options(settings)
+    options.update(
+        {
+            "kafka.acks": "all",
+            "kafka.enable.idempotence": "true",
+            "kafka.compression.type": "lz4",
+            "kafka.linger.ms": "5",
+            "kafka.request.timeout.ms": str(int(settings.kafka.timeout_s * 1000)),
+            "kafka.delivery.timeout.ms": str(int(settings.kafka.timeout_s * 3000)),
+        }
+    )
+    rows = df.select(*selected).persist()
+    try:
+        count = rows.count()
+        if count:
+            rows.write.format("kafka").options(**options).option("topic", topic).save()
+    finally:
+        rows.unpersist()
+    return int(count)
+
+
+class KafkaTopic:
+    """A sink producing each micro-batch to ``topic`` from the executors (:func:`write_kafka`)."""
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        settings: Settings,
+        key_column: str | None = "key",
+        value_column: str = "value",
+    ) -> None:
+        self.name = f"kafka:{topic}"
+        self.topic = topic
+        self.settings = settings
+        self.key_column = key_column
+        self.value_column = value_column
+
+    def write(self, batch: DataFrame, batch_id: int) -> int:
+        return write_kafka(
+            batch,
+            self.topic,
+            settings=self.settings,
+            key_column=self.key_column,
+            value_column=self.value_column,
+        )
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        self.write(batch, batch_id)
+
+
+def kafka_sink(
+    topic: str, *, settings: Settings, key_column: str | None = "key", value_column: str = "value"
+) -> Callable[[DataFrame, int], None]:
+    """A ``foreachBatch`` function writing each micro-batch to ``topic``."""
+    return KafkaTopic(topic, settings=settings, key_column=key_column, value_column=value_column)
+
+
+class DriverKafkaSink:
+    """A sink for small micro-batches (counts, dead letters): the batch is collected to the
+    driver as Arrow and produced by one long-lived producer there; :meth:`send` produces
+    records made on the driver.
+
+    Cheaper than :class:`KafkaTopic` when batches are small: no extra Spark job per batch, no
+    producer start-up per task. The batch must fit in the driver's memory. Raises unless Kafka
+    acknowledged every record."""
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        settings: Settings,
+        key_column: str | None = "key",
+        value_column: str = "value",
+    ) -> None:
+        self.name = f"kafka:{topic}"
+        self.topic = topic
+        self.settings = settings
+        self.key_column = key_column
+        self.value_column = value_column
+        self.dead_letter = settings.topics.dead_letter
+        self.too_large = 0
+        """Records sent to the dead-letter topic instead: larger than Kafka takes."""
+        self._producer: EventProducer | None = None
+
+    def write(self, batch: DataFrame, batch_id: int) -> int:
+        columns = [c for c in (self.key_column, self.value_column) if c]
+        rows = batch.select(*columns).toArrow()
+        values = rows.column(self.value_column).to_pylist()
+        keys = rows.column(self.key_column).to_pylist() if self.key_column else [None] * len(values)
+        return self.send(zip(keys, values, strict=True))
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        self.write(batch, batch_id)
+
+    def send(self, records: Iterable[tuple[bytes | str | None, bytes | str | None]]) -> int:
+        """Produce ``(key, value)`` records and wait until Kafka acknowledged them all."""
+        if self._producer is None:
+            self._producer = make_producer(self.settings, **{"linger.ms": 0})
+        producer = self._producer
+        count = 0
+        for key, value in records:
+            size = _size(key) + _size(value)
+            if size > MAX_RECORD_BYTES and self.topic != self.dead_letter:
+                # One oversized result must not fail the query (and every replay of its batch).
+                producer.produce(
+                    self.dead_letter, _too_large(self.topic, key, value, size), key=None
+                )
+                self.too_large += 1
+            else:
+                producer.produce(self.topic, value, key=key)
+            count += 1
+        if count:
+            try:
+                producer.flush()
+            except ClickstreamError:
+                self._producer = None  # a producer that lost records is not reused
+                raise
+        return count
+
+
+MAX_RECORD_BYTES = 990_000
+"""The largest record :class:`DriverKafkaSink` produces: librdkafka's default
+``message.max.bytes`` (1,000,000) less room for the record's overhead."""
+KEPT_BYTES = 65_536
+"""How much of an oversized record's key and value its dead letter keeps."""
+
+
+def _size(part: bytes | str | None) -> int:
+    if part is None:
+        return 0
+    return len(part.encode() if isinstance(part, str) else part)
+
+
+def _too_large(topic: str, key: bytes | str | None, value: bytes | str | None, size: int) -> bytes:
+    def cut(part: bytes | str | None) -> str | None:
+        if part is None:
+            return None
+        raw = part.encode() if isinstance(part, str) else part
+        return raw[:KEPT_BYTES].decode(errors="replace")
+
+    return json.dumps(
+        {
+            "reason": f"record of {size} bytes is larger than Kafka takes ({MAX_RECORD_BYTES})",
+            "targetTopic": topic,
+            "key": cut(key),
+            "value": cut(value),
+        }
+    ).encode()
+
+
+def _partition_producer(
+    topic: str,
+    config: dict[str, Any],
+    key_column: str | None,
+    value_column: str,
+    timeout: float,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def produce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from confluent_kafka import Producer
+
+        producer = Producer(config)
+        failures: list[str] = []
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(err.str())
+
+        count = 0
+        for batch in batches:
+            values = batch.column(value_column).to_pylist()
+            keys = batch.column(key_column).to_pylist() if key_column else [None] * len(values)
+            for key, value in zip(keys, values, strict=True):
+                while True:
+                    try:
+                        producer.produce(topic, value=value, key=key, on_delivery=report)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                count += 1
+            producer.poll(0)
+        remaining = producer.flush(timeout)
+        if remaining or failures:
+            reason = failures[0] if failures else f"{remaining} records not acknowledged"
+            raise KafkaUnavailableError(f"writing to topic {topic} failed: {reason}")
+        yield pa.RecordBatch.from_pydict({"produced": [count]})
+
+    return produce

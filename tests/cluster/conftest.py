@@ -1,0 +1,107 @@
+"""A real Spark standalone cluster: one master and one worker started from PySpark's own
+launcher (``spark-class``), on 127.0.0.1 and free ports, the worker in its own folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clickstream.broker.embedded import free_port
+from clickstream.spark.java import find_java_home
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Cluster:
+    url: str
+    """``spark://127.0.0.1:<port>``."""
+    ui: str
+    env: dict[str, str]
+    """The environment a driver (``clickstream jobs run``, ``spark-submit``) needs."""
+
+
+def spark_env(logs: Path) -> dict[str, str]:
+    java_home = find_java_home(None, os.environ)
+    assert java_home is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM_", "SPARK_"))}
+    env.update(
+        JAVA_HOME=str(java_home),
+        SPARK_LOCAL_IP="127.0.0.1",
+        SPARK_LOG_DIR=str(logs),
+        SPARK_DAEMON_MEMORY="256m",
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+    )
+    return env
+
+
+def launch(cls: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen(
+        [str(BIN / "spark-class"), cls, *args],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def alive_workers(ui: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{ui}/json/", timeout=2) as response:
+            return int(json.load(response).get("aliveworkers", 0))
+    except OSError:
+        return 0
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("spark-cluster")
+    env = spark_env(root / "logs")
+    port, ui_port, worker_ui = free_port(), free_port(), free_port()
+    url, ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
+    master = launch(
+        "org.apache.spark.deploy.master.Master",
+        ["--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui_port)],
+        env,
+        root / "master.log",
+    )
+    work = root / "worker"
+    work.mkdir()
+    worker = launch(
+        "org.apache.spark.deploy.worker.Worker",
+        [url, "--host", "127.0.0.1", "--webui-port", str(worker_ui), "--cores", "2",
+         "--memory", "1g", "--work-dir", str(work)],
+        env,
+        root / "worker.log",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while alive_workers(ui) < 1:
+            for name, proc in (("master", master), ("worker", worker)):
+                if proc.poll() is not None:
+                    log = (root / f"{name}.log").read_text()[-2000:]
+                    pytest.fail(f"the Spark {name} exited: {log}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no worker registered with {url} in 120 s")
+            time.sleep(0.5)
+        yield Cluster(url, ui, env)
+    finally:
+        for proc in (worker, master):
+            proc.terminate()
+        for proc in (worker, master):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

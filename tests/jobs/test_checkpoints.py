@@ -1,0 +1,105 @@
+"""Counts aggregated on the executors, checkpoints on a URL, and a lost tally refused."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pytest
+
+from clickstream.errors import ConfigError
+from clickstream.jobs import checkpoint
+from clickstream.jobs.counts import PARTIAL, partial_counts
+from clickstream.settings import Settings
+from tests.jobs.test_counts import (
+    T0,
+    count_settings,
+    expected_shop,
+    latest_counts,
+    run,
+    send,
+    shop_events,
+    table_counts,
+    web_event,
+)
+
+
+def test_a_task_sends_one_row_per_window_and_key_not_per_event() -> None:
+    times = [T0 + i % 3000 for i in range(30_000)]  # three 1-s windows
+    keys = [("a", "b", "c")[i % 3] for i in range(30_000)]
+    batch = pa.RecordBatch.from_pydict(
+        {"_time": pa.array(times, pa.int64()), "_m0": pa.array(keys, pa.string())}
+    )
+    out = pa.Table.from_batches(list(partial_counts(1, 1000, 1000, None, False)(iter([batch]))))
+    partials = out.filter(pa.compute.equal(out["kind"], PARTIAL))
+    got = {(r["start"], r["key"]): r["count"] for r in partials.to_pylist()}
+    want = Counter((t // 1000 * 1000, k) for t, k in zip(times, keys, strict=True))
+    assert got == dict(want)
+    assert out.num_rows < 20  # 9 partials, a late count and the newest time
+
+
+@pytest.mark.slow
+def test_a_checkpoint_with_commits_but_no_tally_is_refused_with_what_to_do(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    s = count_settings(settings, tmp_path)
+    send(s, s.topics.shop, shop_events(20, seed=11))
+    run(spark, s, "shop")
+    shutil.rmtree(s.checkpoint_dir / "shop" / "counts" / "tally")
+    with pytest.raises(
+        ConfigError,
+        match=r"shop/counts has \d+ committed batches but no count tally .*Restore .*delete the "
+        "checkpoint",
+    ):
+        run(spark, s, "shop")
+
+
+@pytest.mark.slow
+def test_a_checkpoint_url_keeps_spark_and_the_tally_on_its_filesystem(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """A URL goes through Spark's Hadoop FileSystem (``file://`` here: the code path of
+    ``hdfs://`` and ``s3a://``); the counts resume from the tally it wrote."""
+    s = count_settings(settings, tmp_path)
+    folder = tmp_path / "remote"
+    url = f"file://{folder}"
+    s = s.model_copy(update={"spark": s.spark.model_copy(update={"checkpoint_dir": url})})
+    assert checkpoint.query_location(s, "shop", "counts") == f"{url}/shop/counts"
+    store = checkpoint.store(checkpoint.query_location(s, "shop", "counts"), spark)
+    assert isinstance(store, checkpoint.HadoopStore)
+
+    first, second = shop_events(100, seed=12), shop_events(100, seed=13)
+    send(s, s.topics.shop, first)
+    run(spark, s, "shop")
+    send(s, s.topics.shop, second)
+    run(spark, s, "shop")
+    assert latest_counts(s) == expected_shop(first + second)
+    assert table_counts(s, "shop.") == expected_shop(first + second)
+    tally = checkpoint.tally_store(store)
+    (snapshot,) = tally.list("")
+    assert snapshot == f"{max(checkpoint.committed_batches(store))}.json"
+    assert not list((folder / "shop" / "counts" / "tally").glob("*.tmp"))
+
+    shutil.rmtree(folder / "shop" / "counts" / "tally")
+    with pytest.raises(ConfigError, match="no count tally"):
+        run(spark, s, "shop")
+
+
+@pytest.mark.slow
+def test_a_retry_alone_in_its_window_writes_no_count(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Retries are taken back after the executors counted them: a window that only a retry
+    touched gets no count at all (not a 0)."""
+    s = count_settings(settings, tmp_path)
+    first = web_event("Pageview", T0 + 100, "/a", "s1", None)
+    send(s, s.topics.web_events, [first, msgspec.structs.replace(first, receivedAt=T0 + 200)])
+    run(spark, s, "web-live")
+    send(s, s.topics.web_events, [msgspec.structs.replace(first, receivedAt=T0 + 5_100)])
+    run(spark, s, "web-live")
+    pages = {k[1:]: v for k, v in latest_counts(s).items() if k[0] == "web.pages"}
+    assert pages == {(T0, "/a"): 1}
