@@ -21,9 +21,9 @@ Builder = Callable[..., JobSpec]
 
 
 def builders() -> dict[str, Builder]:
-    from clickstream.jobs import sessions, shop, web_live
+    from clickstream.jobs import joins, sessions, shop, web_live
 
-    return {module.NAME: module.build for module in (sessions, shop, web_live)}
+    return {module.NAME: module.build for module in (sessions, shop, web_live, joins)}
 
 
 def check_names(names: list[str] | tuple[str, ...]) -> dict[str, Builder]:
