@@ -11,7 +11,7 @@ from clickstream.cli.base import Context, cli, warn
 from clickstream.settings import Settings
 from clickstream.stack import ProcessPart
 
-JOBS = ["shop", "web-live", "sessions"]  # dashboard jobs first: the first data point
+JOBS = ["shop", "web-live", "sessions", "joins"]  # dashboard jobs first: the first data point
 
 
 @cli.command()
@@ -119,6 +119,25 @@ def _parts(
                 env,
                 logs / "shop-sim.log",
                 url=f"{shop_rate:g} events/s to topic {settings.topics.shop}",
+            )
+        )
+        joins = settings.joins
+        parts.append(
+            ProcessPart(
+                "users-sim",
+                ["simulate", "users", "--endless", "--rate=2"],
+                env,
+                logs / "users-sim.log",
+                url=f"2 users/s to topic {joins.users_topic}",
+            )
+        )
+        parts.append(
+            ProcessPart(
+                "page-events-sim",
+                ["simulate", "page-events", "--endless"],
+                env,
+                logs / "page-events-sim.log",
+                url=f"1-10 events per user to topic {joins.events_topic}",
             )
         )
     return parts

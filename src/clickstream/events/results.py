@@ -39,4 +39,7 @@ METRICS = {
     "web.pages": "pageviews per second by page path",
     "web.referrers": "pageviews per second by referrer (direct for none or internal)",
     "web.active_sessions": "distinct sessions with a hit in the last 5 minutes (key: all)",
+    "joins.user_events": "events per user, all time (key: user_id, name, email, tab-separated)",
+    "joins.event_types": "page events per type, all time",
+    "joins.unmatched": "page events with no user within joins.match_bound_s (key: all)",
 }

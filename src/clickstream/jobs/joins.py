@@ -15,13 +15,15 @@ Three queries, each with its own checkpoint:
 
 Totals go to the warehouse (:mod:`clickstream.sinks.join_tables`) and to the result topic
 (metrics ``joins.user_events`` keyed ``user_id<TAB>name<TAB>email``, ``joins.event_types``
-keyed by event, ``joins.unmatched`` keyed ``all``; totals, so ``window_start`` is 0) for the
+keyed by event, ``joins.unmatched`` keyed ``all``; totals: ``window_start`` is 0 and
+``window_end`` the time of writing) for the
 dashboard's two panels.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -176,10 +178,13 @@ class JoinResults:
         if not counts:
             return
         encode = msgspec.json.encode
+        now_ms = int(time.time() * 1000)  # totals: from the start of time until now
         self.topic.send(
             (
                 record_key(metric, 0, key),
-                encode(WindowCount(metric=metric, window_start=0, window_end=0, key=key, count=n)),
+                encode(
+                    WindowCount(metric=metric, window_start=0, window_end=now_ms, key=key, count=n)
+                ),
             )
             for metric, key, n in counts
         )

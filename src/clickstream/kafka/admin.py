@@ -108,6 +108,8 @@ def standard_topics(settings: Settings) -> list[str]:
         topics.shop,
         topics.results,
         topics.dead_letter,
+        settings.joins.users_topic,
+        settings.joins.events_topic,
     ]
 
 
