@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from confluent_kafka import TopicPartition
+
 from clickstream.errors import ConfigError
 from clickstream.events.joins import EVENTS, TIME_FORMAT, user_id_of
 from clickstream.kafka.clients import make_consumer, make_producer
@@ -160,7 +162,14 @@ def simulate_page_events(
                     stats.events += 1
                 stats.users += 1
             producer.flush()  # raises unless every event was acknowledged
-            consumer.commit(asynchronous=False)
+            ends: dict[tuple[str, int], int] = {}
+            for message in good:
+                key = (message.topic(), message.partition())
+                ends[key] = max(ends.get(key, 0), message.offset() + 1)
+            consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()],
+                asynchronous=False,
+            )
             if progress is not None:
                 progress(stats)
     finally:
