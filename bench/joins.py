@@ -44,7 +44,8 @@ from clickstream.settings import Settings, load_settings
 from sides import child_args, print_result, run_child, side_broker, this_side
 
 console = Console(stderr=True)
-T0 = 1_796_040_000  # 2026-11-30 00:00:00 UTC, seconds
+T0 = int(time.time()) // 3600 * 3600 - 86_400  # a day ago (event times ahead of Kafka's clock
+# by more than jobs.max_future_s are dead-lettered), seconds
 
 
 def stamp(seconds: float) -> str:
