@@ -3,6 +3,8 @@ a real broker; wrong credentials and untrusted certificates fail fast with one c
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +14,8 @@ import pytest
 from clickstream.errors import KafkaAccessError
 from clickstream.kafka.admin import describe_topics, ensure_topics, wait_for_cluster
 from clickstream.kafka.clients import make_consumer, make_producer
-from tests.secure.conftest import SecureBroker
+from tests.conftest import cli_env
+from tests.secure.conftest import USERS, SecureBroker
 
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "mTLS"]
 
@@ -70,3 +73,29 @@ def test_refused_fast_with_one_line(
     assert "\n" not in message
     assert "refused the connection" in message
     assert expected in message
+
+
+def test_cli_says_one_line_on_a_wrong_password(secure_broker: SecureBroker, tmp_path: Path) -> None:
+    settings = secure_broker.settings(tmp_path, "SCRAM-SHA-512")
+    user, _ = USERS["SCRAM-SHA-512"]
+    env = cli_env(
+        CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=secure_broker.sasl_ssl,
+        CLICKSTREAM_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        CLICKSTREAM_KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        CLICKSTREAM_KAFKA_SASL_USERNAME=user,
+        CLICKSTREAM_KAFKA_SASL_PASSWORD="wrong",
+        CLICKSTREAM_KAFKA_SSL_CA_LOCATION=str(settings.kafka.ssl_ca_location),
+        CLICKSTREAM_KAFKA_TIMEOUT_S="60",
+        CLICKSTREAM_DATA_DIR=str(tmp_path),
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "clickstream"), "simulate", "users", "--count", "1"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "refused the connection" in lines[0]
+    assert "sasl_password" in lines[0]
