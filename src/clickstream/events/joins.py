@@ -48,7 +48,10 @@ class PageEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     event: Text
 
 
-SCHEMA_FILES = {User: "users.schema.json", PageEvent: "page_events.schema.json"}
+SCHEMA_FILES: dict[type[msgspec.Struct], str] = {
+    User: "users.schema.json",
+    PageEvent: "page_events.schema.json",
+}
 
 
 @cache

@@ -143,7 +143,7 @@ def simulate_page_events(
             last_seen = time.monotonic()
             for message in good:
                 try:
-                    user = json.loads(message.value())
+                    user = json.loads(message.value() or b"")
                     user_id = str(user["user_id"])
                 except (ValueError, KeyError, TypeError):
                     continue  # not a user: the joins job dead-letters it
@@ -164,8 +164,8 @@ def simulate_page_events(
             producer.flush()  # raises unless every event was acknowledged
             ends: dict[tuple[str, int], int] = {}
             for message in good:
-                key = (message.topic(), message.partition())
-                ends[key] = max(ends.get(key, 0), message.offset() + 1)
+                key = (str(message.topic()), int(message.partition() or 0))
+                ends[key] = max(ends.get(key, 0), int(message.offset() or 0) + 1)
             consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()],
                 asynchronous=False,
