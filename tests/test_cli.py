@@ -80,6 +80,7 @@ def test_jobs_list_names_every_job() -> None:
     assert result.returncode == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == [
         "bookstore",
+        "joins",
         "sessions",
         "shop",
         "songs",
@@ -91,7 +92,7 @@ def test_jobs_run_refuses_an_unknown_job_before_starting_spark() -> None:
     result = run("jobs", "run", "sessions", "shopp")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "error: unknown job 'shopp'; jobs: bookstore, sessions, shop, songs, web-live"
+        "error: unknown job 'shopp'; jobs: bookstore, joins, sessions, shop, songs, web-live"
     )
 
 

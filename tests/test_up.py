@@ -100,7 +100,7 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
     board = f"http://127.0.0.1:{ports['DASHBOARD']}"
     all_parts = (
         "broker", "collector", "dashboard", "bookstore", "jobs", "web-sim", "shop-sim",
-        "bookstore-sim", "songs-sim",
+        "bookstore-sim", "songs-sim", "users-sim", "page-events-sim",
     )  # fmt: skip
     process, output = start_up(env, "--rate", "10")
     try:
@@ -117,9 +117,9 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
             rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
             metrics = {row["metric"] for row in rows}
         assert {"shop.gender", "shop.action", "web.pageviews", "web.pages"} <= metrics, metrics
-        # The bookstore and songs jobs' queries start after the shop's and web-live's (staggered).
+        # The other jobs' queries start after the shop's and web-live's (staggered).
         deadline = time.monotonic() + 240
-        later = {"bookstore.opens", "songs.minute", "songs.all"}
+        later = {"bookstore.opens", "songs.minute", "songs.all", "joins.event_types"}
         while time.monotonic() < deadline and not later <= metrics:
             time.sleep(2)
             rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
@@ -224,7 +224,7 @@ def test_a_part_that_keeps_failing_is_restarted_with_backoff_then_left_stopped(
         stop.set()
         thread.join(10)
         part.stop()
-    error = "error: unknown job 'nope'; jobs: bookstore, sessions, shop, songs, web-live"
+    error = "error: unknown job 'nope'; jobs: bookstore, joins, sessions, shop, songs, web-live"
     assert warned[:3] == [
         f"jobs exit code 1: {error} (log: {part.log_file}); restarting it in {delay} s "
         f"(failure {n} of 4 allowed within 10 min)"

@@ -34,6 +34,10 @@ class KafkaUnavailableError(TransientError):
     """The Kafka cluster did not answer within the timeout."""
 
 
+class KafkaAccessError(TerminalError):
+    """Kafka refused us: wrong credentials, or a certificate that is not trusted."""
+
+
 class JobFailedError(TerminalError):
     """A streaming query stopped with an error; its checkpoint lets it resume once fixed."""
 

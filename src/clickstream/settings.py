@@ -386,6 +386,25 @@ class SongsSettings(_Section):
     seed stamps plays anywhere earlier in the current month, and those must count."""
 
 
+class JoinsSettings(_Section):
+    """The stream-joins scenario (seed 003): users joined to their page events."""
+
+    users_topic: str = Field(default="CorpAppsTopic", min_length=1)
+    """Users (``event_timestamp, user_id, email, name``); the seed's topic name."""
+    events_topic: str = Field(default="test", min_length=1)
+    """Page events (``event_timestamp, user_id, page, event``); the seed's topic name."""
+    match_bound_s: int = Field(default=600, ge=0)
+    """An event and its user match when their event times are at most this far apart (either
+    may come first); an event with no user within it is kept as unmatched."""
+    watermark_s: int = Field(default=120, ge=0)
+    """How late (in event time, behind the newest record) a record may arrive and still be
+    joined; a later one is counted in ``event_type_counts`` but not joined."""
+    trigger_s: float = Field(default=1.0, ge=0)
+    """Micro-batch interval of the joins job."""
+    max_offsets_per_trigger: int = Field(default=200_000, ge=1)
+    """Records one micro-batch reads from each topic at most."""
+
+
 class Settings(_Section):
     """Everything clickstream can be told; build it with :func:`load_settings`."""
 
@@ -403,6 +422,7 @@ class Settings(_Section):
     bookstore: BookstoreSettings = BookstoreSettings()
     cassandra: CassandraSettings = CassandraSettings()
     songs: SongsSettings = SongsSettings()
+    joins: JoinsSettings = JoinsSettings()
 
     @property
     def embedded_broker(self) -> bool:

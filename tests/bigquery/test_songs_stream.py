@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from clickstream.jobs.checkpoint import query_location
 from clickstream.jobs.runner import start_job
-from clickstream.jobs.spec import checkpoint_path
 from clickstream.settings import Settings
 from clickstream.simulators.songs import generate_plays, play_songs
 from tests.bigquery.conftest import Emulator
@@ -65,7 +65,7 @@ def test_plays_stream_into_bigquery_once(
     assert len({r.play_id for r in rows}) == 150
     assert all(r.play_id.startswith(f"{s.songs.topic}/") for r in rows)
 
-    forget_last_batch(checkpoint_path(s, "songs", "plays"))  # a crash before the commit
+    forget_last_batch(Path(query_location(s, "songs", "plays")))  # a crash before the commit
     start_job(spark, s, "songs", available_now=True).await_all(300)
     again = stored()
     assert sorted(r.play_id for r in again) == sorted(r.play_id for r in rows)

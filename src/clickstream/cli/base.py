@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -26,6 +27,8 @@ class Context:
         """Settings for a command that talks to Kafka: the configured cluster, or the embedded
         broker at its configured address (started elsewhere with ``clickstream broker``)."""
         if self.settings.kafka.bootstrap_servers:
+            if self.settings.kafka.security_protocol != "PLAINTEXT":
+                _check_credentials(self.settings)
             return self.settings
         broker = self.settings.broker
         if broker.port == 0:
@@ -158,3 +161,12 @@ def main(argv: list[str] | None = None) -> None:
             fg="red",
         )
         sys.exit(1)
+
+
+def _check_credentials(settings: Settings) -> None:
+    """Stop at once, in one line, on a wrong password or an untrusted certificate (a cluster
+    that does not answer yet is left to the command, which may wait for it)."""
+    from clickstream.kafka.admin import wait_for_cluster
+
+    with contextlib.suppress(KafkaUnavailableError):
+        wait_for_cluster(settings, timeout=min(5.0, settings.kafka.timeout_s))

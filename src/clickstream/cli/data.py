@@ -245,3 +245,55 @@ def simulate_shop(
         warn("stopped early: what was sent is in the topic")
     if stats.failed:
         raise ClickstreamError(f"{stats.failed} events were not delivered: {stats.first_error}")
+
+
+@simulate.command("users")
+@click.option("--rate", type=float, default=1.0, show_default=True, help="Users/s (0: flat out).")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many users.")
+@click.option("--endless", is_flag=True, help="Run until Ctrl-C.")
+@click.option("--seed", type=int, help="Random seed, for reproducible users.")
+@pass_context
+def simulate_users(
+    ctx: Context, rate: float, count: int | None, endless: bool, seed: int | None
+) -> None:
+    """Users (Faker ru_RU names, emails, a user_id hashed from the email) to joins.users_topic."""
+    from clickstream.simulators.joins import simulate_users as run
+
+    if count is None and not endless:
+        raise click.UsageError("give --count or --endless")
+    settings = ctx.client_settings()
+    try:
+        stats = run(settings, rate=rate, count=count, endless=endless, seed=seed)
+    except KeyboardInterrupt:
+        return
+    click.echo(f"sent {stats.users} users to {settings.joins.users_topic}")
+
+
+@simulate.command("page-events")
+@click.option("--rate", type=float, default=0.0, show_default=True, help="Events/s (0: flat out).")
+@click.option(
+    "--count", type=click.IntRange(min=1), help="Stop after the events of this many users."
+)
+@click.option("--endless", is_flag=True, help="Run until Ctrl-C.")
+@click.option("--seed", type=int, help="Random seed, for reproducible events.")
+@click.option(
+    "--group", default="clickstream-page-events", show_default=True, help="Consumer group."
+)
+@pass_context
+def simulate_page_events(
+    ctx: Context, rate: float, count: int | None, endless: bool, seed: int | None, group: str
+) -> None:
+    """Read users (a consumer group that commits its offsets) and send 1-10 page events of each
+    to joins.events_topic."""
+    from clickstream.simulators.joins import simulate_page_events as run
+
+    if count is None and not endless:
+        raise click.UsageError("give --count or --endless")
+    settings = ctx.client_settings()
+    try:
+        stats = run(settings, rate=rate, count=count, endless=endless, seed=seed, group_id=group)
+    except KeyboardInterrupt:
+        return
+    click.echo(
+        f"sent {stats.events} events of {stats.users} users to {settings.joins.events_topic}"
+    )

@@ -12,7 +12,7 @@ from clickstream.settings import Settings
 from clickstream.stack import ProcessPart
 
 # Dashboard jobs first: the first data point.
-JOBS = ["shop", "web-live", "bookstore", "songs", "sessions"]
+JOBS = ["shop", "web-live", "bookstore", "songs", "joins", "sessions"]
 
 
 @cli.command()
@@ -148,6 +148,25 @@ def _parts(
                 env,
                 logs / "songs-sim.log",
                 url=f"5 plays/s to topic {settings.songs.topic}",
+            )
+        )
+        joins = settings.joins
+        parts.append(
+            ProcessPart(
+                "users-sim",
+                ["simulate", "users", "--endless", "--rate=2"],
+                env,
+                logs / "users-sim.log",
+                url=f"2 users/s to topic {joins.users_topic}",
+            )
+        )
+        parts.append(
+            ProcessPart(
+                "page-events-sim",
+                ["simulate", "page-events", "--endless"],
+                env,
+                logs / "page-events-sim.log",
+                url=f"1-10 events per user to topic {joins.events_topic}",
             )
         )
     return parts

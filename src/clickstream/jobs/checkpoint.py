@@ -196,6 +196,17 @@ def committed_batches(query: Store) -> list[int]:
     return sorted(batch_numbers(query.list(COMMITS)))
 
 
+def query_id(query: Store) -> str:
+    """The id Spark gave the query when it made the checkpoint (``metadata``); empty before
+    its first batch. Batch ids count from 0 again in a new checkpoint, so a writer that keys
+    its work by batch id keys it by this too."""
+    raw = query.read("metadata")
+    try:
+        return str(json.loads(raw or b"")["id"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 def has_state(query: Store) -> bool:
     """True when Spark keeps state in the checkpoint (a stateful query wrote it)."""
     return query.exists(STATE)

@@ -22,9 +22,10 @@ Builder = Callable[..., JobSpec]
 
 
 def builders() -> dict[str, Builder]:
-    from clickstream.jobs import bookstore, sessions, shop, songs, web_live
+    from clickstream.jobs import bookstore, joins, sessions, shop, songs, web_live
 
-    return {module.NAME: module.build for module in (sessions, shop, web_live, bookstore, songs)}
+    modules = (sessions, shop, web_live, bookstore, songs, joins)
+    return {module.NAME: module.build for module in modules}
 
 
 def check_names(names: list[str] | tuple[str, ...]) -> dict[str, Builder]:

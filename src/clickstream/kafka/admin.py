@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from clickstream.errors import ConfigError, KafkaUnavailableError
+from clickstream.errors import ConfigError, KafkaAccessError, KafkaUnavailableError
 from clickstream.kafka.config import LOGGER, client_config, consumer_config
 from clickstream.kafka.offsets import partitions_of, watermarks
 from clickstream.settings import Settings
@@ -35,21 +36,66 @@ def _reason(exc: KafkaException) -> str:
     return str(error.str()) if error is not None and hasattr(error, "str") else str(exc)
 
 
+#: librdkafka errors that retrying cannot fix: wrong credentials, a certificate not trusted.
+FATAL_CODES = ("_AUTHENTICATION", "_SSL", "SASL_AUTHENTICATION_FAILED", "_INVALID_ARG")
+FATAL_WORDS = ("authentication", "certificate", "handshake")
+
+
 def wait_for_cluster(settings: Settings, timeout: float | None = None) -> None:
-    """Raise :class:`KafkaUnavailableError` unless the cluster answers a metadata request."""
+    """Raise :class:`KafkaUnavailableError` unless the cluster answers a metadata request.
+
+    A wrong password or an untrusted certificate raises at once (within a second of the
+    broker's answer), with librdkafka's reason, instead of retrying until ``timeout``."""
     timeout = settings.kafka.timeout_s if timeout is None else timeout
-    try:
-        # A broker that is still starting refuses connections: try again every 0.2-1 s, not
-        # after librdkafka's backoff of up to 10 s.
-        admin = admin_client(
-            settings, **{"reconnect.backoff.ms": 200, "reconnect.backoff.max.ms": 1000}
+    fatal: list[str] = []
+
+    def on_error(error: KafkaError) -> None:
+        text = error.str().lower()
+        if error.name() in FATAL_CODES or any(word in text for word in FATAL_WORDS):
+            fatal.append(error.str())
+
+    # A broker that is still starting refuses connections: try again every 0.2-1 s, not
+    # after librdkafka's backoff of up to 10 s.
+    admin = admin_client(
+        settings,
+        **{"reconnect.backoff.ms": 200, "reconnect.backoff.max.ms": 1000, "error_cb": on_error},
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.list_topics(timeout=min(0.5, max(0.05, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb
+            if fatal:
+                raise KafkaAccessError(
+                    f"Kafka at {settings.kafka.bootstrap_servers} refused the connection: "
+                    f"{security_hint(fatal[0])}"
+                ) from None
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailableError(
+                    f"Kafka at {settings.kafka.bootstrap_servers} did not answer within "
+                    f"{timeout:g}s ({_reason(exc)})"
+                ) from exc
+
+
+def security_hint(reason: str) -> str:
+    """librdkafka's reason, with what to check."""
+    text = reason.splitlines()[0].strip()
+    lower = text.lower()
+    if "bad certificate" in lower:
+        return (
+            f"{text} (the broker did not accept the client certificate: check "
+            "kafka.ssl_certificate_location and kafka.ssl_key_location)"
         )
-        admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise KafkaUnavailableError(
-            f"Kafka at {settings.kafka.bootstrap_servers} did not answer within {timeout:g}s "
-            f"({_reason(exc)})"
-        ) from exc
+    if "certificate" in lower or "handshake" in lower:
+        return (
+            f"{text} (check kafka.ssl_ca_location, kafka.ssl_certificate_location and "
+            "kafka.ssl_key_location)"
+        )
+    if "authentication" in lower:
+        return f"{text} (check kafka.sasl_username, kafka.sasl_password, kafka.sasl_mechanism)"
+    return text
 
 
 def standard_topics(settings: Settings) -> list[str]:
@@ -64,6 +110,8 @@ def standard_topics(settings: Settings) -> list[str]:
         topics.results,
         topics.dead_letter,
         settings.songs.topic,
+        settings.joins.users_topic,
+        settings.joins.events_topic,
     ]
 
 

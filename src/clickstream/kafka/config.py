@@ -116,7 +116,29 @@ def java_client_options(settings: Settings) -> dict[str, str]:
         options["kafka.sasl.jaas.config"] = (
             f'{module} required username="{kafka.sasl_username}" password="{password}";'
         )
-    if kafka.security_protocol.endswith("SSL") and kafka.ssl_ca_location:
+    if kafka.security_protocol.endswith("SSL"):
+        options.update(_java_ssl(kafka))
+    return options
+
+
+def _java_ssl(kafka: KafkaSettings) -> dict[str, str]:
+    """The Java client's TLS options from the same PEM files librdkafka reads: the CA as a PEM
+    truststore, and for mutual TLS the client's certificate chain and key inline (a PEM
+    keystore; the Java client takes a PKCS#8 key, encrypted when ``ssl_key_password`` is set).
+    """
+    options: dict[str, str] = {}
+    if kafka.ssl_ca_location:
         options["kafka.ssl.truststore.type"] = "PEM"
         options["kafka.ssl.truststore.location"] = str(kafka.ssl_ca_location)
+    if kafka.ssl_certificate_location and kafka.ssl_key_location:
+        try:
+            chain = kafka.ssl_certificate_location.read_text()
+            key = kafka.ssl_key_location.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the client certificate or key: {exc}") from None
+        options["kafka.ssl.keystore.type"] = "PEM"
+        options["kafka.ssl.keystore.certificate.chain"] = chain
+        options["kafka.ssl.keystore.key"] = key
+        if kafka.ssl_key_password:
+            options["kafka.ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
     return options

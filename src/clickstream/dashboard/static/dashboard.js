@@ -164,7 +164,9 @@
   function drawTop(p, windows) {
     var list = p.el.querySelector(".bars");
     var newestEnd = windows.length ? windows[windows.length - 1][1].end : 0;
-    var recent = windows.filter(function (entry) { return entry[0] >= newestEnd - TOP_SPAN_MS; });
+    // data-span="all": totals over every window (all-time totals have one window from 0).
+    var span = p.el.dataset.span === "all" ? Infinity : TOP_SPAN_MS;
+    var recent = windows.filter(function (entry) { return entry[0] >= newestEnd - span; });
     var sums = new Map();
     recent.forEach(function (entry) {
       entry[1].counts.forEach(function (count, key) { sums.set(key, (sums.get(key) || 0) + count); });

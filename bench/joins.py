@@ -1,0 +1,245 @@
+"""Benchmark: the joins job (seed 003) on N users + events, and the seed's way on 5,000 messages.
+
+    .venv/bin/python bench/joins.py [--sizes 50000,500000] [--reference 5000]
+        [--master local[2]] [--batch 50000] [--markdown]
+
+For each size N, produces N records to fresh topics of this checkout's own embedded broker:
+users (Faker-free, stable ids) and 1-10 page events each (about 5.5 per user), event times
+increasing with shuffling within a few seconds (out of order), then runs the `joins` job with
+`trigger(availableNow=True)` from the start: parse, validation, dead letters, the stream-stream
+join with watermarks, the DuckDB upserts and the result topic. Reported: wall time, records/s
+(users + events read by the job), and the cost per event of the `join` query's micro-batches,
+first third of the run against the last third: the job's cost must stay flat as history grows.
+
+In the same run, the reference written the seed's way (App3): one consumer on both topics that
+appends each message to lists, builds pandas DataFrames of all of them and merges them on every
+message, on the first ``--reference`` messages of the smallest size. Its cost per message grows
+with the history.
+
+Absolute figures on a shared 2-core machine are noisy; the ratios in one run are what to read.
+There is no ``--compare``: checkouts before this job have nothing to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from clickstream.events.joins import EVENTS, user_id_of
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import Settings, load_settings
+from sides import child_args, print_result, run_child, side_broker, this_side
+
+console = Console(stderr=True)
+T0 = int(time.time()) // 3600 * 3600 - 86_400  # a day ago (event times ahead of Kafka's clock
+# by more than jobs.max_future_s are dead-lettered), seconds
+
+
+def stamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 + seconds))
+
+
+def produce(settings: Settings, records: int) -> tuple[int, int]:
+    """About ``records`` users + events; returns (users, events)."""
+    rng = random.Random(3)
+    producer = make_producer(settings, **{"linger.ms": 50, "batch.num.messages": 10000})
+    joins = settings.joins
+    users = events = 0
+    clock = 0.0
+    while users + events < records:
+        email = f"user{users}@example.org"
+        uid = user_id_of(email)
+        user = {
+            "event_timestamp": stamp(clock),
+            "user_id": uid,
+            "email": email,
+            "name": f"U {users}",
+        }
+        producer.produce(joins.users_topic, json.dumps(user).encode(), uid)
+        users += 1
+        for _ in range(min(rng.randint(1, 10), records - users - events)):
+            event = {
+                "event_timestamp": stamp(clock + rng.uniform(-5, 30)),
+                "user_id": uid,
+                "page": f"https://site.example/{rng.randrange(100)}",
+                "event": rng.choice(EVENTS),
+            }
+            producer.produce(joins.events_topic, json.dumps(event).encode(), uid)
+            events += 1
+        clock += 0.01  # 100 users per simulated second
+        if users % 20_000 == 0:
+            producer.poll(0)
+            console.print(f"  produced {users + events:,}/{records:,}")
+    producer.flush(600)
+    return users, events
+
+
+def run_job(spark: Any, settings: Settings) -> dict[str, Any]:
+    from clickstream.jobs.runner import start_job
+    from clickstream.sinks.duckdb_table import connect
+
+    started = time.perf_counter()
+    job = start_job(spark, settings, "joins", available_now=True)
+    job.await_all()
+    elapsed = time.perf_counter() - started
+    join_query = next(q for q in job.queries if q.name == "joins.join")
+    costs = [
+        p["durationMs"]["triggerExecution"] * 1000 / p["numInputRows"]
+        for p in join_query.recentProgress
+        if p.get("numInputRows", 0) > 1000
+    ]
+    with connect(settings.duckdb_path, read_only=True) as con:
+        matched = con.execute("SELECT sum(event_count) FROM user_event_counts").fetchone()[0]
+        typed = con.execute("SELECT sum(count) FROM event_type_counts").fetchone()[0]
+    third = max(1, len(costs) // 3)
+    return {
+        "seconds": elapsed,
+        "matched": int(matched or 0),
+        "typed": int(typed or 0),
+        "batches": len(costs),
+        "first_us": statistics.median(costs[:third]) if costs else 0.0,
+        "last_us": statistics.median(costs[-third:]) if costs else 0.0,
+    }
+
+
+def reference(settings: Settings, messages: int) -> dict[str, Any]:
+    """App3 of the seed: every message re-merges all history with pandas."""
+    import pandas as pd
+    from confluent_kafka import Consumer
+
+    from clickstream.kafka.config import consumer_config
+
+    consumer = Consumer(consumer_config(settings, f"seed-{uuid.uuid4().hex[:6]}"))
+    joins = settings.joins
+    consumer.subscribe([joins.users_topic, joins.events_topic])
+    users: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    costs: list[float] = []
+    seen = 0
+    started = time.perf_counter()
+    while seen < messages:
+        message = consumer.poll(1.0)
+        if message is None or message.error() is not None:
+            continue
+        t = time.perf_counter()
+        data = json.loads(message.value().decode("utf-8"))
+        (users if message.topic() == joins.users_topic else events).append(data)
+        df_users, df_events = pd.DataFrame(users), pd.DataFrame(events)
+        if "user_id" in df_users.columns and "user_id" in df_events.columns:
+            merged = pd.merge(df_events, df_users, on="user_id")
+            merged.groupby(["user_id", "name", "email"]).size().reset_index(name="event_count")
+            df_events.groupby("event").size().reset_index(name="count")
+        costs.append((time.perf_counter() - t) * 1e6)
+        seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    tenth = max(1, len(costs) // 10)
+    return {
+        "seconds": elapsed,
+        "messages": seen,
+        "first_us": statistics.median(costs[:tenth]),
+        "last_us": statistics.median(costs[-tenth:]),
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from clickstream.spark.session import get_spark
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-joins-"))
+    environ = {k: v for k, v in os.environ.items() if k.startswith("CLICKSTREAM_")}
+    environ |= {"CLICKSTREAM_SPARK_MASTER": args.master, "CLICKSTREAM_DATA_DIR": str(scratch)}
+    base = load_settings(environ=environ).with_bootstrap(args.bootstrap)
+    spark = get_spark(base)
+    out: dict[str, Any] = {"sizes": []}
+    for n in [int(s) for s in args.sizes.split(",")]:
+        tag = uuid.uuid4().hex[:8]
+        joins = base.joins.model_copy(
+            update={
+                "users_topic": f"users-{tag}",
+                "events_topic": f"events-{tag}",
+                "max_offsets_per_trigger": args.batch,
+            }
+        )
+        topics = base.topics.model_copy(
+            update={"results": f"results-{tag}", "dead_letter": f"dead-{tag}"}
+        )
+        settings = base.model_copy(
+            update={"joins": joins, "topics": topics, "data_dir": scratch / tag}
+        )
+        ensure_topics(
+            settings,
+            [joins.users_topic, joins.events_topic, topics.results, topics.dead_letter],
+            partitions=args.partitions,
+        )
+        console.print(f"producing {n:,} users + events")
+        users, events = produce(settings, n)
+        console.print(f"running the joins job on {n:,}")
+        result = run_job(spark, settings)
+        result |= {"records": n, "users": users, "events": events}
+        out["sizes"].append(result)
+        if "reference" not in out:
+            console.print(f"the seed's way on {args.reference:,} messages")
+            out["reference"] = reference(settings, args.reference)
+    spark.stop()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="50000,500000")
+    parser.add_argument("--reference", type=int, default=5000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=50_000, help="max offsets per trigger")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--bootstrap", help="measure on this broker (internal)")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    if args.bootstrap:
+        print_result(measure(args))
+        return 0
+    side = this_side()
+    with side_broker(side) as bootstrap:
+        result = run_child(side, Path(__file__), child_args(sys.argv[1:], bootstrap), side.env())
+    table = Table(title=f"joins job, {args.master}, {args.partitions} partitions")
+    heads = ("run", "records", "seconds", "records/s", "µs/event first", "µs/event last",
+             "matched", "typed")  # fmt: skip
+    for column in heads:
+        table.add_column(column, justify="right")
+    rows = []
+    ok = True
+    for r in result["sizes"]:
+        ok = ok and r["matched"] == r["events"] == r["typed"]
+        rows.append((f"joins job, {r['records']:,}", f"{r['users']:,} + {r['events']:,}",
+                     f"{r['seconds']:.1f}", f"{r['records'] / r['seconds']:,.0f}",
+                     f"{r['first_us']:.1f}", f"{r['last_us']:.1f}",
+                     f"{r['matched']:,}", f"{r['typed']:,}"))  # fmt: skip
+    ref = result["reference"]
+    rows.append((f"seed's way (pandas), {ref['messages']:,}", f"{ref['messages']:,}",
+                 f"{ref['seconds']:.1f}", f"{ref['messages'] / ref['seconds']:,.0f}",
+                 f"{ref['first_us']:.0f}", f"{ref['last_us']:.0f}", "-", "-"))  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    if args.markdown:
+        print("| " + " | ".join(heads) + " |")
+        print("|---|" + "---:|" * (len(heads) - 1))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

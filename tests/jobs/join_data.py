@@ -1,0 +1,183 @@
+"""Input for the joins job's tests: users and page events with every awkward case, and the
+expected results computed by DuckDB from the same records."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from clickstream.events.joins import EVENTS, TIME_FORMAT, user_id_of
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_producer
+from clickstream.settings import Settings
+
+T0 = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+def stamp(seconds: float) -> str:
+    return (T0 + datetime.timedelta(seconds=seconds)).strftime(TIME_FORMAT)
+
+
+@dataclass
+class JoinInput:
+    users: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    bad_users: list[bytes] = field(default_factory=list)
+    bad_events: list[bytes] = field(default_factory=list)
+
+
+def join_settings(settings: Settings, data_dir: Any, **joins: Any) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    topics = {"results": f"results-{tag}", "dead_letter": f"dead-{tag}"}
+    names = {"users_topic": f"users-{tag}", "events_topic": f"events-{tag}"}
+    ensure_topics(settings, [*topics.values(), *names.values()], partitions=2)
+    return settings.model_copy(
+        update={
+            "data_dir": data_dir,
+            "topics": settings.topics.model_copy(update=topics),
+            "joins": settings.joins.model_copy(update={**names, **joins}),
+        }
+    )
+
+
+def make_input(seed: int, users: int, bound_s: int) -> JoinInput:
+    """``users`` users, each with 1-10 events near their own time (some before it), a few users
+    sent again with new details, events of unknown users and events too far from their user,
+    bad records of every kind; in shuffled order (out of order in event time)."""
+    rng = random.Random(seed)
+    data = JoinInput()
+    for n in range(users):
+        email = f"user{n}-{seed}@example.org"
+        at = n * 7.0
+        uid = user_id_of(email)
+        data.users.append(
+            {"event_timestamp": stamp(at), "user_id": uid, "email": email, "name": f"Имя {n}"}
+        )
+        if n % 5 == 0:  # sent again later with new details: the newest wins
+            data.users.append(
+                {
+                    "event_timestamp": stamp(at + 30),
+                    "user_id": uid,
+                    "email": f"new{n}@example.org",
+                    "name": f"Новое {n}",
+                }
+            )
+        for k in range(rng.randint(1, 10)):
+            offset = rng.uniform(-bound_s * 0.9, bound_s * 0.9)
+            data.events.append(
+                {
+                    "event_timestamp": stamp(at + offset),
+                    "user_id": uid,
+                    "page": f"https://site.example/{n}/{k}",
+                    "event": rng.choice(EVENTS),
+                }
+            )
+        if n % 7 == 3:  # too far from its user: unmatched
+            data.events.append(
+                {
+                    "event_timestamp": stamp(at + bound_s * 3 + 5),
+                    "user_id": uid,
+                    "page": f"https://site.example/{n}/far",
+                    "event": "click",
+                }
+            )
+    for n in range(4):  # nobody has these ids: unmatched
+        data.events.append(
+            {
+                "event_timestamp": stamp(n * 11.0),
+                "user_id": f"ghost-{n}",
+                "page": f"https://site.example/ghost/{n}",
+                "event": "scroll",
+            }
+        )
+    rng.shuffle(data.users)
+    rng.shuffle(data.events)
+    good_event = data.events[0]
+    data.bad_events = [
+        json.dumps({**good_event, "user_id": 12345}).encode(),
+        json.dumps({k: v for k, v in good_event.items() if k != "event"}).encode(),
+        json.dumps({**good_event, "event_timestamp": "yesterday"}).encode(),
+        b"not json",
+        b"[1, 2]",
+        json.dumps({**good_event, "page": None}).encode(),
+    ]
+    good_user = data.users[0]
+    data.bad_users = [
+        json.dumps({**good_user, "email": ["a@b.c"]}).encode(),
+        json.dumps({k: v for k, v in good_user.items() if k != "name"}).encode(),
+        b"\xff\xfe",
+    ]
+    return data
+
+
+def closing(data: JoinInput, after_s: float) -> JoinInput:
+    """A user and an event of theirs far later: their watermarks pass everything before, so
+    unmatched events are emitted."""
+    email = f"closer-{uuid.uuid4().hex[:6]}@example.org"
+    uid = user_id_of(email)
+    return JoinInput(
+        users=[
+            {"event_timestamp": stamp(after_s), "user_id": uid, "email": email, "name": "Closer"}
+        ],
+        events=[
+            {
+                "event_timestamp": stamp(after_s),
+                "user_id": uid,
+                "page": "https://site.example/end",
+                "event": "focus",
+            }
+        ],
+    )
+
+
+def send(settings: Settings, data: JoinInput) -> None:
+    producer = make_producer(settings)
+    joins = settings.joins
+    for record in data.users:
+        producer.produce(joins.users_topic, json.dumps(record).encode(), key=record["user_id"])
+    for value in data.bad_users:
+        producer.produce(joins.users_topic, value)
+    for record in data.events:
+        producer.produce(joins.events_topic, json.dumps(record).encode(), key=record["user_id"])
+    for value in data.bad_events:
+        producer.produce(joins.events_topic, value)
+    producer.flush()
+
+
+def expected(inputs: list[JoinInput], bound_s: int) -> dict[str, Any]:
+    """What the job must find, by a DuckDB query over the same good records."""
+    con = duckdb.connect()
+    users = [
+        (i, u["user_id"], u["name"], u["email"], u["event_timestamp"])
+        for i, u in enumerate(u for d in inputs for u in d.users)
+    ]
+    events = [
+        (e["user_id"], e["page"], e["event"], e["event_timestamp"])
+        for d in inputs
+        for e in d.events
+    ]
+    con.execute("CREATE TABLE u (seq INT, user_id TEXT, name TEXT, email TEXT, ts TIMESTAMP)")
+    con.execute("CREATE TABLE e (user_id TEXT, page TEXT, event TEXT, ts TIMESTAMP)")
+    con.executemany("INSERT INTO u VALUES (?, ?, ?, ?, ?)", users)
+    con.executemany("INSERT INTO e VALUES (?, ?, ?, ?)", events)
+    con.execute(f"""
+        CREATE TABLE matched AS SELECT DISTINCT e.user_id, e.page FROM e JOIN u
+        ON e.user_id = u.user_id AND abs(epoch(u.ts) - epoch(e.ts)) <= {bound_s}""")
+    per_user = con.execute("""
+        WITH newest AS (SELECT * FROM u QUALIFY row_number() OVER (
+            PARTITION BY user_id ORDER BY ts DESC, seq DESC) = 1)
+        SELECT m.user_id, n.name, n.email, count(*) FROM matched m JOIN newest n USING (user_id)
+        GROUP BY ALL""").fetchall()
+    types = con.execute("SELECT event, count(*) FROM e GROUP BY event").fetchall()
+    unmatched = con.execute("SELECT page FROM e ANTI JOIN matched USING (user_id, page)").fetchall()
+    return {
+        "per_user": {r[0]: (r[1], r[2], r[3]) for r in per_user},
+        "types": dict(types),
+        "unmatched": sorted(r[0] for r in unmatched),
+    }

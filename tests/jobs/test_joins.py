@@ -1,0 +1,181 @@
+"""The joins job end to end on a real broker and Spark: its totals equal a DuckDB query over
+the same input (late, out-of-order, unmatched, re-sent users, bad records), and a replayed or
+killed-and-restarted run gives the same totals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clickstream.jobs.checkpoint import query_location
+from clickstream.jobs.joins import EVENT_TYPES, NAME, UNMATCHED, USER_EVENTS
+from clickstream.jobs.runner import start_job
+from clickstream.settings import Settings
+from clickstream.sinks.duckdb_table import connect
+from tests.conftest import cli_env, read_topic, wait_for
+from tests.jobs.join_data import closing, expected, join_settings, make_input, send
+
+pytestmark = pytest.mark.slow
+BOUND_S = 600
+WATERMARK_S = 3600
+
+
+def run(spark: Any, settings: Settings) -> None:
+    start_job(spark, settings, NAME, available_now=True).await_all()
+
+
+def warehouse(settings: Settings) -> dict[str, Any]:
+    with connect(settings.duckdb_path, read_only=True) as con:
+        per_user = con.execute(
+            "SELECT user_id, name, email, event_count FROM user_event_counts"
+        ).fetchall()
+        types = con.execute("SELECT event, count FROM event_type_counts").fetchall()
+        unmatched = con.execute("SELECT page FROM unmatched_events").fetchall()
+    return {
+        "per_user": {r[0]: (r[1], r[2], r[3]) for r in per_user},
+        "types": dict(types),
+        "unmatched": sorted(r[0] for r in unmatched),
+    }
+
+
+def topic_totals(settings: Settings) -> dict[str, Any]:
+    """The newest result of each key in the result topic, shaped as :func:`warehouse`."""
+    newest: dict[tuple[str, str], int] = {}
+    for _key, value in read_topic(settings, settings.topics.results):
+        newest[(value["metric"], value["key"])] = value["count"]
+    per_user = {}
+    for (metric, key), count in newest.items():
+        if metric == USER_EVENTS and count:
+            uid, name, email = key.split("\t")
+            per_user[uid] = (name, email, count)
+    return {
+        "per_user": per_user,
+        "types": {k: c for (m, k), c in newest.items() if m == EVENT_TYPES},
+        "unmatched": newest.get((UNMATCHED, "all")),
+    }
+
+
+@pytest.fixture
+def joined(spark: Any, settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, Any]]:
+    """The job run over shuffled input in micro-batches of 40 records."""
+    job = join_settings(
+        settings,
+        tmp_path,
+        match_bound_s=BOUND_S,
+        watermark_s=WATERMARK_S,
+        max_offsets_per_trigger=40,
+    )
+    data = make_input(seed=3, users=40, bound_s=BOUND_S)
+    end = closing(data, after_s=40 * 7 + WATERMARK_S + 3 * BOUND_S + 600)
+    send(job, data)
+    send(job, end)
+    run(spark, job)
+    return job, expected([data, end], BOUND_S)
+
+
+def test_totals_equal_a_duckdb_query_over_the_input(
+    joined: tuple[Settings, dict[str, Any]],
+) -> None:
+    job, want = joined
+    got = warehouse(job)
+    assert got["types"] == want["types"]
+    assert got["per_user"] == want["per_user"]
+    assert got["unmatched"] == want["unmatched"]
+    assert len(want["unmatched"]) >= 4
+    shown = topic_totals(job)
+    assert shown["per_user"] == want["per_user"]
+    assert shown["types"] == want["types"]
+    assert shown["unmatched"] == len(want["unmatched"])
+    dead = [value for _key, value in read_topic(job, job.topics.dead_letter)]
+    reasons = sorted(d["reason"] for d in dead)
+    assert len(dead) == 9
+    assert "field user_id: expected a string, not BIGINT" in reasons
+    assert "missing field event" in reasons
+    assert any("event_timestamp is not a time" in r for r in reasons)
+    assert {d["sourceTopic"] for d in dead} == {job.joins.users_topic, job.joins.events_topic}
+    assert all(d["sourcePartition"] in (0, 1) and d["sourceOffset"] >= 0 for d in dead)
+
+
+def test_replayed_batches_count_once(spark: Any, joined: tuple[Settings, dict[str, Any]]) -> None:
+    """Forget the last commit of every query, as a crash after the warehouse write and before
+    Spark's commit would: the last batches run again and the totals stay."""
+    job, want = joined
+    for query in ("join", "events", "users"):
+        commits = Path(query_location(job, NAME, query)) / "commits"
+        done = sorted(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+        assert len(done) >= 2, f"{query}: expected several micro-batches, got {done}"
+        (commits / str(done[-1])).unlink()
+        (commits / f".{done[-1]}.crc").unlink(missing_ok=True)
+    run(spark, job)
+    assert warehouse(job) == {**want}
+
+
+def test_killed_and_restarted_job_gives_the_same_totals(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """``clickstream jobs run joins`` in a child process, SIGKILLed (with its Spark) after a few
+    micro-batches of the join; the job restarted from its checkpoints ends with exact totals."""
+    job = join_settings(
+        settings,
+        tmp_path,
+        match_bound_s=BOUND_S,
+        watermark_s=WATERMARK_S,
+        max_offsets_per_trigger=30,
+        trigger_s=0.5,
+    )
+    data = make_input(seed=5, users=40, bound_s=BOUND_S)
+    end = closing(data, after_s=40 * 7 + WATERMARK_S + 3 * BOUND_S + 600)
+    send(job, data)
+    send(job, end)
+    env = cli_env(
+        CLICKSTREAM_DATA_DIR=str(tmp_path),
+        CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(job.kafka.bootstrap_servers),
+        CLICKSTREAM_SPARK_MASTER="local[1]",
+        CLICKSTREAM_SPARK_SHUFFLE_PARTITIONS="2",
+        CLICKSTREAM_SPARK_DRIVER_MEMORY="1g",
+        CLICKSTREAM_JOBS_STAGGERED_START_S="0",
+        CLICKSTREAM_TOPICS_RESULTS=job.topics.results,
+        CLICKSTREAM_TOPICS_DEAD_LETTER=job.topics.dead_letter,
+        CLICKSTREAM_JOINS_USERS_TOPIC=job.joins.users_topic,
+        CLICKSTREAM_JOINS_EVENTS_TOPIC=job.joins.events_topic,
+        CLICKSTREAM_JOINS_MATCH_BOUND_S=str(BOUND_S),
+        CLICKSTREAM_JOINS_WATERMARK_S=str(WATERMARK_S),
+        CLICKSTREAM_JOINS_MAX_OFFSETS_PER_TRIGGER="30",
+        CLICKSTREAM_JOINS_TRIGGER_S="0.5",
+    )
+    child = subprocess.Popen(
+        [str(Path(sys.executable).parent / "clickstream"), "jobs", "run", NAME],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "child.log").open("w"),
+    )
+    commits = Path(query_location(job, NAME, "join")) / "commits"
+    try:
+        wait_for(
+            lambda: (
+                commits.is_dir() and len([p for p in commits.iterdir() if p.name.isdigit()]) >= 2
+            ),
+            timeout=180,
+            interval=0.05,
+        )
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(30)
+    done = len([p for p in commits.iterdir() if p.name.isdigit()])
+    before = warehouse(job)
+    want = expected([data, end], BOUND_S)
+    assert before["per_user"] != want["per_user"], f"the job had finished ({done} batches)"
+    run(spark, job)
+    # availableNow ends without the batch that only moves the watermark (a running job has
+    # it): later records make one, which emits the events left unmatched.
+    later = closing(data, after_s=2 * (40 * 7 + WATERMARK_S + 3 * BOUND_S + 600))
+    send(job, later)
+    run(spark, job)
+    assert warehouse(job) == expected([data, end, later], BOUND_S)
