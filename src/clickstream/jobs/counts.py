@@ -12,6 +12,8 @@ driver adds them to the counts of the open windows (:mod:`clickstream.jobs.tally
 the windows it changed with their count so far, so a window reaches the result topic one
 trigger after its first event instead of after the watermark passes it. The same batch's
 malformed records go to the dead-letter topic: one read and one parse of the topic for both.
+One reduction can feed several tallies (:class:`TallyPart`, :class:`Reduced`): the songs job
+counts its minute, hour and all-time windows in one ``mapInArrow``.
 
 With event ids (``web-live``), a task also sends each event's id and time: the driver knows
 which ids were counted before (:meth:`~clickstream.jobs.tally.WindowTally.dedup`); when some
@@ -26,7 +28,7 @@ upserted on that key, and a replayed batch rewrites the same counts (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -166,18 +168,16 @@ class CountsWriter:
         if batch_id <= tally.batch_id:
             return  # counted and written before a restart
         has_ids = "_id" in batch.columns
-        reduce = partial_counts(
-            len(self.metrics), tally.size_ms, tally.slide_ms, tally.watermark_ms, has_ids
-        )
-        rows = batch.mapInArrow(reduce, REDUCED).toArrow()
-        kind = rows["kind"]
-        partials = _partials(rows.filter(pc.equal(kind, PARTIAL)), self.metrics)
-        late = pc.sum(rows.filter(pc.equal(kind, LATE))["count"]).as_py() or 0
-        newest = pc.max(rows.filter(pc.equal(kind, NEWEST))["time"]).as_py()
+        columns = tuple(f"_m{i}" for i in range(len(self.metrics)))
+        part = TallyPart(columns, tally.size_ms, tally.slide_ms, tally.watermark_ms)
+        reduced = Reduced.of(batch, [part], has_ids)
+        partials = reduced.partials(self.metrics)
+        late = reduced.late()
+        newest = reduced.newest()
         new_ids: dict[str, int] = {}
         duplicates = 0
         if has_ids:
-            ids = rows.filter(pc.equal(kind, ID))
+            ids = reduced.ids()
             fresh, new_ids = tally.dedup(ids["id"], ids["time"])
             duplicates = fresh.count(False)
             if new_ids:
@@ -189,10 +189,7 @@ class CountsWriter:
                 late -= taken_late
         update = tally.merge(batch_id, partials, late, newest, new_ids, duplicates)
         if self.dead is not None:
-            dead = rows.filter(pc.equal(kind, DEAD))
-            self.dead.send(
-                zip(dead["dead_key"].to_pylist(), dead["dead_value"].to_pylist(), strict=True)
-            )
+            self.dead.send(reduced.dead_letters())
         self.results.write_counts(update.results(tally.size_ms))
         tally.commit(update)
 
@@ -230,12 +227,35 @@ _REDUCED = pa.schema(
 )
 
 
+@dataclass(frozen=True)
+class TallyPart:
+    """What a task counts for one tally: the events' values in ``columns``, in the tally's
+    windows, late against its watermark as of the batch start; ``at_zero`` counts every event
+    at time 0 (a running total in one window)."""
+
+    columns: tuple[str, ...]
+    size_ms: int
+    slide_ms: int
+    watermark_ms: int | None
+    at_zero: bool = False
+
+
 def partial_counts(
     metrics: int, size_ms: int, slide_ms: int, watermark_ms: int | None, has_ids: bool
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The ``mapInArrow`` function reducing one partition of a count batch: partial counts
-    (``metric`` as the measure's index), the late events, the newest event time without an id
-    (those with one come as ``id`` rows), and the dead letters."""
+    """:func:`reduce_partition` for one tally counting the columns ``_m0`` .. ``_m<metrics-1>``."""
+    columns = tuple(f"_m{i}" for i in range(metrics))
+    return reduce_partition([TallyPart(columns, size_ms, slide_ms, watermark_ms)], has_ids)
+
+
+def reduce_partition(
+    parts: Sequence[TallyPart], has_ids: bool
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function reducing one partition of a count batch (``_time``, the
+    counted columns, ``_id`` when ``has_ids``, ``_dead_key``/``_dead_value`` if any): per part,
+    partial counts (``metric``: the column's index, counting on over the parts) and its late
+    events (``metric``: the part's index); the newest event time without an id (those with one
+    come as ``id`` rows); and the dead letters."""
 
     def reduce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = pa.Table.from_batches(list(batches))
@@ -244,19 +264,32 @@ def partial_counts(
         good = table.filter(pc.is_valid(table["_time"]))
         out = []
         if good.num_rows:
-            keys = [(str(i), good[f"_m{i}"]) for i in range(metrics)]
-            counted, late = window_partials(good["_time"], keys, size_ms, slide_ms, watermark_ms)
-            out.append(
-                _rows(
-                    PARTIAL,
-                    counted.num_rows,
-                    metric=pc.cast(counted["metric"], pa.int32()),
-                    start=counted["start"],
-                    key=counted["key"],
-                    count=counted["count"],
+            metric = 0
+            for index, part in enumerate(parts):
+                times = pa.repeat(0, good.num_rows) if part.at_zero else good["_time"]
+                keys = [(str(metric + j), good[c]) for j, c in enumerate(part.columns)]
+                metric += len(part.columns)
+                counted, late = window_partials(
+                    times, keys, part.size_ms, part.slide_ms, part.watermark_ms
                 )
-            )
-            out.append(_rows(LATE, 1, count=pa.array([late], pa.int64())))
+                out.append(
+                    _rows(
+                        PARTIAL,
+                        counted.num_rows,
+                        metric=pc.cast(counted["metric"], pa.int32()),
+                        start=counted["start"],
+                        key=counted["key"],
+                        count=counted["count"],
+                    )
+                )
+                out.append(
+                    _rows(
+                        LATE,
+                        1,
+                        metric=pa.array([index], pa.int32()),
+                        count=pa.array([late], pa.int64()),
+                    )
+                )
             if has_ids:
                 with_id = pc.is_valid(good["_id"])
                 ided = good.filter(with_id)
@@ -283,23 +316,59 @@ def partial_counts(
     return reduce
 
 
+@dataclass(frozen=True)
+class Reduced:
+    """A count batch reduced on the executors (:func:`reduce_partition`), on the driver."""
+
+    rows: pa.Table
+
+    @classmethod
+    def of(cls, batch: DataFrame, parts: Sequence[TallyPart], has_ids: bool) -> Reduced:
+        return cls(batch.mapInArrow(reduce_partition(parts, has_ids), REDUCED).toArrow())
+
+    def _kind(self, kind: int) -> pa.Table:
+        return self.rows.filter(pc.equal(self.rows["kind"], kind))
+
+    def partials(self, metrics: list[str]) -> pa.Table:
+        """The partial counts (:data:`~clickstream.jobs.tally.PARTIALS`), ``metric`` named by
+        ``metrics`` (in the order of the parts' columns)."""
+        rows = self._kind(PARTIAL)
+        names = pa.array(metrics, pa.string())
+        return pa.table(
+            {
+                "metric": pc.take(names, rows["metric"]),
+                "start": rows["start"],
+                "key": rows["key"],
+                "count": rows["count"],
+            },
+            schema=PARTIALS,
+        )
+
+    def late(self, part: int | None = None) -> int:
+        """Late events of one part (by its index), or of all."""
+        rows = self._kind(LATE)
+        if part is not None:
+            rows = rows.filter(pc.equal(rows["metric"], part))
+        return pc.sum(rows["count"]).as_py() or 0
+
+    def newest(self) -> int | None:
+        """The newest event time without an id."""
+        newest: int | None = pc.max(self._kind(NEWEST)["time"]).as_py()
+        return newest
+
+    def ids(self) -> pa.Table:
+        """The events' ``id`` and ``time``, for those with an id."""
+        return self._kind(ID)
+
+    def dead_letters(self) -> Iterator[tuple[str | None, str]]:
+        dead = self._kind(DEAD)
+        return zip(dead["dead_key"].to_pylist(), dead["dead_value"].to_pylist(), strict=True)
+
+
 def _rows(kind: int, n: int, **columns: pa.Array | pa.ChunkedArray) -> pa.Table:
     data = {f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in _REDUCED if f.name != "kind"}
     data = {name: pc.cast(col, _REDUCED.field(name).type) for name, col in data.items()}
     return pa.table({"kind": pa.array([kind] * n, pa.int32()), **data}, schema=_REDUCED)
-
-
-def _partials(rows: pa.Table, metrics: list[str]) -> pa.Table:
-    names = pa.array(metrics, pa.string())
-    return pa.table(
-        {
-            "metric": pc.take(names, rows["metric"]),
-            "start": rows["start"],
-            "key": rows["key"],
-            "count": rows["count"],
-        },
-        schema=PARTIALS,
-    )
 
 
 def window_distinct(

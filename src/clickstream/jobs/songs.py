@@ -6,13 +6,17 @@ queries:
 * ``counts``: plays per artist and song in the current minute (``songs.minute``), the current
   hour (``songs.hour``) and all time (``songs.all``, one window from the epoch), to the result
   topic and the warehouse table ``window_counts``, keyed ``artist/song_name``; the dashboard
-  ranks them. Counted on the driver between micro-batches (:mod:`clickstream.jobs.tally`), every
-  ``jobs.count_trigger_s``. The seed stamps plays anywhere earlier in the current month, so the
-  minute and hour windows stay open ``songs.open_windows_s`` (40 days) behind the newest play:
-  a play of this month counts in the windows of its time, never dropped as late. All time is a
-  plain running total (every play in the one window, which never closes). Each of the three
-  tallies commits per batch id, so a replayed micro-batch is not counted twice. Bad records go
-  to the dead-letter topic with the reason.
+  ranks them, every ``jobs.count_trigger_s``. Counted where the plays are, as the generic count
+  jobs (:mod:`clickstream.jobs.counts`): one ``mapInArrow`` per micro-batch in which each task
+  reduces its plays to partial counts per (metric, window, key) for each of the three tallies,
+  against each tally's watermark as of the batch start, with its late plays, its newest play
+  time and its dead letters; the driver merges only those partials into the open windows
+  (:meth:`~clickstream.jobs.tally.WindowTally.merge`). The seed stamps plays anywhere earlier
+  in the current month, so the minute and hour windows stay open ``songs.open_windows_s`` (40
+  days) behind the newest play: a play of this month counts in the windows of its time, never
+  dropped as late. All time is a plain running total (every play in the one window, which never
+  closes). Each of the three tallies commits per batch id, so a replayed micro-batch is not
+  counted twice. Bad records go to the dead-letter topic with the reason.
 * ``plays``: every play into ``song_plays`` (DuckDB, upserted on ``play_id``), or with
   ``warehouse.bigquery_project`` set, into BigQuery instead
   (:class:`~clickstream.sinks.bigquery_stream.BigQueryMerge`). The payload has no event id, so
@@ -24,7 +28,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
@@ -38,6 +41,7 @@ from clickstream.events.songs import (
     SongPlay,
 )
 from clickstream.jobs import checkpoint
+from clickstream.jobs.counts import Reduced, TallyPart
 from clickstream.jobs.parse import dead_letter_key, dead_letter_value, good, parse_json
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.jobs.tally import WindowTally
@@ -139,39 +143,52 @@ class SongCounts:
         return sum(t.late_events for t in self.tallies.values())
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.toArrow()
-        ok = rows.filter(pc.is_valid(rows["_time"]))
-        keys = ok["_key"]
-        pending = []
-        for metric, tally in self.tallies.items():
-            update = tally.count(batch_id, ok["_time"], [(metric, keys)])
-            if update is not None:
-                pending.append((tally, update, update.results(tally.size_ms)))
-        zeros = pa.array([0] * len(ok), pa.int64())
-        update = self.all_time.count(batch_id, zeros, [(ALL_TIME, keys)])
-        if update is not None:
-            counts = [
-                WindowCount(
-                    metric=c.metric,
-                    window_start=0,
-                    window_end=ALL_TIME_END,
-                    key=c.key,
-                    count=c.count,
-                )
-                for c in update.results(1000)
-            ]
-            pending.append((self.all_time, update, counts))
-        if not pending:
+        tallies, parts = self.parts(batch_id)
+        if not tallies:
             return  # counted and written before a restart
-        dead = rows.filter(pc.is_valid(rows["_dead_value"]))
-        self.dead.send(
-            zip(dead["_dead_key"].to_pylist(), dead["_dead_value"].to_pylist(), strict=True)
-        )
+        reduced = Reduced.of(batch, parts, has_ids=False)
+        metrics = [m for m, _ in tallies]
+        partials = reduced.partials(metrics)
+        newest = reduced.newest()
+        pending = []
+        for index, (metric, tally) in enumerate(tallies):
+            mine = partials.filter(pc.equal(partials["metric"], metric))
+            if tally is self.all_time:
+                update = tally.merge(batch_id, mine, 0, None if newest is None else 0)
+                counts = [
+                    WindowCount(
+                        metric=c.metric,
+                        window_start=0,
+                        window_end=ALL_TIME_END,
+                        key=c.key,
+                        count=c.count,
+                    )
+                    for c in update.results(1000)
+                ]
+            else:
+                update = tally.merge(batch_id, mine, reduced.late(index), newest)
+                counts = update.results(tally.size_ms)
+            pending.append((tally, update, counts))
+        self.dead.send(reduced.dead_letters())
         self.results.write_counts([c for _, _, counts in pending for c in counts])
         if not self._view:
             self._create_view()
         for tally, update, _ in pending:
             tally.commit(update)
+
+    def parts(self, batch_id: int) -> tuple[list[tuple[str, WindowTally]], list[TallyPart]]:
+        """The tallies that have not committed batch ``batch_id`` (with their metric), and what
+        a task counts for each: its windows, late against its watermark as of now."""
+        tallies = [
+            (metric, tally)
+            for metric, tally in [*self.tallies.items(), (ALL_TIME, self.all_time)]
+            if batch_id > tally.batch_id
+        ]
+        parts = [
+            TallyPart(("_key",), t.size_ms, t.slide_ms, t.watermark_ms, at_zero=t is self.all_time)
+            for _, t in tallies
+        ]
+        return tallies, parts
 
     def _create_view(self) -> None:
         with connect(self.duckdb_path, timeout=self.lock_timeout_s) as con:
