@@ -1,7 +1,7 @@
 """Benchmark: bookstore events from the topic into Apache Cassandra, events/s.
 
     .venv/bin/python bench/bookstore.py [--events 1000000] [--master local[2]]
-        [--reference-sample 20000] [--concurrency 64] [--driver-side] [--markdown]
+        [--reference-sample 20000] [--concurrency 64] [--driver-side [first]] [--markdown]
 
 Starts its own embedded broker and a Cassandra 5.0 node (tests/cassandra_node.py: 512 MB heap,
 loopback), produces N bookstore events to a fresh topic, then in the same run:
@@ -13,7 +13,8 @@ loopback), produces N bookstore events to a fresh topic, then in the same run:
   Cassandra afterwards.
 * **driver-side** (with ``--driver-side``; the previous version of the sink): the same query
   and statement, but each micro-batch collected to the driver as Arrow and written there from
-  one Python thread, into a keyspace of its own. Timed the same way.
+  one Python thread, into a keyspace of its own. Timed the same way, after the clickstream run
+  (``--driver-side first``: before it; whichever runs first meets a colder Cassandra).
 * **seed's way** (reference): one synchronous ``session.execute(INSERT ...)`` per event, the
   events read from the same topic by a consumer. Run on ``--reference-sample`` events and
   extrapolated to N (at a few hundred to a few thousand inserts per second, 1M would take
@@ -170,8 +171,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument(
         "--driver-side",
-        action="store_true",
-        help="also time the previous sink (batch collected to the driver, one writer thread)",
+        nargs="?",
+        const="after",
+        choices=["after", "first"],
+        help="also time the previous sink (batch collected to the driver, one writer thread), "
+        "after the current one or first (the first run meets a cold Cassandra)",
     )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -216,17 +220,24 @@ def main() -> None:
             console.print(f"producing {args.events:,} events to {topic}")
             produced_s = produce(settings, topic, args.events)
             console.print(f"produced in {produced_s:.1f} s; running the job's event-store query")
-            job_s = run_job(settings)
-            console.print(f"job: {args.events / job_s:,.0f} events/s ({job_s:.1f} s)")
-            rows = count_rows(c)
-            console.print(f"job: {job_s:.1f} s, {rows:,} rows")
             driver_s = driver_rows = None
-            if args.driver_side:
+
+            def previous() -> None:
+                nonlocal driver_s, driver_rows
                 d = c.model_copy(update={"keyspace": "bench_driver"})
                 old = settings.model_copy(update={"cassandra": d, "data_dir": folder / "driver"})
                 driver_s = run_job(old, driver_side(d))
                 driver_rows = count_rows(d)
                 console.print(f"driver-side: {args.events / driver_s:,.0f} events/s")
+
+            if args.driver_side == "first":
+                previous()
+            job_s = run_job(settings)
+            console.print(f"job: {args.events / job_s:,.0f} events/s ({job_s:.1f} s)")
+            rows = count_rows(c)
+            console.print(f"job: {job_s:.1f} s, {rows:,} rows")
+            if args.driver_side == "after":
+                previous()
             console.print("the seed's way on a sample")
             sample = min(args.reference_sample, args.events)
             seed_s = seed_way(settings, topic, c, sample)
