@@ -1,7 +1,7 @@
 """Benchmark: bookstore events from the topic into Apache Cassandra, events/s.
 
     .venv/bin/python bench/bookstore.py [--events 1000000] [--master local[2]]
-        [--reference-sample 20000] [--concurrency 64] [--markdown]
+        [--reference-sample 20000] [--concurrency 64] [--driver-side [first]] [--markdown]
 
 Starts its own embedded broker and a Cassandra 5.0 node (tests/cassandra_node.py: 512 MB heap,
 loopback), produces N bookstore events to a fresh topic, then in the same run:
@@ -11,6 +11,10 @@ loopback), produces N bookstore events to a fresh topic, then in the same run:
   statement and ``cassandra.concurrency`` inserts in flight (``execute_concurrent``). Timed
   from the query's start to its end (the SparkSession is already up); the rows are counted in
   Cassandra afterwards.
+* **driver-side** (with ``--driver-side``; the previous version of the sink): the same query
+  and statement, but each micro-batch collected to the driver as Arrow and written there from
+  one Python thread, into a keyspace of its own. Timed the same way, after the clickstream run
+  (``--driver-side first``: before it; whichever runs first meets a colder Cassandra).
 * **seed's way** (reference): one synchronous ``session.execute(INSERT ...)`` per event, the
   events read from the same topic by a consumer. Run on ``--reference-sample`` events and
   extrapolated to N (at a few hundred to a few thousand inserts per second, 1M would take
@@ -23,11 +27,13 @@ the two, measured side by side, is the figure to read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,7 +62,7 @@ def produce(settings: Settings, topic: str, n: int) -> float:
     return time.monotonic() - began
 
 
-def run_job(settings: Settings) -> float:
+def run_job(settings: Settings, write_batch: Any = None) -> float:
     from clickstream.jobs import bookstore
     from clickstream.jobs.runner import _start_query
     from clickstream.spark.session import get_spark
@@ -64,10 +70,29 @@ def run_job(settings: Settings) -> float:
     spark = get_spark(settings)
     spec = bookstore.build(spark, settings)
     events = next(q for q in spec.queries if q.name == "events")
+    if write_batch is not None:
+        events = dataclasses.replace(events, write_batch=write_batch)
     began = time.monotonic()
     query = _start_query(spec, events, settings, available_now=True)
     query.awaitTermination()
     return time.monotonic() - began
+
+
+def driver_side(c: CassandraSettings) -> Any:
+    """The previous sink: the micro-batch collected to the driver, written by one thread."""
+    from clickstream.sinks.cassandra import COLUMNS, Target, ensure_table, rows_to_params
+    from clickstream.sinks.cassandra import write_rows as upsert
+
+    target = Target.of(c)
+    ensure_table(target)
+
+    def write(batch: Any, batch_id: int) -> None:
+        rows = batch.select(*COLUMNS).toArrow()
+        if rows.num_rows:
+            failed, cause = upsert(target, rows_to_params(rows.to_pydict()))
+            assert not failed, cause
+
+    return write
 
 
 def cassandra_session(c: CassandraSettings):  # type: ignore[no-untyped-def]
@@ -144,6 +169,14 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--reference-sample", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--driver-side",
+        nargs="?",
+        const="after",
+        choices=["after", "first"],
+        help="also time the previous sink (batch collected to the driver, one writer thread), "
+        "after the current one or first (the first run meets a cold Cassandra)",
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     console = Console(stderr=True)
@@ -187,10 +220,25 @@ def main() -> None:
             console.print(f"producing {args.events:,} events to {topic}")
             produced_s = produce(settings, topic, args.events)
             console.print(f"produced in {produced_s:.1f} s; running the job's event-store query")
+            driver_s = driver_rows = None
+
+            def previous() -> None:
+                nonlocal driver_s, driver_rows
+                d = c.model_copy(update={"keyspace": "bench_driver"})
+                old = settings.model_copy(update={"cassandra": d, "data_dir": folder / "driver"})
+                driver_s = run_job(old, driver_side(d))
+                driver_rows = count_rows(d)
+                console.print(f"driver-side: {args.events / driver_s:,.0f} events/s")
+
+            if args.driver_side == "first":
+                previous()
             job_s = run_job(settings)
             console.print(f"job: {args.events / job_s:,.0f} events/s ({job_s:.1f} s)")
             rows = count_rows(c)
-            console.print(f"job: {job_s:.1f} s, {rows:,} rows; the seed's way on a sample")
+            console.print(f"job: {job_s:.1f} s, {rows:,} rows")
+            if args.driver_side == "after":
+                previous()
+            console.print("the seed's way on a sample")
             sample = min(args.reference_sample, args.events)
             seed_s = seed_way(settings, topic, c, sample)
 
@@ -203,6 +251,12 @@ def main() -> None:
         "clickstream (prepared, concurrent)", f"{args.events:,}", f"{job_s:.1f}",
         f"{job_rate:,.0f}", f"{job_rate / seed_rate:.1f}x",
     )  # fmt: skip
+    if driver_s is not None:
+        driver_rate = args.events / driver_s
+        table.add_row(
+            "driver-side writer (previous version)", f"{args.events:,}", f"{driver_s:.1f}",
+            f"{driver_rate:,.0f}", f"{driver_rate / seed_rate:.1f}x",
+        )  # fmt: skip
     extrapolated = "" if sample == args.events else f" (sample of {sample:,})"
     table.add_row(
         f"seed's way: sync insert per event{extrapolated}", f"{sample:,}", f"{seed_s:.1f}",
@@ -214,13 +268,19 @@ def main() -> None:
             f"{seed_rate:,.0f}", "1.0x",
         )  # fmt: skip
     assert rows == args.events, f"{rows} rows in Cassandra for {args.events} events"
+    assert driver_rows in (None, args.events), f"{driver_rows} rows (driver-side)"
     if args.markdown:
         print("| way | events | seconds | events/s | vs seed |\n|---|---|---|---|---|")
         print(
             f"| clickstream | {args.events:,} | {job_s:.1f} | {job_rate:,.0f} | "
-            f"{job_rate / seed_rate:.1f}x |\n| seed's way{extrapolated} | {sample:,} | "
-            f"{seed_s:.1f} | {seed_rate:,.0f} | 1.0x |"
+            f"{job_rate / seed_rate:.1f}x |"
         )
+        if driver_s is not None:
+            print(
+                f"| driver-side (previous) | {args.events:,} | {driver_s:.1f} | "
+                f"{driver_rate:,.0f} | {driver_rate / seed_rate:.1f}x |"
+            )
+        print(f"| seed's way{extrapolated} | {sample:,} | {seed_s:.1f} | {seed_rate:,.0f} | 1.0x |")
     else:
         Console().print(table)
 
