@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -105,3 +108,19 @@ def test_security_settings_reach_librdkafka() -> None:
     consumer = consumer_config(settings)
     assert consumer["session.timeout.ms"] == 45_000
     assert consumer["enable.auto.commit"] is False
+
+
+def test_watermarks_wait_for_a_partition_whose_leader_is_not_known_yet(settings: Settings) -> None:
+    """A topic created while its offsets are asked (a new topic, or a leader moving) is waited
+    for within the timeout, not reported as Kafka being unavailable."""
+    topic = f"late-{uuid.uuid4().hex[:8]}"
+    creator = threading.Timer(1.5, ensure_topics, args=(settings, [topic]))
+    creator.start()
+    consumer = Consumer(consumer_config(settings, group_id="watermarks-test"))
+    try:
+        started = time.monotonic()
+        assert watermarks(consumer, [(topic, 0)], timeout=20) == {(topic, 0): (0, 0)}
+        assert time.monotonic() - started >= 1.0
+    finally:
+        creator.join()
+        consumer.close()

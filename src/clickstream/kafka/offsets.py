@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from clickstream.errors import KafkaUnavailableError
 
@@ -29,16 +30,39 @@ def partitions_of(consumer: Consumer, topics: Iterable[str], timeout: float) -> 
 def watermarks(
     consumer: Consumer, keys: Iterable[Key], timeout: float
 ) -> dict[Key, tuple[int, int]]:
-    """(low, high) watermark of each partition, asked of its leader (ListOffsets)."""
+    """(low, high) watermark of each partition, asked of its leader (ListOffsets).
+
+    A partition whose leader is moving or not known yet (a topic just created, a broker just
+    restarted) is asked again until ``timeout``; other errors fail at once."""
     result: dict[Key, tuple[int, int]] = {}
     for topic, partition in keys:
-        try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout, cached=False
-            )
-        except KafkaException as exc:
-            raise KafkaUnavailableError(
-                f"cannot list offsets of {topic}[{partition}]: {exc}"
-            ) from exc
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(deadline - time.monotonic(), 0.1)
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=left, cached=False
+                )
+                break
+            except KafkaException as exc:
+                if _leader_moving(exc) and time.monotonic() < deadline - 0.2:
+                    time.sleep(0.2)
+                    continue
+                raise KafkaUnavailableError(
+                    f"cannot list offsets of {topic}[{partition}]: {exc}"
+                ) from exc
         result[(topic, partition)] = (low, high)
     return result
+
+
+_LEADER_MOVING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+}
+
+
+def _leader_moving(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() in _LEADER_MOVING
