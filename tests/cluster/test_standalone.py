@@ -102,6 +102,7 @@ def env_of(s: Settings, cluster: Cluster) -> dict[str, str]:
         CLICKSTREAM_SPARK_MAX_OFFSETS_PER_TRIGGER=str(PER_BATCH),
         CLICKSTREAM_SPARK_SHUFFLE_PARTITIONS="2",
         CLICKSTREAM_SPARK_DRIVER_MEMORY="1g",
+        CLICKSTREAM_JOBS_DRIVER_REDUCE_MAX="0",  # the executors reduce; local[2] the driver
     )
     for name in ("shop", "web_events", "web_pings", "web_custom", "results", "dead_letter"):
         env[f"CLICKSTREAM_TOPICS_{name.upper()}"] = getattr(s.topics, name)

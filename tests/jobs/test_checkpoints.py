@@ -13,7 +13,7 @@ import pytest
 
 from clickstream.errors import ConfigError
 from clickstream.jobs import checkpoint
-from clickstream.jobs.counts import PARTIAL, partial_counts
+from clickstream.jobs.counts import PARTIAL, Reduced, TallyPart, partial_counts
 from clickstream.settings import Settings
 from tests.jobs.test_counts import (
     T0,
@@ -40,6 +40,51 @@ def test_a_task_sends_one_row_per_window_and_key_not_per_event() -> None:
     want = Counter((t // 1000 * 1000, k) for t, k in zip(times, keys, strict=True))
     assert got == dict(want)
     assert out.num_rows < 20  # 9 partials, a late count and the newest time
+
+
+def reduced_view(reduced: Reduced) -> dict[str, Any]:
+    """What the driver reads of a reduced batch, independent of how many partitions made it."""
+    partials: Counter[tuple[str, int, str]] = Counter()
+    for row in reduced.partials(["m"]).to_pylist():
+        partials[(row["metric"], row["start"], row["key"])] += row["count"]
+    ids = sorted(zip(*(reduced.ids()[c].to_pylist() for c in ("id", "time")), strict=True))
+    return {
+        "partials": dict(partials),
+        "late": reduced.late(),
+        "newest": reduced.newest(),
+        "ids": ids,
+        "dead": sorted(reduced.dead_letters()),
+    }
+
+
+@pytest.mark.slow
+def test_small_batches_are_reduced_on_the_driver_to_the_same_rows(spark: Any) -> None:
+    """Below ``jobs.driver_reduce_max`` records a batch is collected and reduced on the driver
+    (no Python task's fixed cost); the rows the driver reads are those of the executors'."""
+    n = 3000
+    rows = [
+        (
+            None if i % 97 == 0 else T0 - 5000 + i * 7,  # bad ones have no time; some late
+            f"e{i}" if i % 3 == 0 else None,
+            ("a", "b", "c", None)[i % 4],
+            f"k{i}" if i % 97 == 0 else None,
+            f"bad {i}" if i % 97 == 0 else None,
+        )
+        for i in range(n)
+    ]
+    schema = "_time long, _id string, _m0 string, _dead_key string, _dead_value string"
+    batch = spark.createDataFrame(rows, schema).repartition(3)
+    parts = [TallyPart(("_m0",), 1000, 1000, T0)]
+    on_executors = reduced_view(Reduced.of(batch, parts, True, driver_max=0))
+    on_driver = reduced_view(Reduced.of(batch, parts, True, driver_max=n))
+    too_big_for_driver = reduced_view(Reduced.of(batch, parts, True, driver_max=n - 1))
+    assert on_driver == on_executors == too_big_for_driver
+    assert on_executors["late"] > 0
+    assert len(on_executors["dead"]) == len(range(0, n, 97))
+    assert on_executors["ids"]
+    assert sum(on_executors["partials"].values()) > 1000
+    empty = reduced_view(Reduced.of(batch.limit(0), parts, True, driver_max=n))
+    assert empty == {"partials": {}, "late": 0, "newest": None, "ids": [], "dead": []}
 
 
 @pytest.mark.slow

@@ -38,8 +38,15 @@ def count_settings(settings: Settings, tmp_path: Path) -> Settings:
         "web_custom": f"custom-{tag}",
     }
     ensure_topics(settings, list(names.values()), partitions=2)
+    # The executors' reduction, however small the batch (the driver's is tested against it in
+    # test_checkpoints.py).
+    jobs = settings.jobs.model_copy(update={"driver_reduce_max": 0})
     return settings.model_copy(
-        update={"data_dir": tmp_path, "topics": settings.topics.model_copy(update=names)}
+        update={
+            "data_dir": tmp_path,
+            "topics": settings.topics.model_copy(update=names),
+            "jobs": jobs,
+        }
     )
 
 

@@ -156,6 +156,7 @@ class CountsWriter:
     ) -> None:
         self.metrics = metrics
         self.tally = tally
+        self.driver_max = settings.jobs.driver_reduce_max
         self.results = ResultsTopic(settings)
         self.dead = (
             DriverKafkaSink(settings.topics.dead_letter, settings=settings)
@@ -170,7 +171,7 @@ class CountsWriter:
         has_ids = "_id" in batch.columns
         columns = tuple(f"_m{i}" for i in range(len(self.metrics)))
         part = TallyPart(columns, tally.size_ms, tally.slide_ms, tally.watermark_ms)
-        reduced = Reduced.of(batch, [part], has_ids)
+        reduced = Reduced.of(batch, [part], has_ids, self.driver_max)
         partials = reduced.partials(self.metrics)
         late = reduced.late()
         newest = reduced.newest()
@@ -323,8 +324,19 @@ class Reduced:
     rows: pa.Table
 
     @classmethod
-    def of(cls, batch: DataFrame, parts: Sequence[TallyPart], has_ids: bool) -> Reduced:
-        return cls(batch.mapInArrow(reduce_partition(parts, has_ids), REDUCED).toArrow())
+    def of(
+        cls, batch: DataFrame, parts: Sequence[TallyPart], has_ids: bool, driver_max: int = 0
+    ) -> Reduced:
+        """``batch`` reduced on the executors; or, when it has at most ``driver_max`` records,
+        collected and reduced on the driver by the same function (the same rows, without the
+        fixed cost of a Python task per batch)."""
+        reduce = reduce_partition(parts, has_ids)
+        if driver_max > 0:
+            small = batch.limit(driver_max + 1).toArrow()
+            if small.num_rows <= driver_max:
+                out = list(reduce(iter(small.to_batches()))) if small.num_rows else []
+                return cls(pa.Table.from_batches(out, schema=_REDUCED))
+        return cls(batch.mapInArrow(reduce, REDUCED).toArrow())
 
     def _kind(self, kind: int) -> pa.Table:
         return self.rows.filter(pc.equal(self.rows["kind"], kind))
