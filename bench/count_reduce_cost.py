@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
-from clickstream.jobs.counts import REDUCED, Reduced, TallyPart, reduce_partition
+from clickstream.jobs.reduce import REDUCED, Reduced, TallyPart, reduce_partition
 from clickstream.jobs.tally import window_partials
 
 T0 = 1_793_577_600_000

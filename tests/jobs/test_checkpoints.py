@@ -13,7 +13,7 @@ import pytest
 
 from clickstream.errors import ConfigError
 from clickstream.jobs import checkpoint
-from clickstream.jobs.counts import PARTIAL, Reduced, TallyPart, partial_counts
+from clickstream.jobs.reduce import PARTIAL, Reduced, TallyPart, partial_counts
 from clickstream.settings import Settings
 from tests.jobs.test_counts import (
     T0,

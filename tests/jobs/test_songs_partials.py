@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clickstream.jobs.checkpoint import LocalStore
-from clickstream.jobs.counts import DEAD, LATE, PARTIAL, Reduced, reduce_partition
+from clickstream.jobs.reduce import DEAD, LATE, PARTIAL, Reduced, reduce_partition
 from clickstream.jobs.songs import SongCounts
 from clickstream.jobs.tally import PARTIALS
 from clickstream.settings import load_settings

@@ -123,6 +123,19 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
     return JobSpec(NAME, [join_query, events_query, users_query])
 
 
+EVENT_COLUMNS = (
+    "event_key",
+    "user_id",
+    "page",
+    "event",
+    "event_time",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+)
+"""A joined event's columns, as the join gives them and ``unmatched_events`` keeps them."""
+
+
 def join_frame(users: DataFrame, events: DataFrame, settings: Settings) -> DataFrame:
     """Valid events left-outer-joined with valid users within the bound, one row per match (an
     event may match two versions of its user) or one unmatched row per event."""
@@ -153,17 +166,7 @@ def join_frame(users: DataFrame, events: DataFrame, settings: Settings) -> DataF
         f"AND user_time <= event_time + {bound}"
     )
     joined = left.join(right, condition, "leftOuter")
-    return joined.select(
-        "event_key",
-        "user_id",
-        "page",
-        "event",
-        "event_time",
-        "source_topic",
-        "source_partition",
-        "source_offset",
-        F.col("u_user_id").isNotNull().alias("matched"),
-    )
+    return joined.select(*EVENT_COLUMNS, F.col("u_user_id").isNotNull().alias("matched"))
 
 
 def user_key(user_id: str, name: str | None, email: str | None) -> str:
@@ -283,18 +286,5 @@ class JoinWriter:
             self.results.users(totals)
         unmatched = rows.filter(pc.invert(rows["matched"]))
         if unmatched.num_rows:
-            kept = self.tables.add_unmatched(
-                unmatched.select(
-                    [
-                        "event_key",
-                        "user_id",
-                        "page",
-                        "event",
-                        "event_time",
-                        "source_topic",
-                        "source_partition",
-                        "source_offset",
-                    ]
-                )
-            )
+            kept = self.tables.add_unmatched(unmatched.select(list(EVENT_COLUMNS)))
             self.results.send([(UNMATCHED, "all", kept)])

@@ -41,8 +41,8 @@ from clickstream.events.songs import (
     SongPlay,
 )
 from clickstream.jobs import checkpoint
-from clickstream.jobs.counts import Reduced, TallyPart
 from clickstream.jobs.parse import dead_letter_key, dead_letter_value, good, parse_json
+from clickstream.jobs.reduce import Reduced, TallyPart
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
