@@ -36,7 +36,10 @@ SHOP_HINT = (
 class Page:
     """A dashboard page, with everything that would make it fail collected."""
 
-    def __init__(self, browser: Any, base_url: str, path: str = "/") -> None:
+    def __init__(
+        self, browser: Any, base_url: str, path: str = "/", hold: dict[str, float] | None = None
+    ) -> None:
+        """``hold``: seconds to keep back the responses whose address ends with each key."""
         self.context = browser.new_context(viewport={"width": 1280, "height": 1000})
         self.page = self.context.new_page()
         self.errors: list[str] = []
@@ -55,6 +58,9 @@ class Page:
 
         def only_local(route: Any) -> None:
             if route.request.url.startswith(base_url):
+                for ending, seconds in (hold or {}).items():
+                    if route.request.url.endswith(ending):
+                        time.sleep(seconds)
                 route.continue_()
             else:  # the page must work with no internet: nothing may be fetched from elsewhere
                 self.outside.append(route.request.url)
@@ -104,8 +110,8 @@ def open_page(browser: Any) -> Iterator[Callable[..., Page]]:
     """``open_page(base_url, path="/")``: a new browser context (no cookies) at that page."""
     pages: list[Page] = []
 
-    def open_(url: str, path: str = "/") -> Page:
-        pages.append(Page(browser, url, path))
+    def open_(url: str, path: str = "/", hold: dict[str, float] | None = None) -> Page:
+        pages.append(Page(browser, url, path, hold))
         return pages[-1]
 
     yield open_
@@ -214,6 +220,37 @@ def test_each_panel_says_what_to_start_when_there_are_no_results(
     page.wait_chart("shop.gender", "points === 1")
     assert page.page.locator("#panel-gender .empty").is_hidden()
     assert page.page.locator("#panel-action .empty").is_visible()
+    assert page.errors == []
+
+
+def test_panels_whose_script_arrives_late_draw_when_it_runs(
+    results_settings: Settings,
+    start_dashboard: Callable[..., RunningDashboard],
+    open_page: Callable[..., Page],
+) -> None:
+    """The history reaches the page before a slow panels/*.js: those panels wait for their
+    renderer (an error before, the generic top list finding no list to fill)."""
+    base = now_s()
+    produce_rows(
+        results_settings,
+        [
+            *windows("songs.minute", base - 3000, [{"tony-allen/asiko": 4, "ebo-taylor/love": 2}]),
+            *windows("bookstore.opens", base - 3000, [{"book-1": 5}]),
+            *windows("web.pages", base - 3000, [{"/": 3}]),
+        ],
+    )
+    dashboard = start_dashboard(results_settings)
+    wait_for(lambda: len(dashboard.get("/api/history").json()["rows"]) == 4)
+    page = open_page(dashboard.url, hold={"panels/songs.js": 2.0, "panels/bookstore.js": 2.0})
+    page.wait("document.body.dataset.connection === 'live'")
+    page.wait_chart("songs.minute", "points === 1", timeout_s=15)
+    page.wait_chart("bookstore.opens", "points === 1")
+    assert page.chart("web.pages")["points"] == 1
+    artists = page.page.eval_on_selector_all(
+        '.chart[data-metric="songs.minute"] .artist', "els => els.map(e => e.dataset.artist)"
+    )
+    assert artists == ["ebo-taylor", "tony-allen"]
+    assert page.text("#panel-bookstore .by-opens .label") == "book-1"
     assert page.errors == []
 
 

@@ -212,8 +212,9 @@
     var points = windows.length;
     if (p.kind === "lines") drawLines(p, windows, p.el, 220, false);
     else if (p.kind === "big") drawBig(p, windows);
+    else if (p.kind === "top") points = drawTop(p, windows);
     else if (renderers[p.kind]) points = renderers[p.kind](p, windows, sortedWindows);
-    else points = drawTop(p, windows);
+    else return;  // its script has not run yet: register() draws it when it does
     p.el.dataset.points = String(points);
     p.el.dataset.last = JSON.stringify(last);
   }
