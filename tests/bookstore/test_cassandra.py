@@ -14,6 +14,7 @@ from clickstream.errors import JobFailedError
 from clickstream.jobs.checkpoint import query_location
 from clickstream.jobs.runner import start_job
 from clickstream.settings import CassandraSettings, Settings
+from clickstream.sinks.cassandra import Target, forget, rows_to_params, write_rows
 from tests.bookstore.conftest import bookstore_settings, cassandra_settings
 from tests.bookstore.helpers import make_events, send
 from tests.cassandra_node import CassandraNode
@@ -41,6 +42,11 @@ def query(node: CassandraNode, cql: str) -> list[Any]:
 def stored(node: CassandraNode, c: CassandraSettings) -> dict[str, tuple[Any, ...]]:
     rows = query(node, f"SELECT * FROM {c.keyspace}.{c.table}")
     return {str(r.event_id): (r.event_type, r.event_time, r.user_id, r.book_id) for r in rows}
+
+
+def params(events: list[Any]) -> list[tuple[Any, ...]]:
+    columns = ("event_id", "event_type", "event_time", "user_id", "book_id")
+    return rows_to_params({c: [getattr(e, c) for e in events] for c in columns})
 
 
 def expected(events: list[Any]) -> dict[str, tuple[Any, ...]]:
@@ -126,6 +132,9 @@ def test_cassandra_stopped_mid_stream_fails_clearly_then_catches_up(
     send(s, before)
     run(spark, s)
     assert len(stored(cassandra, c)) == len(before)
+    # A writer's session kept across the outage, as a Spark Python worker keeps it.
+    target = Target.of(c)
+    assert write_rows(target, params(before[:5])) == (0, "")
 
     cassandra.stop()
     try:
@@ -135,8 +144,13 @@ def test_cassandra_stopped_mid_stream_fails_clearly_then_catches_up(
         message = str(failed.value)
         assert "cannot write 120 events to Cassandra" in message
         assert f"127.0.0.1:{cassandra.port} after 3 attempts" in message
+        lost, why = write_rows(target, params(during[:5]))
+        assert (lost, why.split(":")[0]) == (5, "NoHostAvailable")
     finally:
         cassandra.start()
 
+    # Right after the restart, not after the driver's reconnection backoff (up to minutes).
+    assert write_rows(target, params(during[:5])) == (0, "")
     run(spark, s)
     assert stored(cassandra, c) == expected(before + during)
+    forget(target)

@@ -259,7 +259,13 @@ def write_rows(t: Target, params: Sequence[tuple[Any, ...]]) -> tuple[int, str]:
             continue
         failed = [row for row, (ok, _) in zip(pending, results, strict=True) if not ok]
         if failed:
-            cause = _describe(next(r for ok, r in results if not ok))
+            error = next(r for ok, r in results if not ok)
+            cause = _describe(error)
+            if _unreachable(error):
+                # The session marks a host that stopped answering as down, and tries it again
+                # only after a backoff of up to minutes: a session kept by a Python worker
+                # across an outage would go on refusing once Cassandra is back. A new one asks.
+                forget(t)
         pending = failed
     return len(pending), cause
 
@@ -306,6 +312,14 @@ def rows_to_params(columns: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
             strict=True,
         )
     ]
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """No host took the request, or the connection broke (not a refusal by Cassandra)."""
+    from cassandra.cluster import NoHostAvailable
+    from cassandra.connection import ConnectionException
+
+    return isinstance(exc, NoHostAvailable | ConnectionException)
 
 
 def _describe(exc: BaseException) -> str:
