@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,10 +41,31 @@ SHUTDOWN_GRACE_S = 30.0
 """How long a clean shutdown (SIGTERM) may take before the broker is killed."""
 
 
+FREE_PORTS = range(20000, 32000)
+"""Where :func:`free_port` looks: below the kernel's ephemeral range (32768 and up on Linux),
+whose ports the system gives to outgoing connections: a server stopped for a moment could find
+its port taken by some client's connection when it starts again."""
+
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port in :data:`FREE_PORTS` that no one listens on now, not handed out before by this
+    process."""
+    for _ in range(500):
+        port = random.choice(FREE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise BrokerError(
+        f"no free port on {host} between {FREE_PORTS.start} and {FREE_PORTS.stop - 1}"
+    )
 
 
 def check_port_free(host: str, port: int, setting: str = "CLICKSTREAM_BROKER_PORT") -> None:
