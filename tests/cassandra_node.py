@@ -64,6 +64,18 @@ LOGBACK = """<configuration>
 """
 
 
+def client_tls_yaml(keystore: Path, password: str) -> str:
+    """TLS on the CQL port, plain connections still taken on the same port (``optional``)."""
+    return f"""client_encryption_options:
+  enabled: true
+  optional: true
+  keystore: {keystore}
+  keystore_password: {password}
+  store_type: PKCS12
+  require_client_auth: false
+"""
+
+
 def cassandra_yaml(folder: Path, native_port: int, storage_port: int) -> str:
     return f"""cluster_name: clickstream-test
 num_tokens: 1
@@ -99,8 +111,16 @@ class CassandraNode:
     """``with CassandraNode(folder, jars_dir) as node:`` a node on ``node.port`` (CQL), user
     ``cassandra``/``cassandra``. ``stop()`` and ``start()`` again keep its data and ports."""
 
-    def __init__(self, folder: Path, jars_dir: Path, heap: str = "512m") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        jars_dir: Path,
+        heap: str = "512m",
+        tls_keystore: tuple[Path, str] | None = None,
+    ) -> None:
+        """``tls_keystore``: a PKCS12 file and its password: the CQL port takes TLS too."""
         self.folder = folder
+        self.tls_keystore = tls_keystore
         self.jars_dir = jars_dir
         self.heap = heap
         self.port = free_port()
@@ -114,9 +134,10 @@ class CassandraNode:
         )
         conf = self.folder / "conf"
         conf.mkdir(parents=True, exist_ok=True)
-        (conf / "cassandra.yaml").write_text(
-            cassandra_yaml(self.folder, self.port, self.storage_port)
-        )
+        yaml = cassandra_yaml(self.folder, self.port, self.storage_port)
+        if self.tls_keystore is not None:
+            yaml += client_tls_yaml(*self.tls_keystore)
+        (conf / "cassandra.yaml").write_text(yaml)
         (conf / "logback.xml").write_text(LOGBACK.format(log=self.folder / "system.log"))
         return [
             "java",

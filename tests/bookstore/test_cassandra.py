@@ -1,8 +1,9 @@
 """The bookstore job into a real Apache Cassandra 5.0: types and values, a replayed micro-batch,
-and Cassandra going away in the middle of a stream."""
+Cassandra going away in the middle of a stream, TLS, and the local datacenter."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,10 +15,11 @@ from clickstream.errors import JobFailedError
 from clickstream.jobs.checkpoint import query_location
 from clickstream.jobs.runner import start_job
 from clickstream.settings import CassandraSettings, Settings
-from clickstream.sinks.cassandra import Target, forget, rows_to_params, write_rows
+from clickstream.sinks.cassandra import Target, connect, forget, rows_to_params, write_rows
 from tests.bookstore.conftest import bookstore_settings, cassandra_settings
 from tests.bookstore.helpers import make_events, send
 from tests.cassandra_node import CassandraNode
+from tests.secure.certs import Certificates
 
 pytestmark = pytest.mark.slow
 
@@ -154,3 +156,64 @@ def test_cassandra_stopped_mid_stream_fails_clearly_then_catches_up(
     run(spark, s)
     assert stored(cassandra, c) == expected(before + during)
     forget(target)
+
+
+def test_tls_and_an_explicit_datacenter(
+    spark: Any,
+    settings: Settings,
+    tmp_path: Path,
+    cassandra: CassandraNode,
+    cassandra_certificates: Certificates,
+) -> None:
+    c = cassandra_settings(
+        cassandra, tls=True, tls_ca_file=cassandra_certificates.ca.cert, local_dc="datacenter1"
+    )
+    s = bookstore_settings(settings, tmp_path, cassandra=c)
+    events = make_events(60, seed=6)
+    send(s, events)
+    run(spark, s)
+    assert stored(cassandra, c) == expected(events)
+
+    # The node takes plain connections too: it must say this one is encrypted.
+    cluster, session = connect(Target.of(c))
+    try:
+        clients = list(
+            session.execute("SELECT ssl_enabled, ssl_protocol FROM system_views.clients")
+        )
+    finally:
+        cluster.shutdown()
+    assert any(r.ssl_enabled and r.ssl_protocol.startswith("TLS") for r in clients), clients
+
+
+def test_a_certificate_from_another_authority_fails_clearly(
+    spark: Any,
+    settings: Settings,
+    tmp_path: Path,
+    cassandra: CassandraNode,
+    cassandra_certificates: Certificates,
+) -> None:
+    c = cassandra_settings(
+        cassandra, tls=True, tls_ca_file=cassandra_certificates.rogue_ca.cert, retries=0
+    )
+    s = bookstore_settings(settings, tmp_path, cassandra=c)
+    send(s, make_events(10, seed=7))
+    with pytest.raises(JobFailedError) as failed:
+        run(spark, s)
+    message = str(failed.value)
+    assert f"cannot write 10 events to Cassandra cassandra:{c.keyspace}.events" in message
+    assert "certificate verify failed" in message
+
+
+def test_a_datacenter_the_cluster_does_not_have_fails_at_once(
+    spark: Any, settings: Settings, tmp_path: Path, cassandra: CassandraNode
+) -> None:
+    c = cassandra_settings(cassandra, local_dc="elsewhere", retries=5, retry_backoff_s=5.0)
+    s = bookstore_settings(settings, tmp_path, cassandra=c)
+    send(s, make_events(10, seed=8))
+    began = time.monotonic()
+    with pytest.raises(JobFailedError) as failed:
+        run(spark, s)
+    assert time.monotonic() - began < 60  # not 5 retries of 5, 10, 20 ... s
+    message = str(failed.value)
+    assert "cassandra.local_dc is 'elsewhere'" in message
+    assert "datacenter(s) datacenter1: set CLICKSTREAM_CASSANDRA_LOCAL_DC" in message

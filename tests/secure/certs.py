@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -106,3 +107,20 @@ def make_certificates(folder: Path) -> Certificates:
         rogue_ca=made["rogue-ca"],
         rogue_client=made["rogue-client"],
     )
+
+
+def pkcs12_keystore(pem: Pem, path: Path, password: str) -> Path:
+    """``pem``'s key and certificate as a PKCS12 keystore (a Java server's), with the legacy
+    algorithms every JDK reads."""
+    cert = x509.load_pem_x509_certificate(pem.cert.read_bytes())
+    key = serialization.load_pem_private_key(pem.key.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(password.encode())
+    )
+    path.write_bytes(pkcs12.serialize_key_and_certificates(b"server", key, cert, None, encryption))
+    return path

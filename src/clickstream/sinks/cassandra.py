@@ -46,6 +46,10 @@ class CassandraWriteError(TerminalError):
     """Cassandra did not take a batch after every retry."""
 
 
+class CassandraSetupError(TerminalError):
+    """The settings do not fit the cluster: trying again would not help."""
+
+
 def _driver() -> Any:
     try:
         import cassandra.cluster
@@ -133,7 +137,10 @@ def connect(t: Target) -> tuple[Any, Any]:
     try:
         return cluster, cluster.connect()
     except Exception:
-        cluster.shutdown()
+        try:
+            check_datacenter(t, cluster)  # the likelier cause, when the cluster was reached
+        finally:
+            cluster.shutdown()
         raise
 
 
@@ -141,6 +148,7 @@ def ensure_table(t: Target) -> None:
     """Create the keyspace and table when missing (on the driver, before the first batch)."""
     cluster, session = connect(t)
     try:
+        check_datacenter(t, cluster)
         session.execute(
             f"CREATE KEYSPACE IF NOT EXISTS {t.keyspace} WITH replication = {t.replication}"
         )
@@ -150,6 +158,19 @@ def ensure_table(t: Target) -> None:
         )
     finally:
         cluster.shutdown()
+
+
+def check_datacenter(t: Target, cluster: Any) -> None:
+    """A ``local_dc`` the cluster does not have would leave every node ignored."""
+    if t.local_dc is None:
+        return
+    known = sorted({h.datacenter for h in cluster.metadata.all_hosts() if h.datacenter})
+    if known and t.local_dc not in known:
+        raise CassandraSetupError(
+            f"cassandra.local_dc is {t.local_dc!r}, but the cluster at {t.where} has the "
+            f"datacenter(s) {', '.join(known)}: set "
+            "CLICKSTREAM_CASSANDRA_LOCAL_DC to one of them"
+        )
 
 
 class CassandraEvents:
@@ -231,6 +252,8 @@ def retrying(t: Target, attempt: Callable[[], object]) -> str:
         try:
             attempt()
             return ""
+        except CassandraSetupError:
+            raise
         except Exception as exc:
             cause = _describe(exc)
     return cause
