@@ -160,11 +160,12 @@ class JobSettings(_Section):
     """Micro-batch interval of the count jobs (results reach the dashboard this often); 0 starts
     the next micro-batch as soon as the last one ends."""
     driver_reduce_max: int = Field(default=20_000, ge=0)
-    """A count micro-batch of at most this many records is collected and reduced on the driver
-    (the same function the executors run): a ``mapInArrow`` costs Spark about 100 ms more per
-    batch than a collect, which small, frequent batches feel as latency. Larger batches are
-    reduced on the executors, so the driver never holds more records than this. 0: always on
-    the executors."""
+    """A count micro-batch of at most this many records (known before it is read, from the
+    offsets Spark logged for it) is collected and reduced on the driver (the same function
+    the executors run): a ``mapInArrow`` costs Spark about 100 ms more per batch than a
+    collect, which small, frequent batches feel as latency. Larger batches, and a
+    checkpoint's first (its size is not in the log), are reduced on the executors, so the
+    driver never holds more records than this. 0: always on the executors."""
     staggered_start_s: float = Field(default=30.0, ge=0)
     """Long-running jobs start their queries one at a time, each once the one before finished
     its first micro-batch (waiting at most this long); dead-letter queries start last. The

@@ -75,16 +75,46 @@ def test_small_batches_are_reduced_on_the_driver_to_the_same_rows(spark: Any) ->
     schema = "_time long, _id string, _m0 string, _dead_key string, _dead_value string"
     batch = spark.createDataFrame(rows, schema).repartition(3)
     parts = [TallyPart(("_m0",), 1000, 1000, T0)]
-    on_executors = reduced_view(Reduced.of(batch, parts, True, driver_max=0))
-    on_driver = reduced_view(Reduced.of(batch, parts, True, driver_max=n))
-    too_big_for_driver = reduced_view(Reduced.of(batch, parts, True, driver_max=n - 1))
-    assert on_driver == on_executors == too_big_for_driver
+    on_executors = reduced_view(Reduced.of(batch, parts, True, driver_max=0, records=n))
+    on_driver = reduced_view(Reduced.of(batch, parts, True, driver_max=n, records=n))
+    too_big_for_driver = reduced_view(Reduced.of(batch, parts, True, driver_max=n - 1, records=n))
+    size_unknown = reduced_view(Reduced.of(batch, parts, True, driver_max=n, records=None))
+    assert on_driver == on_executors == too_big_for_driver == size_unknown
     assert on_executors["late"] > 0
     assert len(on_executors["dead"]) == len(range(0, n, 97))
     assert on_executors["ids"]
     assert sum(on_executors["partials"].values()) > 1000
-    empty = reduced_view(Reduced.of(batch.limit(0), parts, True, driver_max=n))
+    empty = reduced_view(Reduced.of(batch.limit(0), parts, True, driver_max=n, records=0))
     assert empty == {"partials": {}, "late": 0, "newest": None, "ids": [], "dead": []}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("driver_max", [150, 1000])
+def test_each_batch_is_read_once_whichever_side_reduces_it(
+    spark: Any, settings: Settings, tmp_path: Path, driver_max: int
+) -> None:
+    """The size of a batch comes from the offset log, not from reading it: a batch too big
+    for the driver (150) or small enough (1000) is read once (Spark's numInputRows), and the
+    counts are exact either way."""
+    s = count_settings(settings, tmp_path)
+    s = s.model_copy(
+        update={
+            "jobs": s.jobs.model_copy(update={"driver_reduce_max": driver_max}),
+            "spark": s.spark.model_copy(update={"max_offsets_per_trigger": 400}),
+        }
+    )
+    events = shop_events(1200, seed=14)
+    send(s, s.topics.shop, events)
+    job = run(spark, s, "shop")
+    stats = job.stats["shop.counts"]
+    assert stats.batches >= 3
+    assert stats.input_rows == len(events)
+    assert table_counts(s, "shop.") == expected_shop(events)
+    store = checkpoint.store(checkpoint.query_location(s, "shop", "counts"))
+    sizes = [checkpoint.batch_records(store, b) for b in checkpoint.committed_batches(store)]
+    assert sizes[0] is None  # the first batch: its start is not in the log
+    assert all(size is not None and size <= 400 for size in sizes[1:])
+    assert sum(size or 0 for size in sizes[1:]) == len(events) - 400
 
 
 @pytest.mark.slow

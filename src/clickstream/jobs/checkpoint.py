@@ -231,16 +231,10 @@ def local_queries(checkpoints: Path) -> Iterator[tuple[str, str, Path]]:
         yield folder.parent.name, folder.name, folder
 
 
-def committed_offsets(folder: Path) -> tuple[int, dict[Key, int]] | None:
-    """(committed batches, the Kafka offsets the last committed batch ended at) of a local
-    query checkpoint, or None when it has committed nothing."""
-    commits = committed_batches(LocalStore(folder))
-    if not commits:
-        return None
-    last = commits[-1]
-    lines = (folder / OFFSETS / str(last)).read_text().splitlines()
+def _parse_offsets(text: str) -> dict[Key, int]:
+    """The Kafka offsets of an offset-log entry: a version, metadata, then a line per source."""
     offsets: dict[Key, int] = {}
-    for line in lines[2:]:  # version, metadata, then one line per source
+    for line in text.splitlines()[2:]:
         try:
             nested = json.loads(line)
         except json.JSONDecodeError:
@@ -249,7 +243,36 @@ def committed_offsets(folder: Path) -> tuple[int, dict[Key, int]] | None:
             for topic, parts in nested.items():
                 for partition, offset in parts.items():
                     offsets[topic, int(partition)] = int(offset)
-    return last + 1, offsets
+    return offsets
+
+
+def committed_offsets(folder: Path) -> tuple[int, dict[Key, int]] | None:
+    """(committed batches, the Kafka offsets the last committed batch ended at) of a local
+    query checkpoint, or None when it has committed nothing."""
+    commits = committed_batches(LocalStore(folder))
+    if not commits:
+        return None
+    last = commits[-1]
+    return last + 1, _parse_offsets((folder / OFFSETS / str(last)).read_text())
+
+
+def batch_records(query: Store, batch_id: int) -> int | None:
+    """How many Kafka records micro-batch ``batch_id`` reads, at most (transaction markers
+    take offsets too), from the offsets Spark logs before it runs a batch: known without
+    reading the batch. None when the log cannot say: the first batch of a checkpoint (it
+    starts at offsets the log does not hold), or a partition the previous batch did not have."""
+    if batch_id <= 0:
+        return None
+    raw_end, raw_start = (
+        query.read(f"{OFFSETS}/{batch_id}"),
+        query.read(f"{OFFSETS}/{batch_id - 1}"),
+    )
+    if raw_end is None or raw_start is None:
+        return None
+    end, start = _parse_offsets(raw_end.decode()), _parse_offsets(raw_start.decode())
+    if not end or not end.keys() <= start.keys():
+        return None
+    return sum(max(0, end[k] - start[k]) for k in end)
 
 
 def last_commit_mtime(folder: Path) -> float | None:

@@ -135,7 +135,7 @@ def live_counts(
             "Restore that folder from where it was, or delete the checkpoint to count the "
             "topic again from its start"
         )
-    writer = CountsWriter(settings, [m.metric for m in measures], tally, dead_letters=dead)
+    writer = CountsWriter(settings, [m.metric for m in measures], tally, query, dead_letters=dead)
     return QuerySpec(
         name,
         parsed.select(*columns),
@@ -152,9 +152,16 @@ class CountsWriter:
     changed counts, then commits the tally."""
 
     def __init__(
-        self, settings: Settings, metrics: list[str], tally: WindowTally, *, dead_letters: bool
+        self,
+        settings: Settings,
+        metrics: list[str],
+        tally: WindowTally,
+        query: checkpoint.Store,
+        *,
+        dead_letters: bool,
     ) -> None:
         self.metrics = metrics
+        self.query = query
         self.tally = tally
         self.driver_max = settings.jobs.driver_reduce_max
         self.results = ResultsTopic(settings)
@@ -171,7 +178,8 @@ class CountsWriter:
         has_ids = "_id" in batch.columns
         columns = tuple(f"_m{i}" for i in range(len(self.metrics)))
         part = TallyPart(columns, tally.size_ms, tally.slide_ms, tally.watermark_ms)
-        reduced = Reduced.of(batch, [part], has_ids, self.driver_max)
+        records = checkpoint.batch_records(self.query, batch_id)
+        reduced = Reduced.of(batch, [part], has_ids, self.driver_max, records)
         partials = reduced.partials(self.metrics)
         late = reduced.late()
         newest = reduced.newest()

@@ -135,17 +135,23 @@ class Reduced:
 
     @classmethod
     def of(
-        cls, batch: DataFrame, parts: Sequence[TallyPart], has_ids: bool, driver_max: int = 0
+        cls,
+        batch: DataFrame,
+        parts: Sequence[TallyPart],
+        has_ids: bool,
+        driver_max: int = 0,
+        records: int | None = None,
     ) -> Reduced:
-        """``batch`` reduced on the executors; or, when it has at most ``driver_max`` records,
-        collected and reduced on the driver by the same function (the same rows, without the
-        fixed cost of a Python task per batch)."""
+        """``batch`` reduced on the executors; or, when it is known (``records``: from the
+        offset log, :func:`~clickstream.jobs.checkpoint.batch_records`) to hold at most
+        ``driver_max`` records, collected and reduced on the driver by the same function (the
+        same rows, without the fixed cost of a Python task per batch). Either way the batch is
+        read once."""
         reduce = reduce_partition(parts, has_ids)
-        if driver_max > 0:
-            small = batch.limit(driver_max + 1).toArrow()
-            if small.num_rows <= driver_max:
-                out = list(reduce(iter(small.to_batches()))) if small.num_rows else []
-                return cls(pa.Table.from_batches(out, schema=_REDUCED))
+        if driver_max > 0 and records is not None and records <= driver_max:
+            small = batch.toArrow()
+            out = list(reduce(iter(small.to_batches()))) if small.num_rows else []
+            return cls(pa.Table.from_batches(out, schema=_REDUCED))
         return cls(batch.mapInArrow(reduce, REDUCED).toArrow())
 
     def _kind(self, kind: int) -> pa.Table:

@@ -132,6 +132,7 @@ class SongCounts:
         }
         # All time: every play at time 0 in one 1-s window that the watermark (0) never closes.
         self.all_time = tally("tally-all", 1, 0)
+        self.query = query
         self.results = ResultsTopic(settings)
         self.driver_max = settings.jobs.driver_reduce_max
         self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
@@ -147,7 +148,8 @@ class SongCounts:
         tallies, parts = self.parts(batch_id)
         if not tallies:
             return  # counted and written before a restart
-        reduced = Reduced.of(batch, parts, False, self.driver_max)
+        records = checkpoint.batch_records(self.query, batch_id)
+        reduced = Reduced.of(batch, parts, False, self.driver_max, records)
         metrics = [m for m, _ in tallies]
         partials = reduced.partials(metrics)
         newest = reduced.newest()
