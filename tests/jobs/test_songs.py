@@ -160,3 +160,22 @@ def test_seed_producer_and_ours_count_the_same_way(
     run(spark, s)
     assert latest_song_counts(read_topic(s, s.topics.results)) == expected
     assert table(s, "SELECT count(*), count(DISTINCT play_id) FROM song_plays") == [(320, 320)]
+
+
+def test_a_first_batch_with_no_good_play_is_not_an_error(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """The ranking view is made once the counts table exists: a first micro-batch of only bad
+    records (or none: a job started on an empty topic) writes no count."""
+    s = songs_settings(settings, tmp_path)
+    producer = make_producer(s)
+    producer.produce(s.songs.topic, b"not json")
+    producer.flush()
+    run(spark, s)
+    assert len(read_topic(s, s.topics.dead_letter)) == 1
+
+    ours = play_songs(s, generate_plays(["tony-allen"], seed=6), rate=0, count=40)
+    assert ours.delivered == 40
+    run(spark, s)
+    ranked = table(s, "SELECT sum(count) FROM top_songs WHERE metric = 'songs.all'")
+    assert ranked == [(40,)]

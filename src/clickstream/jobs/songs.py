@@ -173,8 +173,8 @@ class SongCounts:
                 counts = update.results(tally.size_ms)
             pending.append((tally, update, counts))
         self.dead.send(reduced.dead_letters())
-        self.results.write_counts([c for _, _, counts in pending for c in counts])
-        if not self._view:
+        written = self.results.write_counts([c for _, _, counts in pending for c in counts])
+        if written and not self._view:  # on the counts table, made by the first counts written
             self._create_view()
         for tally, update, _ in pending:
             tally.commit(update)
