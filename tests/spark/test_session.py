@@ -110,35 +110,3 @@ def test_a_local_driver_has_its_whole_heap_from_the_start(spark, settings: Setti
     args = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
     memory = settings.spark.driver_memory
     assert {f"-Xmx{memory}", f"-Xms{memory}", "-XX:+AlwaysPreTouch"} <= set(args)
-
-
-def test_each_query_runs_its_jobs_in_a_scheduler_pool_of_its_own(  # type: ignore[no-untyped-def]
-    spark, settings: Settings, tmp_path: Path
-) -> None:
-    """With FAIR scheduling (the default) a count query's small jobs take the next free core
-    instead of queuing behind another query's: each query's jobs are in its own pool."""
-    import time
-
-    from clickstream.jobs.runner import _start_query
-    from clickstream.jobs.spec import JobSpec, QuerySpec
-
-    assert spark.sparkContext.getConf().get("spark.scheduler.mode") == "FAIR"
-    pools: list[str | None] = []
-
-    def write(batch, batch_id: int) -> None:  # type: ignore[no-untyped-def]
-        pools.append(batch.sparkSession.sparkContext.getLocalProperty("spark.scheduler.pool"))
-        batch.count()
-
-    frame = spark.readStream.format("rate").option("rowsPerSecond", 5).load()
-    query = QuerySpec("probe", frame, write, trigger_s=0.2)
-    s = settings.model_copy(update={"data_dir": tmp_path})
-    started = _start_query(JobSpec("pools", [query]), query, s, available_now=False)
-    try:
-        deadline = time.monotonic() + 60
-        while len(pools) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        started.stop()
-    assert pools[:2] == ["pools.probe", "pools.probe"]
-    # The starting thread's own jobs are not left in that pool.
-    assert spark.sparkContext.getLocalProperty("spark.scheduler.pool") is None

@@ -200,14 +200,7 @@ def _start_query(
         if available_now
         else writer.trigger(processingTime=f"{interval} seconds")
     )
-    # The query's thread inherits this thread's local properties when it starts: its jobs run
-    # in a scheduler pool of their own (spark.scheduler_mode FAIR shares the cores between pools).
-    context = query.frame.sparkSession.sparkContext
-    context.setLocalProperty("spark.scheduler.pool", f"{spec.name}.{query.name}")
-    try:
-        return writer.start()
-    finally:
-        context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
+    return writer.start()
 
 
 def lock_checkpoints(settings: Settings) -> None:

@@ -109,7 +109,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # A loaded 2-core machine can take longer than the default 15 s to start a Python
         # worker, which fails the query with "Python worker failed to connect back".
         "spark.python.authenticate.socketTimeout": "120s",
-        "spark.scheduler.mode": spark.scheduler_mode,
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
     }
