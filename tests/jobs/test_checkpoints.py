@@ -42,6 +42,24 @@ def test_a_task_sends_one_row_per_window_and_key_not_per_event() -> None:
     assert out.num_rows < 20  # 9 partials, a late count and the newest time
 
 
+def test_a_batch_size_is_read_from_the_offset_log_or_left_unknown(tmp_path: Path) -> None:
+    (tmp_path / "offsets").mkdir()
+
+    def log(batch: int, offsets: str) -> None:
+        (tmp_path / "offsets" / str(batch)).write_text(f'v1\n{{"batchWatermarkMs":0}}\n{offsets}\n')
+
+    store = checkpoint.LocalStore(tmp_path)
+    log(0, '{"t":{"0":4,"1":5}}')
+    log(1, '{"t":{"0":10,"1":5}}')
+    log(2, '{"t":{"0":10,"1":7,"2":3}}')  # partition 2 is new: where it started is unknown
+    log(3, '{"t":[10, 7]}')  # not Kafka's offsets
+    assert checkpoint.batch_records(store, 0) is None  # starts where the log does not say
+    assert checkpoint.batch_records(store, 1) == 6
+    assert checkpoint.batch_records(store, 2) is None
+    assert checkpoint.batch_records(store, 3) is None
+    assert checkpoint.batch_records(store, 9) is None
+
+
 def reduced_view(reduced: Reduced) -> dict[str, Any]:
     """What the driver reads of a reduced batch, independent of how many partitions made it."""
     partials: Counter[tuple[str, int, str]] = Counter()

@@ -269,7 +269,10 @@ def batch_records(query: Store, batch_id: int) -> int | None:
     )
     if raw_end is None or raw_start is None:
         return None
-    end, start = _parse_offsets(raw_end.decode()), _parse_offsets(raw_start.decode())
+    try:
+        end, start = _parse_offsets(raw_end.decode()), _parse_offsets(raw_start.decode())
+    except (ValueError, TypeError, AttributeError):  # a source whose offsets are not Kafka's
+        return None
     if not end or not end.keys() <= start.keys():
         return None
     return sum(max(0, end[k] - start[k]) for k in end)
