@@ -115,60 +115,41 @@ def _parts(
         ),
     ]
     if demo:
-        # Simulated time runs 60x so sessions close (30 min idle + watermark) within a minute.
-        simulate = ["simulate", "web", "--endless", f"--rate={rate}", f"--collector={url}"]
-        simulate.append("--time-scale=60")
-        parts.append(
-            ProcessPart("web-sim", simulate, env, logs / "web-sim.log", url=f"{rate:g} events/s")
-        )
-        parts.append(
-            ProcessPart(
-                "shop-sim",
-                ["simulate", "shop", "--endless", f"--rate={shop_rate}"],
-                env,
-                logs / "shop-sim.log",
-                url=f"{shop_rate:g} events/s to topic {settings.topics.shop}",
-            )
-        )
-        parts.append(
-            ProcessPart(
-                "bookstore-sim",
-                ["simulate", "bookstore", "--endless", "--rate=5"],
-                env,
-                logs / "bookstore-sim.log",
-                url=f"5 events/s to topic {settings.topics.bookstore}",
-            )
-        )
-        # Several artists, stamped now: the minute and hour rankings move live.
-        songs = ["simulate", "songs", "--endless", "--rate=5", "--all-artists", "--times=now"]
-        parts.append(
-            ProcessPart(
-                "songs-sim",
-                songs,
-                env,
-                logs / "songs-sim.log",
-                url=f"5 plays/s to topic {settings.songs.topic}",
-            )
-        )
         joins = settings.joins
-        parts.append(
-            ProcessPart(
-                "users-sim",
-                ["simulate", "users", "--endless", "--rate=2"],
-                env,
-                logs / "users-sim.log",
-                url=f"2 users/s to topic {joins.users_topic}",
-            )
-        )
-        parts.append(
-            ProcessPart(
+        # (name, simulate's arguments, what it sends): each runs endless, logged to <name>.log.
+        simulators = [
+            # Simulated time runs 60x so sessions close (30 min idle + watermark) within a minute.
+            (
+                "web-sim",
+                ["web", f"--rate={rate}", f"--collector={url}", "--time-scale=60"],
+                f"{rate:g} events/s",
+            ),
+            (
+                "shop-sim",
+                ["shop", f"--rate={shop_rate}"],
+                f"{shop_rate:g} events/s to topic {settings.topics.shop}",
+            ),
+            (
+                "bookstore-sim",
+                ["bookstore", "--rate=5"],
+                f"5 events/s to topic {settings.topics.bookstore}",
+            ),
+            # Several artists, stamped now: the minute and hour rankings move live.
+            (
+                "songs-sim",
+                ["songs", "--rate=5", "--all-artists", "--times=now"],
+                f"5 plays/s to topic {settings.songs.topic}",
+            ),
+            ("users-sim", ["users", "--rate=2"], f"2 users/s to topic {joins.users_topic}"),
+            (
                 "page-events-sim",
-                ["simulate", "page-events", "--endless"],
-                env,
-                logs / "page-events-sim.log",
-                url=f"1-10 events per user to topic {joins.events_topic}",
-            )
-        )
+                ["page-events"],
+                f"1-10 events per user to topic {joins.events_topic}",
+            ),
+        ]
+        for name, args, sends in simulators:
+            command = ["simulate", args[0], "--endless", *args[1:]]
+            parts.append(ProcessPart(name, command, env, logs / f"{name}.log", url=sends))
     return parts
 
 
