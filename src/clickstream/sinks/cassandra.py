@@ -146,9 +146,8 @@ def connect(t: Target) -> tuple[Any, Any]:
 
 def ensure_table(t: Target) -> None:
     """Create the keyspace and table when missing (on the driver, before the first batch)."""
-    cluster, session = connect(t)
+    cluster, session = connect(t)  # a local_dc the cluster lacks fails here (no node to use)
     try:
-        check_datacenter(t, cluster)
         session.execute(
             f"CREATE KEYSPACE IF NOT EXISTS {t.keyspace} WITH replication = {t.replication}"
         )
@@ -161,7 +160,8 @@ def ensure_table(t: Target) -> None:
 
 
 def check_datacenter(t: Target, cluster: Any) -> None:
-    """A ``local_dc`` the cluster does not have would leave every node ignored."""
+    """After a failed connect: a ``local_dc`` the cluster does not have leaves every node
+    ignored, so the session finds no host; say so, instead of "no host available"."""
     if t.local_dc is None:
         return
     known = sorted({h.datacenter for h in cluster.metadata.all_hosts() if h.datacenter})
