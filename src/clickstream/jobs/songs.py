@@ -46,7 +46,7 @@ from clickstream.jobs.reduce import Reduced, TallyPart
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
-from clickstream.sinks.duckdb_table import DuckDBTable, connect
+from clickstream.sinks.duckdb_table import DuckDBTable, writing
 from clickstream.sinks.kafka_topic import DriverKafkaSink
 from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
@@ -194,7 +194,7 @@ class SongCounts:
         return tallies, parts
 
     def _create_view(self) -> None:
-        with connect(self.duckdb_path, timeout=self.lock_timeout_s) as con:
+        with writing(self.duckdb_path, self.lock_timeout_s) as con:
             con.execute(
                 f"CREATE OR REPLACE VIEW {RANKING_VIEW} AS SELECT metric, window_start, "
                 "window_end, split_part(key, '/', 1) AS artist, "

@@ -3,15 +3,18 @@ replaces its rows instead of adding them again.
 
 The connection is opened per batch and closed at once: DuckDB lets one process write a file,
 and ``clickstream sql`` must be able to read it between batches. Within a process the writes
-take turns (one lock per file): several streaming queries write from their own threads, and
-DuckDB's Python client fails when threads open the same file at the same moment.
+take turns (:func:`writing`, one lock per file): several streaming queries write from their own
+threads, and DuckDB's Python client fails when a thread opens or closes a file's connection
+while another uses it (``Table Function with name python_arrow_scan does not exist``, in
+``register``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-_WRITERS: defaultdict[Path, threading.Lock] = defaultdict(threading.Lock)
+_WRITERS: dict[Path, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
 
 
 def connect(
@@ -41,6 +45,17 @@ def connect(
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise TransientError(f"cannot open the warehouse {path}: {exc}") from None
             time.sleep(0.1)
+
+
+@contextmanager
+def writing(path: Path, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to write the warehouse at ``path``, the only one of this process while it
+    is open (see the module's doc); closed on leaving."""
+    key = path.absolute()
+    with _WRITERS_LOCK:
+        lock = _WRITERS.setdefault(key, threading.Lock())
+    with lock, connect(path, timeout=timeout) as con:
+        yield con
 
 
 class DuckDBTable:
@@ -67,7 +82,7 @@ class DuckDBTable:
         return self.upsert(rows)
 
     def upsert(self, rows: Any) -> int:
-        with _WRITERS[self.path.absolute()], connect(self.path, timeout=self.lock_timeout_s) as con:
+        with writing(self.path, self.lock_timeout_s) as con:
             con.register("incoming", rows)
             self._ensure_table(con)
             con.execute(f'INSERT OR REPLACE INTO "{self.table}" SELECT * FROM incoming')

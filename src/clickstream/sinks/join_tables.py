@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from clickstream.sinks.duckdb_table import _WRITERS, connect
+from clickstream.sinks.duckdb_table import writing
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS join_users (
@@ -52,15 +52,11 @@ class JoinTables:
         """Matched keys older than this (event time, behind the newest) are pruned."""
         self._ready = False
 
-    def _connect(self) -> Any:
-        con = connect(self.path, timeout=self.lock_timeout_s)
-        if not self._ready:
-            con.execute(SCHEMA)
-            self._ready = True
-        return con
-
     def _run(self, work: Any) -> Any:
-        with _WRITERS[self.path.absolute()], self._connect() as con:
+        with writing(self.path, self.lock_timeout_s) as con:
+            if not self._ready:
+                con.execute(SCHEMA)
+                self._ready = True
             con.execute("BEGIN TRANSACTION")
             try:
                 result = work(con)

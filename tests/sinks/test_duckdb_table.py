@@ -1,0 +1,99 @@
+"""The warehouse's writers in one process take turns, whichever part of the code they are.
+
+In ``clickstream up`` the jobs of one process write the same DuckDB file from their query
+threads. DuckDB's Python client fails when one thread opens or closes a connection to the file
+while another is registering an Arrow table on its own (``Table Function with name
+python_arrow_scan does not exist``: a jobs process died of it once in ``up``, when the songs
+view was made without waiting its turn), and two connections changing the catalog at once
+conflict (``Catalog write-write conflict``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from clickstream.jobs.checkpoint import LocalStore
+from clickstream.jobs.songs import SongCounts
+from clickstream.settings import load_settings
+from clickstream.sinks.duckdb_table import DuckDBTable, connect
+from clickstream.sinks.join_tables import JoinTables
+
+SECONDS = 8.0
+"""How long the writers run together: without turns, the error shows within 1-3 s here."""
+
+
+def run_together(*loops: Callable[[int], None]) -> tuple[list[int], list[str]]:
+    """Run the loops at once in threads, each as many times as it can in SECONDS; how many
+    rounds each ran, and the errors they raised."""
+    errors: list[str] = []
+    rounds = [0] * len(loops)
+    start = threading.Barrier(len(loops))
+
+    def run(n: int, loop: Callable[[int], None]) -> None:
+        start.wait()
+        deadline = time.monotonic() + SECONDS
+        while time.monotonic() < deadline and not errors:
+            try:
+                loop(rounds[n])
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            rounds[n] += 1
+
+    threads = [threading.Thread(target=run, args=(n, loop)) for n, loop in enumerate(loops)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return rounds, errors
+
+
+def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: Path) -> None:
+    settings = load_settings(environ={"CLICKSTREAM_DATA_DIR": str(tmp_path)})
+    path = settings.duckdb_path
+    counts = DuckDBTable(path, "window_counts", "k")
+    joins = JoinTables(path)
+    songs = SongCounts(settings, LocalStore(tmp_path / "songs"))
+
+    def users(i: int) -> None:
+        joins.upsert_users(
+            pa.table(
+                {
+                    "user_id": [f"u{i % 7}"],
+                    "name": [f"N {i}"],
+                    "email": [f"u{i % 7}@example.org"],
+                    "updated_at": pa.array([i], pa.timestamp("ms")),
+                    "source_partition": pa.array([0], pa.int32()),
+                    "source_offset": pa.array([i], pa.int64()),
+                }
+            )
+        )
+
+    def count(i: int, metric: str = "m") -> None:
+        counts.upsert(
+            pa.table(
+                {
+                    "k": [f"{metric}{i}"],
+                    "metric": [metric],
+                    "key": ["a/b"],
+                    "window_start": [i],
+                    "window_end": [i + 1],
+                    "count": [i],
+                }
+            )
+        )
+
+    count(0, "songs.minute")  # the view is on the counts table, made by the first counts
+    rounds, errors = run_together(
+        count, users, lambda _: songs._create_view(), lambda _: songs._create_view()
+    )
+    assert errors == []
+    assert min(rounds) > 10
+    with connect(path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM window_counts").fetchone() == (rounds[0] + 1,)
+        assert con.execute("SELECT count(*) FROM join_users").fetchone() == (7,)
+        assert con.execute("SELECT count(*) FROM top_songs").fetchone() == (1,)
