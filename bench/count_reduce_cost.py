@@ -41,7 +41,7 @@ def collect_and_count(df) -> None:  # type: ignore[no-untyped-def]
 
 
 def reduce_on_executors(df) -> None:  # type: ignore[no-untyped-def]
-    reduced = Reduced(df.mapInArrow(reduce_partition(PARTS, False), REDUCED).toArrow())
+    reduced = Reduced(df.mapInArrow(reduce_partition(PARTS), REDUCED).toArrow())
     reduced.partials(["minute", "hour", "all"])
 
 

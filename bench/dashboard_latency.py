@@ -2,7 +2,12 @@
 dashboard's WebSocket, p50/p99, at steady rates.
 
     .venv/bin/python bench/dashboard_latency.py [--rates 1000,5000] [--seconds 30] [--markdown]
-        [--variant NAME:SETTING=VALUE,...]... [--compare LABEL=DIR]...
+        [--job shop|web-live] [--variant NAME:SETTING=VALUE,...]... [--compare LABEL=DIR]...
+
+``--job web-live`` measures the web scenario's count job instead: enriched pageviews (as the
+collector writes them) counted in ``web.pageviews``, 5% of them sent a second time 200 ms later
+with the same ``eventId`` (a client's retry, which must not count again; those copies are not
+measured, and a retry counted shows as more events than produced, reported as ``extra``).
 
 Each ``--variant`` runs every rate again with the job's settings changed (environment names,
 e.g. ``--variant trigger-0:CLICKSTREAM_JOBS_COUNT_TRIGGER_S=0``), so settings are compared side by
@@ -30,6 +35,7 @@ import random
 import tempfile
 import threading
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -40,6 +46,7 @@ from rich.table import Table
 from clickstream.broker.embedded import free_port
 from clickstream.children import spawn, stop
 from clickstream.events.shop import GENDERS, ShopEvent
+from clickstream.events.web import EnrichedWebEvent
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from sides import add_compare_option, side_broker, sides
@@ -56,7 +63,15 @@ class Produced:
         self.lock = threading.Lock()
 
 
-def produce(bootstrap: str, topic: str, rate: int, seconds: float, produced: Produced) -> int:
+JOBS = {"shop": "shop.gender", "web-live": "web.pageviews"}
+"""Job measured -> the metric matched."""
+RETRY_SHARE = 0.05
+RETRY_AFTER_S = 0.2
+
+
+def produce(
+    bootstrap: str, topic: str, rate: int, seconds: float, produced: Produced, job: str = "shop"
+) -> int:
     from clickstream.settings import load_settings
 
     settings = load_settings(environ={"CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap})
@@ -64,6 +79,8 @@ def produce(bootstrap: str, topic: str, rate: int, seconds: float, produced: Pro
     rng = random.Random(1)
     encode = msgspec.json.Encoder().encode
     chunk = max(rate // 100, 1)  # send every 10 ms
+    retries: list[tuple[float, bytes, bytes]] = []  # (when, key, value)
+    run = uuid.uuid4().hex[:8]  # event ids unique across calls (warm-up, measure)
     start = time.monotonic()
     sent = 0
     while sent < rate * seconds:
@@ -73,16 +90,40 @@ def produce(bootstrap: str, topic: str, rate: int, seconds: float, produced: Pro
             time.sleep(pause)
         for _ in range(chunk):
             now = time.time()
-            gender = rng.choice([0, 0, 0, 1, 1, 2])
-            event = ShopEvent(
-                user_id=rng.randrange(100_000), action=0, gender=gender, timestamp=int(now * 1000)
-            )
-            producer.produce(topic, encode(event), key=str(event.user_id))
-            window = event.timestamp // 1000 * 1000
+            at_ms = int(now * 1000)
+            if job == "shop":
+                gender = rng.choice([0, 0, 0, 1, 1, 2])
+                event = ShopEvent(
+                    user_id=rng.randrange(100_000), action=0, gender=gender, timestamp=at_ms
+                )
+                key, label = str(event.user_id).encode(), GENDERS[gender]
+            else:
+                visitor = rng.randrange(100_000)
+                event = EnrichedWebEvent(
+                    eventId=f"{run}-{sent}",
+                    eventType="Pageview",
+                    timestamp=at_ms,
+                    receivedAt=at_ms,
+                    uiud=f"visitor-{visitor}",
+                    sessionId=f"s-{visitor}",
+                    pageUrl=f"https://shop.example.com/p/{rng.randrange(50)}",
+                    referrer=None,
+                )
+                key, label = event.uiud.encode(), "Pageview"
+            value = encode(event)
+            producer.produce(topic, value, key=key)
+            if job != "shop" and rng.random() < RETRY_SHARE:
+                retries.append((now + RETRY_AFTER_S, key, value))
             with produced.lock:
-                produced.times[window, GENDERS[gender]].append(now)
+                produced.times[at_ms // 1000 * 1000, label].append(now)
             sent += 1
+        now = time.time()
+        while retries and retries[0][0] <= now:
+            _, key, value = retries.pop(0)
+            producer.produce(topic, value, key=key)
         producer.poll(0)
+    for _, key, value in retries:
+        producer.produce(topic, value, key=key)
     producer.flush()
     return sent
 
@@ -107,19 +148,24 @@ async def listen(
 
 def latencies(
     produced: Produced, updates: list[tuple[float, dict]], since: float
-) -> tuple[list[float], int]:
+) -> tuple[list[float], int, int]:
+    """Latency of each event seen; events never seen; events counted beyond those produced."""
     visible: dict[tuple[int, str], int] = defaultdict(int)  # events already matched
+    extra: dict[tuple[int, str], int] = defaultdict(int)
     found: list[float] = []
     for received, row in sorted(updates, key=lambda u: u[0]):
         key = (row["window_start"], row["key"])
-        times = produced.times.get(key, [])
+        times = produced.times.get(key)
+        if times is None:
+            continue  # a window of the warm-up
         count = min(row["count"], len(times))
+        extra[key] = max(extra[key], row["count"] - len(times))
         for i in range(visible[key], count):
             if times[i] >= since:
                 found.append(received - times[i])
         visible[key] = max(visible[key], count)
     total = sum(1 for ts in produced.times.values() for t in ts if t >= since)
-    return found, total - len(found)
+    return found, total - len(found), sum(extra.values())
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -128,9 +174,9 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def run_rate(
-    bootstrap: str, env: dict[str, str], port: int, rate: int, seconds: float, tag: str
+    bootstrap: str, port: int, rate: int, seconds: float, tag: str, job: str = "shop"
 ) -> dict:
-    topic = f"shop-{tag}"
+    topic = f"{job}-{tag}"
     produced = Produced()
     updates: list[tuple[float, dict]] = []
     done = asyncio.Event()
@@ -138,17 +184,19 @@ def run_rate(
     async def main() -> int:
         # Warm the job up with the same traffic (its first batches compile code and start
         # Python workers), let it catch up, then measure.
-        await asyncio.to_thread(produce, bootstrap, topic, rate, WARMUP_S, Produced())
+        await asyncio.to_thread(produce, bootstrap, topic, rate, WARMUP_S, Produced(), job)
         await asyncio.sleep(15)
-        listener = asyncio.create_task(listen(f"ws://127.0.0.1:{port}/ws", updates, done))
-        sent = await asyncio.to_thread(produce, bootstrap, topic, rate, seconds, produced)
+        listener = asyncio.create_task(
+            listen(f"ws://127.0.0.1:{port}/ws", updates, done, JOBS[job])
+        )
+        sent = await asyncio.to_thread(produce, bootstrap, topic, rate, seconds, produced, job)
         await asyncio.sleep(10)
         done.set()
         await listener
         return sent
 
     sent = asyncio.run(main())
-    found, missing = latencies(produced, updates, 0.0)
+    found, missing, extra = latencies(produced, updates, 0.0)
     return {
         "rate": rate,
         "sent": sent,
@@ -157,6 +205,7 @@ def run_rate(
         "p99": quantile(found, 0.99),
         "max": max(found, default=float("nan")),
         "missing": missing,
+        "extra": extra,
     }
 
 
@@ -193,6 +242,7 @@ def main() -> None:
     parser.add_argument("--rates", default="1000,5000")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--job", choices=sorted(JOBS), default="shop")
     parser.add_argument("--variant", action="append", default=[], type=parse_variant)
     add_compare_option(parser)
     args = parser.parse_args()
@@ -217,6 +267,9 @@ def main() -> None:
                     CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
                     CLICKSTREAM_DATA_DIR=str(Path(tmp) / tag),
                     CLICKSTREAM_TOPICS_SHOP=f"shop-{tag}",
+                    CLICKSTREAM_TOPICS_WEB_EVENTS=f"web-live-{tag}",
+                    CLICKSTREAM_TOPICS_WEB_PINGS=f"web-live-pings-{tag}",
+                    CLICKSTREAM_TOPICS_WEB_CUSTOM=f"web-live-custom-{tag}",
                     CLICKSTREAM_TOPICS_RESULTS=f"results-{tag}",
                     CLICKSTREAM_DASHBOARD_PORT=str(port),
                     CLICKSTREAM_SPARK_MASTER="local[2]",
@@ -225,11 +278,14 @@ def main() -> None:
                 from clickstream.settings import load_settings
 
                 ours = {k: v for k, v in env.items() if k.startswith("CLICKSTREAM_")}
-                ensure_topics(load_settings(environ=ours), [f"shop-{tag}", f"results-{tag}"])
+                topics = [f"{args.job}-{tag}", f"results-{tag}"]
+                if args.job == "web-live":
+                    topics += [f"web-live-pings-{tag}", f"web-live-custom-{tag}"]
+                ensure_topics(load_settings(environ=ours), topics)
                 command = [side.python, "-m", "clickstream"]
                 procs = [
                     spawn([*command, *a], log_file=Path(tmp) / f"{a[0]}-{tag}.log", env=env)
-                    for a in (["jobs", "run", "shop"], ["dashboard"])
+                    for a in (["jobs", "run", args.job], ["dashboard"])
                 ]
                 try:
                     wait_http(f"http://127.0.0.1:{port}/healthz", 60)
@@ -237,14 +293,23 @@ def main() -> None:
                         f"{name}, rate {rate}/s: job warm-up, then {args.seconds:g} s of events"
                     )
                     time.sleep(10)  # the job's JVM
-                    row = run_rate(bootstrap, env, port, rate, args.seconds, tag)
+                    row = run_rate(bootstrap, port, rate, args.seconds, tag, args.job)
                     rows.append({"variant": name, **row})
                 finally:
                     for proc in procs:
                         stop(proc)
 
     table = Table(
-        "variant", "events/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)", "missing"
+        "variant",
+        "events/s",
+        "sent",
+        "measured",
+        "p50 (s)",
+        "p99 (s)",
+        "max (s)",
+        "missing",
+        "extra",
+        title=f"{args.job}: produce -> dashboard",
     )
     for row in rows:
         table.add_row(
@@ -256,14 +321,19 @@ def main() -> None:
             f"{row['p99']:.2f}",
             f"{row['max']:.2f}",
             str(row["missing"]),
+            str(row["extra"]),
         )
     Console().print(table)
     if args.markdown:
-        print("| variant | events/s | sent | measured | p50 (s) | p99 (s) | max (s) | missing |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(
+            "| variant | events/s | sent | measured | p50 (s) | p99 (s) | max (s) | missing "
+            "| extra |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         for row in rows:
             cells = [row[k] for k in ("variant", "rate", "sent", "measured")]
-            cells += [f"{row[k]:.2f}" for k in ("p50", "p99", "max")] + [row["missing"]]
+            cells += [f"{row[k]:.2f}" for k in ("p50", "p99", "max")]
+            cells += [row["missing"], row["extra"]]
             print("| " + " | ".join(str(c) for c in cells) + " |")
 
 

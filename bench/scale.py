@@ -2,7 +2,11 @@
 
     .venv/bin/python bench/scale.py [--batches 10000,100000,1000000]
         [--masters local[1],local[2],cluster:1,cluster:2] [--partitions 4] [--max-events N]
-        [--compare LABEL=DIR]... [--markdown]
+        [--job shop|web-live] [--compare LABEL=DIR]... [--markdown]
+
+``--job web-live`` runs the web scenario's count job instead, on enriched pageviews of which
+every 20th record is a client's retry of the event sent 50 records before (same ``eventId``,
+received 5 ms later): exact means ``web.pageviews`` sums to the distinct events.
 
 For each side (this checkout, and each ``--compare`` checkout, with its own embedded broker:
 see ``bench/sides.py``) and each batch size B, N = clamp(5 B, 50,000, max-events) shop events
@@ -52,6 +56,48 @@ def size_for(batch: int) -> int:
     return min(max(5 * batch, 50_000), MAX_EVENTS)
 
 
+RETRY_EVERY, RETRY_BACK = 20, 50
+"""web-live: record i with i % RETRY_EVERY == RETRY_EVERY - 1 (and i >= RETRY_BACK) retries the
+event of record i - RETRY_BACK."""
+
+
+def is_retry(i: int) -> bool:
+    return i >= RETRY_BACK and i % RETRY_EVERY == RETRY_EVERY - 1
+
+
+def distinct_for(records: int, job: str) -> int:
+    """The events a job must count among ``records`` records."""
+    if job == "shop":
+        return records
+    return records - sum(1 for i in range(records) if is_retry(i))
+
+
+def record(job: str, i: int, rng: random.Random) -> tuple[dict[str, object], bytes]:
+    """Record ``i`` of a topic: its value and key."""
+    if job == "shop":
+        value: dict[str, object] = {
+            "user_id": rng.randrange(100_000),
+            "action": rng.randrange(4),
+            "gender": rng.randrange(3),
+            "timestamp": T0 + i * 1000 // RATE,
+        }
+        return value, str(i).encode()
+    n = i - RETRY_BACK if is_retry(i) else i
+    visitor = n % 5000
+    received = T0 + n * 1000 // RATE + (5 if n != i else 0)
+    value = {
+        "eventId": f"e{n}",
+        "eventType": "Pageview",
+        "timestamp": received,
+        "receivedAt": received,
+        "uiud": f"visitor-{visitor}",
+        "sessionId": f"s-{visitor}",
+        "pageUrl": f"https://shop.example.com/p/{n % 50}",
+        "referrer": None,
+    }
+    return value, str(value["uiud"]).encode()
+
+
 def base_settings(bootstrap: str, data_dir: Path, master: str) -> Settings:
     environ = {k: v for k, v in os.environ.items() if k.startswith("CLICKSTREAM_")}
     environ |= {"CLICKSTREAM_SPARK_MASTER": master, "CLICKSTREAM_DATA_DIR": str(data_dir)}
@@ -66,20 +112,15 @@ def produce(args: argparse.Namespace) -> dict[str, str]:
     rng = random.Random(3)
     topics = {}
     for batch in args.batches:
-        topic = f"bench-shop-{uuid.uuid4().hex[:8]}"
+        topic = f"bench-{args.job}-{uuid.uuid4().hex[:8]}"
         ensure_topics(settings, [topic], partitions=args.partitions)
         events = size_for(batch)
-        console.print(f"producing {events:,} shop events to {topic}")
+        console.print(f"producing {events:,} {args.job} records to {topic}")
         for i in range(events):
-            value = {
-                "user_id": rng.randrange(100_000),
-                "action": rng.randrange(4),
-                "gender": rng.randrange(3),
-                "timestamp": T0 + i * 1000 // RATE,
-            }
+            value, key = record(args.job, i, rng)
             while True:
                 try:
-                    producer.produce(topic, encode(value), key=str(i).encode())
+                    producer.produce(topic, encode(value), key=key)
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -88,32 +129,42 @@ def produce(args: argparse.Namespace) -> dict[str, str]:
     return topics
 
 
-def run_once(spark, settings: Settings, topic: str, batch: int, work: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def run_once(
+    spark, settings: Settings, topic: str, batch: int, work: Path, job_name: str
+) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from clickstream.jobs.runner import start_job
     from clickstream.sinks.duckdb_table import connect
 
+    names = {
+        "results": f"{topic}.results-{work.name}",
+        "dead_letter": f"{topic}.dead-{work.name}",
+    }
+    if job_name == "shop":
+        names["shop"] = topic
+        metric = "shop.action"
+    else:
+        names |= {
+            "web_events": topic,
+            "web_pings": f"{topic}.pings-{work.name}",
+            "web_custom": f"{topic}.custom-{work.name}",
+        }
+        metric = "web.pageviews"
     s = settings.model_copy(
         update={
             "data_dir": work,
-            "topics": settings.topics.model_copy(
-                update={
-                    "shop": topic,
-                    "results": f"{topic}.results-{work.name}",
-                    "dead_letter": f"{topic}.dead-{work.name}",
-                }
-            ),
+            "topics": settings.topics.model_copy(update=names),
             "spark": settings.spark.model_copy(update={"max_offsets_per_trigger": batch}),
         }
     )
-    ensure_topics(s, [s.topics.results, s.topics.dead_letter], partitions=1)
+    ensure_topics(s, [n for n in names.values() if n != topic], partitions=1)
     started = time.perf_counter()
-    job = start_job(spark, s, "shop", available_now=True)
+    job = start_job(spark, s, job_name, available_now=True)
     job.await_all()
     elapsed = time.perf_counter() - started
-    stats = job.stats["shop.counts"]
+    stats = job.stats[f"{job_name}.counts"]
     with connect(s.duckdb_path, read_only=True) as con:
         (total,) = con.execute(
-            "SELECT coalesce(sum(count), 0) FROM window_counts WHERE metric = 'shop.action'"
+            "SELECT coalesce(sum(count), 0) FROM window_counts WHERE metric = ?", [metric]
         ).fetchone()  # type: ignore[misc]
     return {
         "seconds": elapsed,
@@ -137,12 +188,12 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         settings = base_settings(args.bootstrap, scratch, url)
         spark = get_spark(settings)
         first = str(min(args.batches))
-        run_once(spark, settings, topics[first], int(first), scratch / "warm-up")
+        run_once(spark, settings, topics[first], int(first), scratch / "warm-up", args.job)
         runs = {}
         for batch in args.batches:
             console.print(f"{master}: {batch:,} events per batch")
             runs[str(batch)] = run_once(
-                spark, settings, topics[str(batch)], batch, scratch / f"b{batch}"
+                spark, settings, topics[str(batch)], batch, scratch / f"b{batch}", args.job
             )
         spark.stop()
         return runs
@@ -166,6 +217,7 @@ def main() -> int:
     parser.add_argument("--master", help="(internal) measure this master")
     parser.add_argument("--topics", help="(internal) batch=topic,...")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--job", choices=["shop", "web-live"], default="shop")
     add_compare_option(parser)
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
@@ -181,7 +233,7 @@ def main() -> int:
             console.print(f"skipping {master}: {cores} cores")
             masters.remove(master)
     heads = ("master", "events/batch", "side", "events", "batches", "seconds", "events/s", "exact")
-    table = Table(title=f"shop count job, {args.partitions} partitions")
+    table = Table(title=f"{args.job} count job, {args.partitions} partitions")
     for column in heads:
         table.add_column(column, justify="right")
     results: dict[tuple[str, str, int], dict[str, object]] = {}
@@ -210,7 +262,9 @@ def main() -> int:
             for label in labels:
                 run = results[master, label, batch]
                 seconds, events = float(run["seconds"]), int(run["rows"])  # type: ignore[arg-type]
-                exact = "yes" if run["counted"] == events == size_for(batch) else "NO"
+                records = size_for(batch)
+                counted = run["counted"] == distinct_for(records, args.job)
+                exact = "yes" if counted and events == records else "NO"
                 rows.append(
                     (
                         master,

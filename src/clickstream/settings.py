@@ -144,8 +144,10 @@ class JobSettings(_Section):
     session_gap_s: int = Field(default=1800, ge=1)
     """Inactivity that closes a session (30 minutes, as the tracker's cookie)."""
     dedup_s: int = Field(default=120, ge=0)
-    """The count jobs remember the event ids they counted this long (of event time): a client's
-    retry of an event already stored is not counted twice (the tracker retries within 45 s)."""
+    """The ``web-live`` counts remember the event ids they counted at least this long (of event
+    time; Spark state on the executors): a client's retry of an event already stored is not
+    counted twice (the tracker retries within 45 s). Events further behind the newest are
+    late."""
     max_future_s: int = Field(default=3600, ge=0)
     """A record whose event time is further than this ahead of its Kafka timestamp goes to the
     dead-letter topic: one record from a wrong clock would otherwise move a watermark into the

@@ -34,7 +34,7 @@ def test_a_task_sends_one_row_per_window_and_key_not_per_event() -> None:
     batch = pa.RecordBatch.from_pydict(
         {"_time": pa.array(times, pa.int64()), "_m0": pa.array(keys, pa.string())}
     )
-    out = pa.Table.from_batches(list(partial_counts(1, 1000, 1000, None, False)(iter([batch]))))
+    out = pa.Table.from_batches(list(partial_counts(1, 1000, 1000, None)(iter([batch]))))
     partials = out.filter(pa.compute.equal(out["kind"], PARTIAL))
     got = {(r["start"], r["key"]): r["count"] for r in partials.to_pylist()}
     want = Counter((t // 1000 * 1000, k) for t, k in zip(times, keys, strict=True))
@@ -65,12 +65,10 @@ def reduced_view(reduced: Reduced) -> dict[str, Any]:
     partials: Counter[tuple[str, int, str]] = Counter()
     for row in reduced.partials(["m"]).to_pylist():
         partials[(row["metric"], row["start"], row["key"])] += row["count"]
-    ids = sorted(zip(*(reduced.ids()[c].to_pylist() for c in ("id", "time")), strict=True))
     return {
         "partials": dict(partials),
         "late": reduced.late(),
         "newest": reduced.newest(),
-        "ids": ids,
         "dead": sorted(reduced.dead_letters()),
     }
 
@@ -83,27 +81,26 @@ def test_small_batches_are_reduced_on_the_driver_to_the_same_rows(spark: Any) ->
     rows = [
         (
             None if i % 97 == 0 else T0 - 5000 + i * 7,  # bad ones have no time; some late
-            f"e{i}" if i % 3 == 0 else None,
             ("a", "b", "c", None)[i % 4],
             f"k{i}" if i % 97 == 0 else None,
             f"bad {i}" if i % 97 == 0 else None,
         )
         for i in range(n)
     ]
-    schema = "_time long, _id string, _m0 string, _dead_key string, _dead_value string"
+    schema = "_time long, _m0 string, _dead_key string, _dead_value string"
     batch = spark.createDataFrame(rows, schema).repartition(3)
     parts = [TallyPart(("_m0",), 1000, 1000, T0)]
-    on_executors = reduced_view(Reduced.of(batch, parts, True, driver_max=0, records=n))
-    on_driver = reduced_view(Reduced.of(batch, parts, True, driver_max=n, records=n))
-    too_big_for_driver = reduced_view(Reduced.of(batch, parts, True, driver_max=n - 1, records=n))
-    size_unknown = reduced_view(Reduced.of(batch, parts, True, driver_max=n, records=None))
+    on_executors = reduced_view(Reduced.of(batch, parts, driver_max=0, records=n))
+    on_driver = reduced_view(Reduced.of(batch, parts, driver_max=n, records=n))
+    too_big_for_driver = reduced_view(Reduced.of(batch, parts, driver_max=n - 1, records=n))
+    size_unknown = reduced_view(Reduced.of(batch, parts, driver_max=n, records=None))
     assert on_driver == on_executors == too_big_for_driver == size_unknown
     assert on_executors["late"] > 0
     assert len(on_executors["dead"]) == len(range(0, n, 97))
-    assert on_executors["ids"]
+    assert on_executors["newest"] == T0 - 5000 + (n - 1) * 7
     assert sum(on_executors["partials"].values()) > 1000
-    empty = reduced_view(Reduced.of(batch.limit(0), parts, True, driver_max=n, records=0))
-    assert empty == {"partials": {}, "late": 0, "newest": None, "ids": [], "dead": []}
+    empty = reduced_view(Reduced.of(batch.limit(0), parts, driver_max=n, records=0))
+    assert empty == {"partials": {}, "late": 0, "newest": None, "dead": []}
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections import Counter
@@ -232,6 +233,80 @@ def test_a_retried_web_event_counts_once(spark: Any, settings: Settings, tmp_pat
     pages = {k[1:]: v for k, v in latest_counts(s).items() if k[0] == "web.pages"}
     assert pages == {(T0, "/"): 2, (T0 + 3000, "/"): 1}
     assert table_counts(s, "web.pages") == {("web.pages", *k): v for k, v in pages.items()}
+
+
+def test_a_retry_in_a_batch_replayed_after_a_crash_still_counts_once(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Retries are removed by Spark's state on the executors: a batch Spark runs again (the
+    process died before its commit) sees the ids of the batches before it, not its own."""
+    s = count_settings(settings, tmp_path)
+    first = web_event("Pageview", T0 + 100, "/", "s1", None)
+    send(s, s.topics.web_events, [first])
+    run(spark, s, "web-live")
+    checkpoint = s.checkpoint_dir / "web-live" / "counts"
+    (before,) = (checkpoint / "tally").glob("*.json")
+    saved = before.read_bytes()
+    retry = msgspec.structs.replace(first, receivedAt=T0 + 1_300)
+    send(s, s.topics.web_events, [retry, web_event("Pageview", T0 + 1_400, "/", "s2", None)])
+    run(spark, s, "web-live")
+    assert (checkpoint / "state" / "0").is_dir()
+    # Died after writing the counts of the retry's batch, before its snapshot and commit (the
+    # batches after it, without data, were never run).
+    retried = int(before.stem) + 1
+    for log in ("commits", "offsets"):
+        for path in (checkpoint / log).iterdir():
+            number = path.name.removeprefix(".").removesuffix(".crc")
+            if number.isdigit() and int(number) > retried - (log == "commits"):
+                path.unlink()
+    for path in (checkpoint / "tally").glob("*.json"):
+        path.unlink()
+    before.write_bytes(saved)
+    replay = run(spark, s, "web-live")
+    assert replay.stats["web-live.counts"].input_rows == 2  # the retry's batch ran again
+    pages = {k[1:]: v for k, v in latest_counts(s).items() if k[0] == "web.pages"}
+    assert pages == {(T0, "/"): 1, (T0 + 1000, "/"): 1}
+    assert table_counts(s, "web.pages") == {("web.pages", *k): v for k, v in pages.items()}
+
+
+def test_a_web_event_older_than_the_retry_horizon_is_late_and_bad_ones_are_kept(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Spark's deduplication drops events behind its watermark (jobs.dedup_s) before looking at
+    their ids: those are late for the counts too, and counted as late; a malformed record in
+    the same batch still reaches the dead-letter topic."""
+    s = count_settings(settings, tmp_path)
+    send(s, s.topics.web_events, [web_event("Pageview", T0 + 200_000, "/new", "s1", None)])
+    run(spark, s, "web-live")
+    old = web_event("Pageview", T0, "/old", "s2", None)  # 200 s behind: past the 120 s
+    send(s, s.topics.web_events, [old])
+    send(s, s.topics.web_pings, [b"{}"])
+    job = run(spark, s, "web-live")
+    pages = {k[1:]: v for k, v in latest_counts(s).items() if k[0] == "web.pages"}
+    assert pages == {(T0 + 200_000, "/new"): 1}
+    assert job.stats["web-live.counts"].late_rows_dropped == 1
+    dead = read_topic(s, s.topics.dead_letter)
+    assert [value["sourceTopic"] for _, value in dead] == [s.topics.web_pings]
+
+
+def test_a_web_live_checkpoint_without_retry_state_is_refused_with_what_to_do(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """The version before removed retries on the driver and kept no Spark state: Spark would
+    fail on the state it expects for the committed batches."""
+    s = count_settings(settings, tmp_path)
+    query = s.checkpoint_dir / "web-live" / "counts"
+    (query / "commits").mkdir(parents=True)
+    (query / "commits" / "0").write_text('v1\n{"nextBatchWatermarkMs":0}')
+    with pytest.raises(ConfigError, match=r"counts was written by .*kept no Spark state.*delete"):
+        start_job(spark, s, "web-live", available_now=True)
+    # Two versions before, the counts were Spark's stateful aggregation.
+    metadata = query / "state" / "0" / "_metadata"
+    metadata.mkdir(parents=True)
+    info = {"operatorInfo": {"operatorId": 0, "operatorName": "stateStoreSave"}}
+    (metadata / "metadata").write_text("v1\n" + json.dumps(info))
+    with pytest.raises(ConfigError, match=r"kept the state of stateStoreSave.*delete"):
+        start_job(spark, s, "web-live", available_now=True)
 
 
 SHOP_CSV = """\

@@ -42,7 +42,7 @@ def test_a_songs_task_sends_partials_per_tally_not_plays(tmp_path: Path) -> None
     n = 30_000
     times = [T0 + (i * 7919) % 7_200_000 for i in range(n)]  # two hours, 120 minutes
     keys = [SONGS[i % len(SONGS)] for i in range(n)]
-    task = reduce_partition(parts, has_ids=False)
+    task = reduce_partition(parts)
     out = Reduced(pa.Table.from_batches(list(task(iter([plays(times, keys, dead=5)])))))
     partials = out.partials(metrics)
 
@@ -68,7 +68,7 @@ def test_a_songs_task_sends_partials_per_tally_not_plays(tmp_path: Path) -> None
         tally.commit(tally.merge(0, PARTIALS.empty_table(), 0, newest))
     tallies, parts = writer.parts(1)
     assert len(parts) == 3
-    task = reduce_partition(parts, has_ids=False)
+    task = reduce_partition(parts)
     out = Reduced(pa.Table.from_batches(list(task(iter([plays([T0, T0], SONGS[:2])])))))
     assert [out.late(i) for i in range(3)] == [2, 2, 0]
     assert out.rows.filter(pc.equal(out.rows["kind"], LATE)).num_rows == 3

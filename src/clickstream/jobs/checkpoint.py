@@ -212,6 +212,21 @@ def has_state(query: Store) -> bool:
     return query.exists(STATE)
 
 
+def state_operator(query: Store) -> str | None:
+    """The name of the first stateful operator whose state the checkpoint keeps, from Spark's
+    state metadata (``dedupeWithinWatermark``, ``stateStoreSave``, ...): ``None`` without
+    state, ``""`` when the metadata says nothing readable (Spark before 4 wrote none)."""
+    if not has_state(query):
+        return None
+    raw = query.read(f"{STATE}/0/_metadata/metadata") or b""
+    for line in raw.decode(errors="replace").splitlines():
+        try:
+            return str(json.loads(line)["operatorInfo"]["operatorName"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ""
+
+
 def tally_store(query: Store, name: str = TALLY) -> Store:
     """A tally's files (``tally/``, or ``name`` for a query keeping several), beside Spark's
     checkpoint on the same filesystem."""

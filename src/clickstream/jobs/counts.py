@@ -15,9 +15,10 @@ malformed records go to the dead-letter topic: one read and one parse of the top
 One reduction can feed several tallies (:class:`TallyPart`, :class:`Reduced`): the songs job
 counts its minute, hour and all-time windows in one ``mapInArrow``.
 
-With event ids (``web-live``), a task also sends each event's id and time: the driver knows
-which ids were counted before (:meth:`~clickstream.jobs.tally.WindowTally.dedup`); when some
-were, the few events carrying them are read again and their partials taken back.
+With event ids (``web-live``), a client's retries are removed before the reduction by Spark's
+``dropDuplicatesWithinWatermark`` (:func:`drop_retries`): the ids counted lately are Spark state
+on the executors, partitioned by id, versioned with the checkpoint. Nothing per event reaches
+the driver.
 
 The newest record of a ``(metric, window_start, key)`` is the count; the warehouse table is
 upserted on that key, and a replayed batch rewrites the same counts (see
@@ -31,8 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from clickstream.errors import ConfigError
@@ -40,7 +39,7 @@ from clickstream.jobs import checkpoint
 from clickstream.jobs.parse import dead_letter_key, dead_letter_value
 from clickstream.jobs.reduce import Reduced, TallyPart
 from clickstream.jobs.spec import QuerySpec
-from clickstream.jobs.tally import WindowTally, window_partials
+from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
 from clickstream.sinks.kafka_topic import DriverKafkaSink
 from clickstream.sinks.results_topic import ResultsTopic
@@ -73,6 +72,8 @@ class Windows:
         return F.window(time_col, f"{self.size_s} seconds", slide)
 
 
+DEDUP_OPERATOR = "dedupeWithinWatermark"
+"""Spark's name, in a checkpoint's state metadata, of the operator of :func:`drop_retries`."""
 MAX_KEY_CHARS = 256
 """A counted value (a page path, a referrer host) is cut to this many characters: result keys
 stay small whatever an event holds."""
@@ -95,9 +96,8 @@ def live_counts(
     given (within ``jobs.dedup_s``); bad ones go to the dead-letter topic if ``dead_letters`` is
     true, or a condition that holds for them."""
     good = F.col("reason").isNull()
-    columns = [F.when(good, time_ms.cast("long")).alias("_time")]
-    if event_id is not None:
-        columns.append(F.when(good, event_id.cast("string")).alias("_id"))
+    time = F.when(good, time_ms.cast("long"))
+    columns = [time.alias("_time")]
     columns += [
         F.when(good, F.substring(m.key.cast("string"), 1, MAX_KEY_CHARS)).alias(f"_m{i}")
         for i, m in enumerate(measures)
@@ -113,18 +113,33 @@ def live_counts(
         ]
     location = checkpoint.query_location(settings, job, name)
     query = checkpoint.store(location, parsed.sparkSession)
-    if checkpoint.has_state(query):
+    if event_id is not None:
+        frame = drop_retries(
+            parsed,
+            columns,
+            time,
+            F.when(good, event_id.cast("string")),
+            windows,
+            settings.jobs.dedup_s,
+        )
+        operator = checkpoint.state_operator(query)
+        if checkpoint.committed_batches(query) and operator != DEDUP_OPERATOR:
+            kept = "no Spark state" if operator is None else f"the state of {operator or '?'}"
+            raise ConfigError(
+                f"the checkpoint {location} was written by an earlier clickstream version, "
+                f"which kept {kept} instead of the ids of the events counted: delete it (the "
+                "counts already written stay; those of windows still open start again)"
+            )
+    elif checkpoint.has_state(query):
         raise ConfigError(
             f"the checkpoint {location} was written by the Spark stateful count query of an "
             "earlier clickstream version: delete it (the counts already written stay; those of "
             "windows still open start again)"
         )
+    else:
+        frame = parsed.select(*columns)
     tally = WindowTally.open(
-        windows.size_s,
-        windows.slide_s,
-        windows.watermark_s,
-        checkpoint.tally_store(query),
-        dedup_s=settings.jobs.dedup_s,
+        windows.size_s, windows.slide_s, windows.watermark_s, checkpoint.tally_store(query)
     )
     committed = checkpoint.committed_batches(query)
     if committed and not tally.has_snapshot:
@@ -138,7 +153,7 @@ def live_counts(
     writer = CountsWriter(settings, [m.metric for m in measures], tally, query, dead_letters=dead)
     return QuerySpec(
         name,
-        parsed.select(*columns),
+        frame,
         writer,
         "append",
         settings.jobs.count_trigger_s,
@@ -175,45 +190,57 @@ class CountsWriter:
         tally = self.tally
         if batch_id <= tally.batch_id:
             return  # counted and written before a restart
-        has_ids = "_id" in batch.columns
         columns = tuple(f"_m{i}" for i in range(len(self.metrics)))
         part = TallyPart(columns, tally.size_ms, tally.slide_ms, tally.watermark_ms)
         records = checkpoint.batch_records(self.query, batch_id)
-        reduced = Reduced.of(batch, [part], has_ids, self.driver_max, records)
-        partials = reduced.partials(self.metrics)
-        late = reduced.late()
-        newest = reduced.newest()
-        new_ids: dict[str, int] = {}
-        duplicates = 0
-        if has_ids:
-            ids = reduced.ids()
-            fresh, new_ids = tally.dedup(ids["id"], ids["time"])
-            duplicates = fresh.count(False)
-            if new_ids:
-                newest = max(newest or -(2**63), max(new_ids.values()))
-            if duplicates:
-                again = {i for i, f in zip(ids["id"].to_pylist(), fresh, strict=True) if not f}
-                taken, taken_late = self._uncount(batch, again)
-                partials = pa.concat_tables([partials, taken])
-                late -= taken_late
-        update = tally.merge(batch_id, partials, late, newest, new_ids, duplicates)
+        reduced = Reduced.of(batch, [part], self.driver_max, records)
+        update = tally.merge(
+            batch_id, reduced.partials(self.metrics), reduced.late(), reduced.newest()
+        )
         if self.dead is not None:
             self.dead.send(reduced.dead_letters())
         self.results.write_counts(update.results(tally.size_ms))
         tally.commit(update)
 
-    def _uncount(self, batch: DataFrame, again: set[str]) -> tuple[pa.Table, int]:
-        """Negative partials of the events not to count: the copies of ids in ``again`` that
-        :meth:`WindowTally.dedup` turned down (read again, in the same order)."""
-        columns = ["_time", "_id", *(f"_m{i}" for i in range(len(self.metrics)))]
-        rows = batch.where(F.col("_id").isin(list(again))).select(*columns).toArrow()
-        rows = rows.filter(pc.is_valid(rows["_time"]))
-        fresh, _ = self.tally.dedup(rows["_id"], rows["_time"])
-        drop = rows.filter(pc.invert(pa.array(fresh, pa.bool_())))
-        keys = [(m, drop[f"_m{i}"]) for i, m in enumerate(self.metrics)]
-        t = self.tally
-        taken, late = window_partials(drop["_time"], keys, t.size_ms, t.slide_ms, t.watermark_ms)
-        return taken.set_column(3, "count", pc.negate(taken["count"])), late
+
+def drop_retries(
+    parsed: DataFrame,
+    columns: list[Column],
+    time_ms: Column,
+    event_id: Column,
+    windows: Windows,
+    dedup_s: int,
+) -> DataFrame:
+    """``parsed.select(*columns)`` without the events whose ``event_id`` came before, within
+    ``dedup_s`` of event time (``time_ms``): a client's retries. Spark's
+    ``dropDuplicatesWithinWatermark`` does it on the executors, its state partitioned by id.
+
+    Records without an id (the bad ones among them, to dead-letter) are kept: each gets a key of
+    its own (topic, partition, offset). Of an event sent twice in one batch the first copy is
+    kept: the collector keys records by visitor, so both are in one Kafka partition, read in
+    order by one task, and a shuffle keeps the order of the rows one task wrote. The operator
+    drops events older than its watermark (the newest event time minus the delay) before
+    looking at their ids; its delay is at least a window and the counts' watermark, so those
+    events are late for the counts too (and counted as late, see
+    :class:`~clickstream.jobs.runner.RunningJob`)."""
+    delay_s = max(dedup_s, windows.size_s + windows.watermark_s)
+    source = F.concat_ws(
+        ":",
+        F.lit("@"),
+        F.col("_topic"),
+        F.col("_partition").cast("string"),
+        F.col("_offset").cast("string"),
+    )
+    return (
+        parsed.select(
+            *columns,
+            F.coalesce(event_id, source).alias("_dedup"),
+            F.timestamp_millis(time_ms).alias("_seen"),
+        )
+        .withWatermark("_seen", f"{delay_s} seconds")
+        .dropDuplicatesWithinWatermark(["_dedup"])
+        .drop("_dedup", "_seen")
+    )
 
 
 def window_distinct(

@@ -1,6 +1,6 @@
 """A count micro-batch reduced to what the driver needs: per tally (:class:`TallyPart`), partial
-counts per (metric, window, key) and the late events; the newest event time; the event ids; and
-the dead letters. :func:`reduce_partition` is the ``mapInArrow`` function the executors run (and
+counts per (metric, window, key) and the late events; the newest event time; and the dead
+letters. :func:`reduce_partition` is the ``mapInArrow`` function the executors run (and
 the driver, for a small batch); :class:`Reduced` reads its rows on the driver."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-PARTIAL, LATE, NEWEST, ID, DEAD = 0, 1, 2, 3, 4
+PARTIAL, LATE, NEWEST, DEAD = 0, 1, 2, 4
 REDUCED = (
-    "kind int, metric int, start long, key string, count long, id string, time long, "
+    "kind int, metric int, start long, key string, count long, time long, "
     "dead_key string, dead_value string"
 )
 _REDUCED = pa.schema(
@@ -30,7 +30,6 @@ _REDUCED = pa.schema(
         ("start", pa.int64()),
         ("key", pa.string()),
         ("count", pa.int64()),
-        ("id", pa.string()),
         ("time", pa.int64()),
         ("dead_key", pa.string()),
         ("dead_value", pa.string()),
@@ -52,24 +51,26 @@ class TallyPart:
 
 
 def partial_counts(
-    metrics: int, size_ms: int, slide_ms: int, watermark_ms: int | None, has_ids: bool
+    metrics: int, size_ms: int, slide_ms: int, watermark_ms: int | None
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """:func:`reduce_partition` for one tally counting the columns ``_m0`` .. ``_m<metrics-1>``."""
     columns = tuple(f"_m{i}" for i in range(metrics))
-    return reduce_partition([TallyPart(columns, size_ms, slide_ms, watermark_ms)], has_ids)
+    return reduce_partition([TallyPart(columns, size_ms, slide_ms, watermark_ms)])
 
 
 def reduce_partition(
-    parts: Sequence[TallyPart], has_ids: bool
+    parts: Sequence[TallyPart],
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function reducing one partition of a count batch (``_time``, the
-    counted columns, ``_id`` when ``has_ids``, ``_dead_key``/``_dead_value`` if any): per part,
-    partial counts (``metric``: the column's index, counting on over the parts) and its late
-    events (``metric``: the part's index); the newest event time without an id (those with one
-    come as ``id`` rows); and the dead letters."""
+    counted columns, ``_dead_key``/``_dead_value`` if any): per part, partial counts
+    (``metric``: the column's index, counting on over the parts) and its late events
+    (``metric``: the part's index); the newest event time; and the dead letters."""
 
     def reduce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        table = pa.Table.from_batches(list(batches))
+        received = list(batches)
+        if not received:  # an empty partition (after a shuffle) gets no batch at all
+            return
+        table = pa.Table.from_batches(received)
         if table.num_rows == 0:
             return
         good = table.filter(pc.is_valid(table["_time"]))
@@ -101,15 +102,8 @@ def reduce_partition(
                         count=pa.array([late], pa.int64()),
                     )
                 )
-            if has_ids:
-                with_id = pc.is_valid(good["_id"])
-                ided = good.filter(with_id)
-                out.append(_rows(ID, ided.num_rows, id=ided["_id"], time=ided["_time"]))
-                plain = good.filter(pc.invert(with_id))["_time"]
-            else:
-                plain = good["_time"]
-            if len(plain):
-                out.append(_rows(NEWEST, 1, time=pa.array([pc.max(plain).as_py()], pa.int64())))
+            newest = pc.max(good["_time"]).as_py()
+            out.append(_rows(NEWEST, 1, time=pa.array([newest], pa.int64())))
         if "_dead_value" in table.column_names:
             dead = table.filter(pc.is_valid(table["_dead_value"]))
             if dead.num_rows:
@@ -138,7 +132,6 @@ class Reduced:
         cls,
         batch: DataFrame,
         parts: Sequence[TallyPart],
-        has_ids: bool,
         driver_max: int = 0,
         records: int | None = None,
     ) -> Reduced:
@@ -147,7 +140,7 @@ class Reduced:
         ``driver_max`` records, collected and reduced on the driver by the same function (the
         same rows, without the fixed cost of a Python task per batch). Either way the batch is
         read once."""
-        reduce = reduce_partition(parts, has_ids)
+        reduce = reduce_partition(parts)
         if driver_max > 0 and records is not None and records <= driver_max:
             small = batch.toArrow()
             out = list(reduce(iter(small.to_batches()))) if small.num_rows else []
@@ -180,13 +173,9 @@ class Reduced:
         return pc.sum(rows["count"]).as_py() or 0
 
     def newest(self) -> int | None:
-        """The newest event time without an id."""
+        """The newest event time."""
         newest: int | None = pc.max(self._kind(NEWEST)["time"]).as_py()
         return newest
-
-    def ids(self) -> pa.Table:
-        """The events' ``id`` and ``time``, for those with an id."""
-        return self._kind(ID)
 
     def dead_letters(self) -> Iterator[tuple[str | None, str]]:
         dead = self._kind(DEAD)

@@ -51,7 +51,10 @@ class QueryStats:
     batches: int = 0
     input_rows: int = 0
     late_rows_dropped: int = 0
-    """Events dropped as later than the watermark."""
+    """Events dropped as later than the watermark: by Spark's state operators, plus by the
+    query's writer when it counts windows itself (``QuerySpec.late_events``)."""
+    state_late_rows: int = 0
+    """Those dropped by Spark's state operators."""
     last_batch_id: int | None = None
 
 
@@ -74,14 +77,12 @@ class RunningJob:
                 return
             stats.batches += 1
             stats.input_rows += int(progress.get("numInputRows", 0))
-            dropped = sum(
+            stats.state_late_rows += sum(
                 int(op.get("numRowsDroppedByWatermark", 0))
                 for op in progress.get("stateOperators", [])
             )
-            if spec is not None and spec.late_events is not None:  # the writer drops them
-                stats.late_rows_dropped = spec.late_events()
-            else:
-                stats.late_rows_dropped += dropped
+            by_writer = spec.late_events() if spec is not None and spec.late_events else 0
+            stats.late_rows_dropped = stats.state_late_rows + by_writer
             stats.last_batch_id = batch_id
 
     def poll(self) -> None:

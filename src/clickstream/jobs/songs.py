@@ -125,7 +125,7 @@ class SongCounts:
 
         def tally(name: str, size: int, delay: int) -> WindowTally:
             store = checkpoint.tally_store(query, name)
-            return WindowTally.open(size, None, delay, store, dedup_s=0)
+            return WindowTally.open(size, None, delay, store)
 
         self.tallies = {
             metric: tally(f"tally-{size}s", size, late) for metric, size in WINDOWS.items()
@@ -149,7 +149,7 @@ class SongCounts:
         if not tallies:
             return  # counted and written before a restart
         records = checkpoint.batch_records(self.query, batch_id)
-        reduced = Reduced.of(batch, parts, False, self.driver_max, records)
+        reduced = Reduced.of(batch, parts, self.driver_max, records)
         metrics = [m for m, _ in tallies]
         partials = reduced.partials(metrics)
         newest = reduced.newest()

@@ -15,15 +15,15 @@ Semantics are those of Spark's windowed aggregation with a watermark, in update 
   that ended at or before it is closed: its count is final and leaves the tally;
 * an event whose every window is closed is late: it is dropped and counted in
   :attr:`WindowTally.late_events`;
-* each batch yields the counts of the windows it changed, as counted so far;
-* with event ids, an event whose id was counted in the last ``dedup_ms`` (of event time) is a
-  client's retry and is not counted again (:attr:`TallyUpdate.duplicates`).
+* each batch yields the counts of the windows it changed, as counted so far.
+
+Retried events (``web-live``) are removed before the tally, on the executors (see
+:func:`clickstream.jobs.counts.drop_retries`).
 
 **Exactly once.** :meth:`WindowTally.count` works out a batch's result without changing the
 tally; :meth:`WindowTally.commit` applies it once the results are written and saves a snapshot
 (open windows, watermark, batch id) beside the query's checkpoint, on its filesystem
-(:mod:`clickstream.jobs.checkpoint`), and the ids the batch counted in ``ids/<batch id>.json``
-(so a snapshot never holds more than a batch's ids). After a restart the tally is the last
+(:mod:`clickstream.jobs.checkpoint`). After a restart the tally is the last
 snapshot: a batch Spark runs again is either newer (counted again from the state before it, so
 its writes repeat the same counts) or already in the snapshot (skipped)."""
 
@@ -53,11 +53,6 @@ class _Snapshot(msgspec.Struct):
     counts: list[tuple[str, int, str, int]]
 
 
-class _Ids(msgspec.Struct):
-    newest: int
-    ids: dict[str, int]
-
-
 @dataclass
 class TallyUpdate:
     batch_id: int
@@ -65,10 +60,6 @@ class TallyUpdate:
     """New count of every window and key the batch added to."""
     newest_ms: int | None
     late_events: int
-    new_ids: dict[str, int] = field(default_factory=dict)
-    """Event id -> event time of the events counted by this batch."""
-    duplicates: int = 0
-    """Events not counted: their id was counted before."""
 
     def results(self, size_ms: int) -> list[WindowCount]:
         return [
@@ -91,14 +82,6 @@ class WindowTally:
     """The newest event time seen."""
     late_events: int = 0
     """Events dropped as late since this tally was created."""
-    dedup_ms: int = 120_000
-    """How long (event time) an event id is remembered."""
-    seen: dict[str, int] = field(default_factory=dict)
-    """Event id -> event time of the ids remembered."""
-    id_files: dict[int, int] = field(default_factory=dict)
-    """Batch id -> newest event time of each file of ids kept (no file is read again to know)."""
-    duplicates: int = 0
-    """Retried events not counted again since this tally was created."""
 
     @classmethod
     def open(
@@ -107,12 +90,10 @@ class WindowTally:
         slide_s: int | None,
         delay_s: int,
         directory: Path | Store,
-        dedup_s: int = 120,
     ) -> WindowTally:
         """The tally saved in ``directory`` (empty when there is none yet)."""
         store = LocalStore(directory) if isinstance(directory, Path) else directory
         tally = cls(size_s * 1000, (slide_s or size_s) * 1000, delay_s * 1000, store)
-        tally.dedup_ms = dedup_s * 1000
         latest = max(batch_numbers(_stems(store.list(""))), default=None)
         if latest is None:
             return tally
@@ -131,7 +112,6 @@ class WindowTally:
         tally.batch_id = snap.batch_id
         tally.newest_ms = snap.newest_ms
         tally.counts = {(m, s, k): c for m, s, k, c in snap.counts}
-        tally._load_ids()
         return tally
 
     @property
@@ -148,39 +128,16 @@ class WindowTally:
         batch_id: int,
         times_ms: pa.Array,
         keys: Sequence[tuple[str, pa.Array]],
-        ids: pa.Array | None = None,
     ) -> TallyUpdate | None:
         """The result of adding a batch (``None`` if it was committed before): its events'
-        times, per metric the key of each event (null: not counted for that metric), and the
-        events' ids when they have one (null: always counted)."""
+        times, and per metric the key of each event (null: not counted for that metric)."""
         if batch_id <= self.batch_id:
             return None
         times = pc.cast(times_ms, pa.int64())
-        new_ids: dict[str, int] = {}
-        duplicates = 0
-        if ids is not None and len(times):
-            fresh, new_ids = self.dedup(ids, times)
-            duplicates = fresh.count(False)
-            if duplicates:
-                mask = pa.array(fresh)
-                times = times.filter(mask)
-                keys = [(metric, key.filter(mask)) for metric, key in keys]
         if len(times) == 0:
-            return TallyUpdate(batch_id, {}, self.newest_ms, 0, new_ids, duplicates)
+            return TallyUpdate(batch_id, {}, self.newest_ms, 0)
         added, late = window_partials(times, keys, self.size_ms, self.slide_ms, self.watermark_ms)
-        return self.merge(batch_id, added, late, pc.max(times).as_py(), new_ids, duplicates)
-
-    def dedup(self, ids: pa.Array, times: pa.Array) -> tuple[list[bool], dict[str, int]]:
-        """Which events count (``False``: their id was counted before, in an earlier batch or
-        earlier in these) and the ids counted, with their event times."""
-        new_ids: dict[str, int] = {}
-        fresh = []
-        for event, at in zip(ids.to_pylist(), times.to_pylist(), strict=True):
-            again = event is not None and (event in self.seen or event in new_ids)
-            fresh.append(not again)
-            if event is not None and not again:
-                new_ids[event] = at
-        return fresh, new_ids
+        return self.merge(batch_id, added, late, pc.max(times).as_py())
 
     def merge(
         self,
@@ -188,8 +145,6 @@ class WindowTally:
         partials: pa.Table,
         late: int,
         newest_ms: int | None,
-        new_ids: dict[str, int] | None = None,
-        duplicates: int = 0,
     ) -> TallyUpdate:
         """The result of adding a batch's partial counts (``metric``, ``start``, ``key``,
         ``count``: several rows of one slot add up), made by :func:`window_partials` against
@@ -204,12 +159,11 @@ class WindowTally:
                 summed["count_sum"].to_pylist(),
                 strict=True,
             ):
-                if c:  # zero: events taken back (retries) were all the slot had
-                    changed[m, s, k] = self.counts.get((m, s, k), 0) + c
+                changed[m, s, k] = self.counts.get((m, s, k), 0) + c
         newest = newest_ms
         if self.newest_ms is not None:
             newest = self.newest_ms if newest is None else max(newest, self.newest_ms)
-        return TallyUpdate(batch_id, changed, newest, late, new_ids or {}, duplicates)
+        return TallyUpdate(batch_id, changed, newest, late)
 
     def commit(self, update: TallyUpdate) -> None:
         """Apply ``update`` (its results are written), close the windows the watermark passed,
@@ -218,18 +172,11 @@ class WindowTally:
         self.newest_ms = update.newest_ms
         self.batch_id = update.batch_id
         self.late_events += update.late_events
-        self.duplicates += update.duplicates
         watermark = self.watermark_ms
         if watermark is not None:
             closed = [slot for slot in self.counts if slot[1] + self.size_ms <= watermark]
             for slot in closed:
                 del self.counts[slot]
-        self.seen.update(update.new_ids)
-        if self.store is not None and update.new_ids:
-            self._save_ids(update.batch_id, update.new_ids)
-        forget = self._forget_before()
-        if forget is not None:
-            self.seen = {event: at for event, at in self.seen.items() if at >= forget}
         if self.store is not None:
             self._save()
 
@@ -246,41 +193,6 @@ class WindowTally:
         for older in batch_numbers(_stems(self.store.list(""))):
             if older < self.batch_id:
                 self.store.delete(f"{older}.json")
-
-    def _forget_before(self) -> int | None:
-        """Ids of events older than this (event time) are forgotten."""
-        return None if self.newest_ms is None else self.newest_ms - self.dedup_ms
-
-    def _save_ids(self, batch_id: int, ids: dict[str, int]) -> None:
-        assert self.store is not None
-        newest = max(ids.values())
-        self.store.write(
-            f"ids/{batch_id}.json", msgspec.json.encode({"newest": newest, "ids": ids})
-        )
-        self.id_files[batch_id] = newest
-        forget = self._forget_before()
-        if forget is None:
-            return
-        for older, newest in list(self.id_files.items()):
-            if older < batch_id and newest < forget:
-                self.store.delete(f"ids/{older}.json")
-                del self.id_files[older]
-
-    def _load_ids(self) -> None:
-        """The ids counted by the committed batches still remembered; the files of batches
-        after the snapshot (counted, then not committed) are dropped."""
-        assert self.store is not None
-        forget = self._forget_before()
-        for batch in sorted(batch_numbers(_stems(self.store.list("ids")))):
-            name = f"ids/{batch}.json"
-            if batch > self.batch_id:
-                self.store.delete(name)
-                continue
-            saved = msgspec.json.decode(self.store.read(name) or b"", type=_Ids)
-            self.id_files[batch] = saved.newest
-            self.seen.update(
-                (e, at) for e, at in saved.ids.items() if forget is None or at >= forget
-            )
 
 
 def _stems(names: list[str]) -> list[str]:
