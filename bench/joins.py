@@ -1,7 +1,7 @@
 """Benchmark: the joins job (seed 003) on N users + events, and the seed's way on 5,000 messages.
 
     .venv/bin/python bench/joins.py [--sizes 50000,500000] [--reference 5000]
-        [--master local[2]] [--batch 50000] [--markdown]
+        [--master local[2]] [--batch N] [--markdown]
 
 For each size N, produces N records to fresh topics of this checkout's own embedded broker:
 users (Faker-free, stable ids) and 1-10 page events each (about 5.5 per user), event times
@@ -170,7 +170,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             update={
                 "users_topic": f"users-{tag}",
                 "events_topic": f"events-{tag}",
-                "max_offsets_per_trigger": args.batch,
+                "max_offsets_per_trigger": args.batch or base.joins.max_offsets_per_trigger,
             }
         )
         topics = base.topics.model_copy(
@@ -202,7 +202,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="50000,500000")
     parser.add_argument("--reference", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=50_000, help="max offsets per trigger")
+    parser.add_argument(
+        "--batch", type=int, help="max offsets per trigger (default: joins.max_offsets_per_trigger)"
+    )
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--bootstrap", help="measure on this broker (internal)")
     parser.add_argument("--markdown", action="store_true")
