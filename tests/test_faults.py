@@ -29,7 +29,7 @@ from clickstream.events.web import EnrichedWebEvent
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings, load_settings
 from tests.conftest import read_topic
-from tests.test_up import RunningUp, up_env
+from tests.up.support import RunningUp, up_env
 
 pytestmark = pytest.mark.slow
 YEAR_2999 = 32_472_144_000_000
