@@ -122,26 +122,25 @@ def live_counts(
             windows,
             settings.jobs.dedup_s,
         )
-        operator = checkpoint.state_operator(query)
-        if checkpoint.committed_batches(query) and operator != DEDUP_OPERATOR:
-            kept = "no Spark state" if operator is None else f"the state of {operator or '?'}"
-            raise ConfigError(
-                f"the checkpoint {location} was written by an earlier clickstream version, "
-                f"which kept {kept} instead of the ids of the events counted: delete it (the "
-                "counts already written stay; those of windows still open start again)"
-            )
-    elif checkpoint.has_state(query):
-        raise ConfigError(
-            f"the checkpoint {location} was written by the Spark stateful count query of an "
-            "earlier clickstream version: delete it (the counts already written stay; those of "
-            "windows still open start again)"
-        )
     else:
         frame = parsed.select(*columns)
+    committed = checkpoint.committed_batches(query)
+    operator = checkpoint.state_operator(query)
+    expected = DEDUP_OPERATOR if event_id is not None else None
+    if operator != expected and (committed or operator is not None):
+        kept = (
+            "no Spark state"
+            if operator is None
+            else f"the state of {operator or 'a stateful query'}"
+        )
+        raise ConfigError(
+            f"the checkpoint {location} was written by an earlier clickstream version, which "
+            f"kept {kept}: delete it (the counts already written stay; those of windows still "
+            "open start again)"
+        )
     tally = WindowTally.open(
         windows.size_s, windows.slide_s, windows.watermark_s, checkpoint.tally_store(query)
     )
-    committed = checkpoint.committed_batches(query)
     if committed and not tally.has_snapshot:
         raise ConfigError(
             f"the checkpoint {location} has {len(committed)} committed batches but no count "

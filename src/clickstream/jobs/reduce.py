@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-PARTIAL, LATE, NEWEST, DEAD = 0, 1, 2, 4
+PARTIAL, LATE, NEWEST, DEAD = 0, 1, 2, 3
 REDUCED = (
     "kind int, metric int, start long, key string, count long, time long, "
     "dead_key string, dead_value string"
