@@ -15,7 +15,7 @@ from clickstream.settings import Settings
 from clickstream.simulators.shop import generate_shop_rows, replay_shop
 from tests.dashboard.conftest import RunningDashboard
 from tests.dashboard.test_page import ARTIFACTS, Page, open_page  # noqa: F401 (fixture)
-from tests.jobs.test_counts import count_settings
+from tests.jobs.counts_support import count_settings
 
 pytestmark = pytest.mark.slow
 

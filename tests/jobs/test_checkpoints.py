@@ -15,7 +15,7 @@ from clickstream.errors import ConfigError
 from clickstream.jobs import checkpoint
 from clickstream.jobs.reduce import PARTIAL, Reduced, TallyPart, partial_counts
 from clickstream.settings import Settings
-from tests.jobs.test_counts import (
+from tests.jobs.counts_support import (
     T0,
     count_settings,
     expected_shop,
@@ -183,8 +183,8 @@ def test_a_checkpoint_url_keeps_spark_and_the_tally_on_its_filesystem(
 def test_a_retry_alone_in_its_window_writes_no_count(
     spark: Any, settings: Settings, tmp_path: Path
 ) -> None:
-    """Retries are taken back after the executors counted them: a window that only a retry
-    touched gets no count at all (not a 0)."""
+    """A retry is removed before anything is counted: a window that only a retry touched gets
+    no count at all (not a 0)."""
     s = count_settings(settings, tmp_path)
     first = web_event("Pageview", T0 + 100, "/a", "s1", None)
     send(s, s.topics.web_events, [first, msgspec.structs.replace(first, receivedAt=T0 + 200)])

@@ -17,7 +17,7 @@ from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.sinks.kafka_topic import MAX_RECORD_BYTES, DriverKafkaSink
 from tests.conftest import read_topic
-from tests.jobs.test_counts import (
+from tests.jobs.counts_support import (
     count_settings,
     expected_shop,
     latest_counts,

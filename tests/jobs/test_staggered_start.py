@@ -11,7 +11,7 @@ import pytest
 
 from clickstream.jobs.runner import RunningJob, start_jobs
 from clickstream.settings import Settings
-from tests.jobs.test_counts import count_settings
+from tests.jobs.counts_support import count_settings
 
 pytestmark = pytest.mark.slow
 

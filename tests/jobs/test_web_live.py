@@ -1,0 +1,151 @@
+"""The web-live count job: events by kind, pages and referrers per second and active sessions;
+a client's retry counted once, across batches, restarts and a replayed batch; bad records
+dead-lettered; checkpoints of earlier versions refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from clickstream.errors import ConfigError
+from clickstream.jobs.runner import start_job
+from clickstream.settings import Settings
+from tests.conftest import read_topic
+from tests.jobs.counts_support import (
+    T0,
+    count_settings,
+    latest_counts,
+    run,
+    send,
+    table_counts,
+    undo_batches,
+    web_event,
+    web_pages,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_web_live_counts(spark: Any, settings: Settings, tmp_path: Path) -> None:
+    s = count_settings(settings, tmp_path)
+    pageviews = [
+        web_event("Pageview", T0 + 100, "/", "s1", "https://www.google.com/search?q=x"),
+        web_event("Pageview", T0 + 200, "/pricing", "s1", "direct"),
+        web_event("Pageview", T0 + 900, "/pricing", "s2", None),
+        web_event("Pageview", T0 + 1500, "/", "s3", "https://news.ycombinator.com/"),
+    ]
+    pings = [web_event("PagePing", T0 + 1600, "/", "s3", None)]
+    custom = [web_event("Custom", T0 + 1700, "/pricing", "s2", None)]
+    send(s, s.topics.web_events, pageviews)
+    send(s, s.topics.web_pings, [*pings, b"{}"])
+    send(s, s.topics.web_custom, custom)
+    run(spark, s, "web-live")
+
+    got = latest_counts(s)
+    per_second = {k: v for k, v in got.items() if k[0] != "web.active_sessions"}
+    assert per_second == {
+        ("web.pageviews", T0, "Pageview"): 3,
+        ("web.pageviews", T0 + 1000, "Pageview"): 1,
+        ("web.pageviews", T0 + 1000, "PagePing"): 1,
+        ("web.pageviews", T0 + 1000, "Custom"): 1,
+        ("web.pages", T0, "/"): 1,
+        ("web.pages", T0, "/pricing"): 2,
+        ("web.pages", T0 + 1000, "/"): 1,
+        ("web.referrers", T0, "www.google.com"): 1,
+        ("web.referrers", T0, "direct"): 2,
+        ("web.referrers", T0 + 1000, "news.ycombinator.com"): 1,
+    }
+    # Every 5-minute window (sliding by 10 s) holding the events saw the 3 sessions.
+    active = {k[1]: v for k, v in got.items() if k[0] == "web.active_sessions"}
+    assert sorted(active) == [T0 - 290_000 + 10_000 * i for i in range(30)]
+    assert set(active.values()) == {3}
+    assert table_counts(s, "web.") == got
+    dead = read_topic(s, s.topics.dead_letter)
+    assert [value["sourceTopic"] for _, value in dead] == [s.topics.web_pings]
+
+
+def test_a_retried_web_event_counts_once(spark: Any, settings: Settings, tmp_path: Path) -> None:
+    """A client that got no answer (or a 503 for an event that was stored after all) sends the
+    event again: same eventId, a later receive time, maybe a later micro-batch. It counts once."""
+    s = count_settings(settings, tmp_path)
+    first = web_event("Pageview", T0 + 100, "/", "s1", None)
+    other = web_event("Pageview", T0 + 200, "/", "s2", None)
+    again = msgspec.structs.replace(first, receivedAt=T0 + 900)
+    send(s, s.topics.web_events, [first, other, again])
+    run(spark, s, "web-live")
+    retry = msgspec.structs.replace(first, receivedAt=T0 + 3_100)
+    send(s, s.topics.web_events, [retry, web_event("Pageview", T0 + 3_200, "/", "s3", None)])
+    run(spark, s, "web-live")
+
+    assert web_pages(s) == {(T0, "/"): 2, (T0 + 3000, "/"): 1}
+
+
+def test_a_retry_in_a_batch_replayed_after_a_crash_still_counts_once(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Retries are removed by Spark's state on the executors: a batch Spark runs again (the
+    process died before its commit) sees the ids of the batches before it, not its own."""
+    s = count_settings(settings, tmp_path)
+    first = web_event("Pageview", T0 + 100, "/", "s1", None)
+    send(s, s.topics.web_events, [first])
+    run(spark, s, "web-live")
+    checkpoint = s.checkpoint_dir / "web-live" / "counts"
+    (before,) = (checkpoint / "tally").glob("*.json")
+    saved = before.read_bytes()
+    retry = msgspec.structs.replace(first, receivedAt=T0 + 1_300)
+    send(s, s.topics.web_events, [retry, web_event("Pageview", T0 + 1_400, "/", "s2", None)])
+    run(spark, s, "web-live")
+    assert (checkpoint / "state" / "0").is_dir()
+    # Died after writing the counts of the retry's batch, before its snapshot and commit (the
+    # batches after it, without data, were never run).
+    undo_batches(checkpoint, int(before.stem) + 1)
+    for path in (checkpoint / "tally").glob("*.json"):
+        path.unlink()
+    before.write_bytes(saved)
+    replay = run(spark, s, "web-live")
+    assert replay.stats["web-live.counts"].input_rows == 2  # the retry's batch ran again
+    assert web_pages(s) == {(T0, "/"): 1, (T0 + 1000, "/"): 1}
+
+
+def test_a_web_event_older_than_the_retry_horizon_is_late_and_bad_ones_are_kept(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Spark's deduplication drops events behind its watermark (jobs.dedup_s) before looking at
+    their ids: those are late for the counts too, and counted as late; a malformed record in
+    the same batch still reaches the dead-letter topic."""
+    s = count_settings(settings, tmp_path)
+    send(s, s.topics.web_events, [web_event("Pageview", T0 + 200_000, "/new", "s1", None)])
+    run(spark, s, "web-live")
+    old = web_event("Pageview", T0, "/old", "s2", None)  # 200 s behind: past the 120 s
+    send(s, s.topics.web_events, [old])
+    send(s, s.topics.web_pings, [b"{}"])
+    job = run(spark, s, "web-live")
+    pages = {k[1:]: v for k, v in latest_counts(s).items() if k[0] == "web.pages"}
+    assert pages == {(T0 + 200_000, "/new"): 1}
+    assert job.stats["web-live.counts"].late_rows_dropped == 1
+    dead = read_topic(s, s.topics.dead_letter)
+    assert [value["sourceTopic"] for _, value in dead] == [s.topics.web_pings]
+
+
+def test_a_web_live_checkpoint_without_retry_state_is_refused_with_what_to_do(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """The version before removed retries on the driver and kept no Spark state: Spark would
+    fail on the state it expects for the committed batches."""
+    s = count_settings(settings, tmp_path)
+    query = s.checkpoint_dir / "web-live" / "counts"
+    (query / "commits").mkdir(parents=True)
+    (query / "commits" / "0").write_text('v1\n{"nextBatchWatermarkMs":0}')
+    with pytest.raises(ConfigError, match=r"counts was written by .*kept no Spark state.*delete"):
+        start_job(spark, s, "web-live", available_now=True)
+    # Two versions before, the counts were Spark's stateful aggregation.
+    metadata = query / "state" / "0" / "_metadata"
+    metadata.mkdir(parents=True)
+    info = {"operatorInfo": {"operatorId": 0, "operatorName": "stateStoreSave"}}
+    (metadata / "metadata").write_text("v1\n" + json.dumps(info))
+    with pytest.raises(ConfigError, match=r"kept the state of stateStoreSave.*delete"):
+        start_job(spark, s, "web-live", available_now=True)
