@@ -1,6 +1,7 @@
 """The joins job end to end on a real broker and Spark: its totals equal a DuckDB query over
-the same input (late, out-of-order, unmatched, re-sent users, bad records), and a replayed or
-killed-and-restarted run gives the same totals."""
+the same input (late, out-of-order, unmatched, re-sent users, bad records), records later than
+the watermark are counted but not joined, and a replayed or killed-and-restarted run gives the
+same totals."""
 
 from __future__ import annotations
 
@@ -13,13 +14,23 @@ from typing import Any
 
 import pytest
 
+from clickstream.errors import ConfigError
+from clickstream.events.joins import user_id_of
 from clickstream.jobs.checkpoint import query_location
-from clickstream.jobs.joins import EVENT_TYPES, NAME, UNMATCHED, USER_EVENTS
+from clickstream.jobs.joins import EVENT_TYPES, NAME, QUERY, UNMATCHED, USER_EVENTS
 from clickstream.jobs.runner import start_job
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import connect
 from tests.conftest import cli_env, read_topic, wait_for
-from tests.jobs.join_data import closing, expected, join_settings, make_input, send
+from tests.jobs.join_data import (
+    JoinInput,
+    closing,
+    expected,
+    join_settings,
+    make_input,
+    send,
+    stamp,
+)
 
 pytestmark = pytest.mark.slow
 BOUND_S = 600
@@ -88,6 +99,12 @@ def test_totals_equal_a_duckdb_query_over_the_input(
     assert got["per_user"] == want["per_user"]
     assert got["unmatched"] == want["unmatched"]
     assert len(want["unmatched"]) >= 4
+    with connect(job.duckdb_path, read_only=True) as con:
+        where = con.execute(
+            "SELECT event_key, source_topic, source_partition, source_offset FROM unmatched_events"
+        ).fetchall()
+    assert {r[1] for r in where} == {job.joins.events_topic}
+    assert all(r[2] in (0, 1) and r[0] == (r[2] << 40) + r[3] for r in where), where
     shown = topic_totals(job)
     assert shown["per_user"] == want["per_user"]
     assert shown["types"] == want["types"]
@@ -103,16 +120,16 @@ def test_totals_equal_a_duckdb_query_over_the_input(
 
 
 def test_replayed_batches_count_once(spark: Any, joined: tuple[Settings, dict[str, Any]]) -> None:
-    """Forget the last commit of every query, as a crash after the warehouse write and before
-    Spark's commit would: the last batches run again and the totals stay."""
+    """Forget the last commit, as a crash after the warehouse write and before Spark's commit
+    would: the last batch runs again and the totals stay."""
     job, want = joined
-    for query in ("join", "events", "users"):
-        commits = Path(query_location(job, NAME, query)) / "commits"
-        done = sorted(int(p.name) for p in commits.iterdir() if p.name.isdigit())
-        assert len(done) >= 2, f"{query}: expected several micro-batches, got {done}"
-        (commits / str(done[-1])).unlink()
-        (commits / f".{done[-1]}.crc").unlink(missing_ok=True)
+    commits = Path(query_location(job, NAME, QUERY)) / "commits"
+    done = sorted(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+    assert len(done) >= 2, f"expected several micro-batches, got {done}"
+    (commits / str(done[-1])).unlink()
+    (commits / f".{done[-1]}.crc").unlink(missing_ok=True)
     run(spark, job)
+    assert (commits / str(done[-1])).exists(), "the forgotten batch did not run again"
     assert warehouse(job) == {**want}
 
 
@@ -156,7 +173,7 @@ def test_killed_and_restarted_job_gives_the_same_totals(
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "child.log").open("w"),
     )
-    commits = Path(query_location(job, NAME, "join")) / "commits"
+    commits = Path(query_location(job, NAME, QUERY)) / "commits"
     try:
         wait_for(
             lambda: (
@@ -179,3 +196,59 @@ def test_killed_and_restarted_job_gives_the_same_totals(
     send(job, later)
     run(spark, job)
     assert warehouse(job) == expected([data, end, later], BOUND_S)
+
+
+def test_records_later_than_the_watermark_are_counted_not_joined(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Once the watermark has passed them, a user's details still win and an event still counts
+    by type, but neither joins: the event is not matched, nor kept as unmatched."""
+    job = join_settings(settings, tmp_path, match_bound_s=600, watermark_s=60)
+    early = JoinInput(users=[_user("on-time@example.org", 5000, "On Time")])
+    early.events = [_event(early.users[0], 5000, "click")]
+    send(job, early)
+    run(spark, job)  # the watermark is now 5000 - 60 s
+    late = JoinInput(users=[_user("late@example.org", 100, "Late")])
+    late.events = [_event(late.users[0], 100, "scroll"), _event(early.users[0], 4900, "submit")]
+    send(job, late)
+    run(spark, job)
+    got = warehouse(job)
+    on_time = early.users[0]
+    assert got["per_user"] == {on_time["user_id"]: ("On Time", "on-time@example.org", 1)}
+    assert got["types"] == {"click": 1, "scroll": 1, "submit": 1}
+    assert got["unmatched"] == []
+    with connect(job.duckdb_path, read_only=True) as con:
+        names = dict(con.execute("SELECT email, name FROM join_users").fetchall())
+    assert names == {"on-time@example.org": "On Time", "late@example.org": "Late"}
+
+
+def _user(email: str, at: float, name: str) -> dict[str, Any]:
+    return {
+        "event_timestamp": stamp(at),
+        "user_id": user_id_of(email),
+        "email": email,
+        "name": name,
+    }
+
+
+def _event(user: dict[str, Any], at: float, event: str) -> dict[str, Any]:
+    return {
+        "event_timestamp": stamp(at),
+        "user_id": user["user_id"],
+        "page": f"https://site.example/{event}",
+        "event": event,
+    }
+
+
+def test_checkpoints_of_the_three_query_version_are_refused(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Totals in the warehouse were counted by the old queries: starting over their
+    checkpoints with one new query would count everything again."""
+    job = join_settings(settings, tmp_path)
+    old = Path(query_location(job, NAME, "events"))
+    (old / "offsets").mkdir(parents=True)
+    (old / "offsets" / "0").write_text("v1\n")
+    refused = r"\(events\) were written by an earlier clickstream version.*delete .*joins and the"
+    with pytest.raises(ConfigError, match=refused):
+        start_job(spark, job, NAME, available_now=True)

@@ -60,8 +60,11 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
     songs = SongCounts(settings, LocalStore(tmp_path / "songs"))
 
     def users(i: int) -> None:
-        joins.upsert_users(
-            pa.table(
+        joins.add_batch(
+            "q",
+            "cp",
+            i,
+            users=pa.table(
                 {
                     "user_id": [f"u{i % 7}"],
                     "name": [f"N {i}"],
@@ -70,7 +73,10 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
                     "source_partition": pa.array([0], pa.int32()),
                     "source_offset": pa.array([i], pa.int64()),
                 }
-            )
+            ),
+            matches=pa.table({"event_key": pa.array([i], pa.int64())}).slice(0, 0),
+            unmatched=pa.table({"event_key": pa.array([i], pa.int64())}).slice(0, 0),
+            event_counts={"click": 1},
         )
 
     def count(i: int, metric: str = "m") -> None:
@@ -96,4 +102,5 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
     with connect(path, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM window_counts").fetchone() == (rounds[0] + 1,)
         assert con.execute("SELECT count(*) FROM join_users").fetchone() == (7,)
+        assert con.execute("SELECT count FROM event_type_counts").fetchone() == (rounds[1],)
         assert con.execute("SELECT count(*) FROM top_songs").fetchone() == (1,)

@@ -1,23 +1,25 @@
 """Users joined to their page events (the stream-joins scenario, seed 003).
 
-Three queries, each with its own checkpoint:
+One query (``all``) reads each topic once and parses each record once against the seed's
+JSON Schema (see :mod:`clickstream.events.joins`), then sends everything through one Spark
+stream-stream full outer join (:func:`join_frame`) of page events with users on ``user_id``,
+watermarks on both sides (``joins.watermark_s``), matching a user whose event time is within
+``joins.match_bound_s`` of the event's, before or after it. Out of the join come, per
+micro-batch:
 
-* ``users``: validates the users topic (the seed's JSON Schema, see
-  :mod:`clickstream.events.joins`), dead-letters bad records, keeps each user's newest details
-  (``join_users``).
-* ``events``: validates the page-event topic, dead-letters bad records, adds every valid event
-  to ``event_type_counts`` (once per micro-batch, however often a batch is replayed).
-* ``join``: a Spark stream-stream left outer join of valid page events with valid users on
-  ``user_id``, watermarks on both sides (``joins.watermark_s``), matching a user whose event
-  time is within ``joins.match_bound_s`` of the event's, before or after it. A matched event is
-  added to its user's ``event_count`` once, by its record's key; an event that found no user
-  once the watermark passed the bound is kept in ``unmatched_events``.
+* every page event, at once: its type for ``event_type_counts`` (also when it is later than
+  the watermark), or its dead letter;
+* every user, at once: its details for ``join_users`` (the newest win), or its dead letter;
+* each match of an event with a version of its user: the event is added to its user's
+  ``event_count`` once, by its record's key;
+* each event that found no user once the watermark passed the bound: kept in
+  ``unmatched_events``.
 
-Totals go to the warehouse (:mod:`clickstream.sinks.join_tables`) and to the result topic
-(metrics ``joins.user_events`` keyed ``user_id<TAB>name<TAB>email``, ``joins.event_types``
-keyed by event, ``joins.unmatched`` keyed ``all``; totals: ``window_start`` is 0 and
-``window_end`` the time of writing) for the
-dashboard's two panels.
+A micro-batch goes to the warehouse in one transaction, once however often Spark replays it
+(:mod:`clickstream.sinks.join_tables`), and its new totals to the result topic (metrics
+``joins.user_events`` keyed ``user_id<TAB>name<TAB>email``, ``joins.event_types`` keyed by
+event, ``joins.unmatched`` keyed ``all``; totals: ``window_start`` is 0 and ``window_end`` the
+time of writing) for the dashboard's two panels.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
+from clickstream.errors import ConfigError
 from clickstream.events.joins import MAX_CHARS, PageEvent, User, fields
 from clickstream.events.results import WindowCount, record_key
 from clickstream.jobs import checkpoint
@@ -38,7 +41,7 @@ from clickstream.jobs.parse import dead_letter_key, dead_letter_value
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.jobs.string_fields import parse_string_fields
 from clickstream.settings import Settings
-from clickstream.sinks.join_tables import JoinTables
+from clickstream.sinks.join_tables import TABLES, BatchChange, JoinTables
 from clickstream.sinks.kafka_topic import DriverKafkaSink
 from clickstream.spark.io import read_kafka
 
@@ -46,11 +49,18 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 NAME = "joins"
-KEY_SHIFT = 1 << 40
-"""An event's key: partition * 2**40 + offset of its record (offsets stay below 2**40)."""
+QUERY = "all"
+OLD_QUERIES = ("users", "events", "join")
+"""The queries of versions before ``all``, each with its own checkpoint."""
+KEY_BITS = 40
+KEY_SHIFT = 1 << KEY_BITS
+"""An event's key: partition * 2**40 + offset of its record (offsets stay below 2**40); the
+join carries no partition and offset besides it."""
 USER_EVENTS = "joins.user_events"
 EVENT_TYPES = "joins.event_types"
 UNMATCHED = "joins.unmatched"
+COUNT, KEEP, JOIN = "count", "keep", "join"
+"""The roles of a record's copies in the join (see :func:`join_frame`)."""
 
 
 def event_time() -> Column:
@@ -88,104 +98,224 @@ def _read(spark: SparkSession, topic: str, settings: Settings, starting: str) ->
     )
 
 
+def refuse_old_checkpoints(spark: SparkSession, settings: Settings) -> None:
+    """Versions before this one ran three queries (``users``, ``events``, ``join``), each with
+    its own checkpoint; the warehouse's totals were counted by them."""
+    old = [
+        q
+        for q in OLD_QUERIES
+        if checkpoint.store(checkpoint.query_location(settings, NAME, q), spark).exists("offsets")
+    ]
+    if old:
+        folder = checkpoint.join(checkpoint.root(settings), NAME)
+        raise ConfigError(
+            f"the joins job's checkpoints in {folder} ({', '.join(old)}) were written by an "
+            "earlier clickstream version, which read each topic in three queries; this one "
+            "reads them in one. The warehouse's join totals were counted by those queries: "
+            f"to count again, delete {folder} and the tables {', '.join(TABLES)} in "
+            f"{settings.duckdb_path}"
+        )
+
+
 def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
     joins = settings.joins
+    refuse_old_checkpoints(spark, settings)
     tables = JoinTables(
         settings.duckdb_path,
         settings.warehouse.lock_timeout_s,
         keep_keys_s=4 * (joins.watermark_s + joins.match_bound_s) + 60,
     )
-    results = JoinResults(settings, tables)
     users = parse(_read(spark, joins.users_topic, settings, starting_offsets), User, settings)
     events = parse(
         _read(spark, joins.events_topic, settings, starting_offsets), PageEvent, settings
     )
-    dead = ["_dead_key", "_dead_value"]
-    events_location = checkpoint.query_location(settings, NAME, "events")
-    users_query = QuerySpec(
-        "users",
-        users.select("user_id", "name", "email", "_time", "_partition", "_offset", *dead),
-        UsersWriter(settings, tables, results),
-        trigger_s=joins.trigger_s,
-    )
-    events_query = QuerySpec(
-        "events",
-        events.select("event", *dead),
-        EventsWriter(settings, tables, results, checkpoint.store(events_location, spark)),
-        trigger_s=joins.trigger_s,
-    )
-    join_query = QuerySpec(
-        "join",
-        join_frame(users, events, settings),
-        JoinWriter(tables, results),
-        trigger_s=joins.trigger_s,
-    )
-    return JobSpec(NAME, [join_query, events_query, users_query])
+    location = checkpoint.query_location(settings, NAME, QUERY)
+    writer = JoinWriter(settings, tables, checkpoint.store(location, spark))
+    frame = join_frame(users, events, settings)
+    return JobSpec(NAME, [QuerySpec(QUERY, frame, writer, trigger_s=joins.trigger_s)])
 
 
-EVENT_COLUMNS = (
-    "event_key",
-    "user_id",
-    "page",
-    "event",
-    "event_time",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-)
-"""A joined event's columns, as the join gives them and ``unmatched_events`` keeps them."""
+def _roles(good: Column, always: str) -> Column:
+    """A record's copies: ``always`` for every record, ``join`` too for a good one."""
+    return F.explode(
+        F.when(good, F.array(F.lit(always), F.lit(JOIN))).otherwise(F.array(F.lit(always)))
+    )
 
 
 def join_frame(users: DataFrame, events: DataFrame, settings: Settings) -> DataFrame:
-    """Valid events left-outer-joined with valid users within the bound, one row per match (an
-    event may match two versions of its user) or one unmatched row per event."""
+    """Every record of both topics, read once, through one stream-stream full outer join.
+
+    Each record comes in as one or two copies (``role``):
+
+    * every page event as a ``count`` copy (its type, or its dead letter), and every user as a
+      ``keep`` copy (its details, or its dead letter). They never meet the join's condition,
+      so Spark passes them through at once, never into its state, and never drops them as late
+      (their event time is null): rows ``event`` and ``user``;
+    * every good record also as a ``join`` copy, with its event time: an event matches a user
+      whose time is within the bound, once per version of the user (rows ``match``); an event
+      that found none when the watermark passes the bound comes out alone (``unmatched``). A
+      user that found no event is dropped then.
+    """
     joins = settings.joins
     watermark = f"{joins.watermark_s} seconds"
+    good = F.col("reason").isNull()
+    role = F.col("role")
+    joining, counting, keeping = role == JOIN, role == COUNT, role == KEEP
     left = (
-        events.where(F.col("reason").isNull())
+        events.select("*", _roles(good, COUNT).alias("role"))
         .select(
-            (F.col("_partition").cast("long") * KEY_SHIFT + F.col("_offset")).alias("event_key"),
-            "user_id",
-            "page",
-            "event",
-            F.col("_time").alias("event_time"),
-            F.col("_topic").alias("source_topic"),
-            F.col("_partition").alias("source_partition"),
-            F.col("_offset").alias("source_offset"),
+            F.col("role").alias("e_role"),
+            F.when(joining, F.col("_partition").cast("long") * KEY_SHIFT + F.col("_offset")).alias(
+                "event_key"
+            ),
+            F.when(joining, F.col("user_id")).alias("user_id"),
+            F.when(joining, F.col("page")).alias("page"),
+            F.when(good, F.col("event")).alias("event"),
+            F.when(joining, F.col("_time")).alias("event_time"),
+            F.when(counting, F.col("_dead_key")).alias("e_dead_key"),
+            F.when(counting, F.col("_dead_value")).alias("e_dead_value"),
         )
         .withWatermark("event_time", watermark)
     )
     right = (
-        users.where(F.col("reason").isNull())
-        .select(F.col("user_id").alias("u_user_id"), F.col("_time").alias("user_time"))
+        users.select("*", _roles(good, KEEP).alias("role"))
+        .select(
+            F.col("role").alias("u_role"),
+            F.col("user_id").alias("u_user_id"),
+            F.when(joining, F.col("_time")).alias("user_time"),
+            F.when(keeping & good, F.col("name")).alias("name"),
+            F.when(keeping & good, F.col("email")).alias("email"),
+            F.when(keeping, F.col("_time")).alias("updated_at"),
+            F.when(keeping, F.col("_partition")).alias("u_partition"),
+            F.when(keeping, F.col("_offset")).alias("u_offset"),
+            F.when(keeping, F.col("_dead_key")).alias("u_dead_key"),
+            F.when(keeping, F.col("_dead_value")).alias("u_dead_value"),
+        )
         .withWatermark("user_time", watermark)
     )
     bound = f"INTERVAL {joins.match_bound_s} SECONDS"
     condition = F.expr(
-        f"user_id = u_user_id AND user_time >= event_time - {bound} "
-        f"AND user_time <= event_time + {bound}"
+        f"e_role = '{JOIN}' AND u_role = '{JOIN}' AND user_id = u_user_id "
+        f"AND user_time >= event_time - {bound} AND user_time <= event_time + {bound}"
     )
-    joined = left.join(right, condition, "leftOuter")
-    return joined.select(*EVENT_COLUMNS, F.col("u_user_id").isNotNull().alias("matched"))
+    joined = left.join(right, condition, "fullOuter")
+    e_role, u_role = F.col("e_role"), F.col("u_role")
+    alone = (e_role == JOIN) & u_role.isNull()
+    kind = (
+        F.when(e_role == COUNT, F.lit("event"))
+        .when(u_role == KEEP, F.lit("user"))
+        .when(alone, F.lit("unmatched"))
+        .when(e_role == JOIN, F.lit("match"))
+    )  # null: a user that matched no event, once the watermark passed the bound
+    return joined.select(
+        kind.alias("kind"),
+        F.when((e_role == COUNT) | alone, F.col("event")).alias("event"),
+        F.coalesce("user_id", F.when(u_role == KEEP, F.col("u_user_id"))).alias("user_id"),
+        "name",
+        "email",
+        F.coalesce("event_time", "updated_at").alias("time"),
+        F.when(alone, F.col("page")).alias("page"),
+        F.col("u_partition").alias("partition"),
+        F.col("u_offset").alias("offset"),
+        "event_key",
+        F.coalesce("e_dead_key", "u_dead_key").alias("dead_key"),
+        F.coalesce("e_dead_value", "u_dead_value").alias("dead_value"),
+    ).where(F.col("kind").isNotNull())
 
 
 def user_key(user_id: str, name: str | None, email: str | None) -> str:
     return "\t".join((user_id, name or "", email or ""))
 
 
-class JoinResults:
-    """Totals to the result topic, for the dashboard."""
+class JoinWriter:
+    """One micro-batch of the join's output: dead letters to their topic, then everything else
+    in one warehouse transaction (added once per batch, see
+    :meth:`~clickstream.sinks.join_tables.JoinTables.add_batch`), then the new totals to the
+    result topic."""
 
-    def __init__(self, settings: Settings, tables: JoinTables) -> None:
-        self.topic = DriverKafkaSink(settings.topics.results, settings=settings)
+    def __init__(self, settings: Settings, tables: JoinTables, query: Store) -> None:
         self.tables = tables
+        self.query = query
+        self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
+        self.results = DriverKafkaSink(settings.topics.results, settings=settings)
+        self.events_topic = settings.joins.events_topic
 
-    def send(self, counts: list[tuple[str, str, int]]) -> None:
+    def checkpoint_id(self) -> str:
+        """The query's id, kept in its checkpoint: batch ids count from 0 again in a new one."""
+        return checkpoint.query_id(self.query)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        rows = batch.toArrow()
+        if not rows.num_rows:
+            return
+        dead = rows.filter(pc.is_valid(rows["dead_value"]))
+        if dead.num_rows:  # first: a crash before the warehouse write replays them
+            self.dead.send(
+                zip(dead["dead_key"].to_pylist(), dead["dead_value"].to_pylist(), strict=True)
+            )
+        kind = rows["kind"]
+        events = rows.filter(pc.and_(pc.equal(kind, "event"), pc.is_valid(rows["event"])))
+        users = rows.filter(pc.and_(pc.equal(kind, "user"), pc.is_valid(rows["time"])))
+        matches = rows.filter(pc.equal(kind, "match"))
+        unmatched = rows.filter(pc.equal(kind, "unmatched"))
+        counts = events.group_by("event").aggregate([("event", "count")])
+        change = self.tables.add_batch(
+            QUERY,
+            self.checkpoint_id(),
+            batch_id,
+            users=pa.table(
+                {
+                    "user_id": users["user_id"],
+                    "name": users["name"],
+                    "email": users["email"],
+                    "updated_at": users["time"],
+                    "source_partition": pc.cast(users["partition"], pa.int32()),
+                    "source_offset": pc.cast(users["offset"], pa.int64()),
+                }
+            ),
+            matches=pa.table(
+                {
+                    "event_key": matches["event_key"],
+                    "user_id": matches["user_id"],
+                    "event_time": matches["time"],
+                }
+            ),
+            unmatched=pa.table(
+                {
+                    "event_key": unmatched["event_key"],
+                    "user_id": unmatched["user_id"],
+                    "page": unmatched["page"],
+                    "event": unmatched["event"],
+                    "event_time": unmatched["time"],
+                    "source_topic": pa.array([self.events_topic] * unmatched.num_rows, pa.string()),
+                    "source_partition": pc.cast(
+                        pc.shift_right(unmatched["event_key"], KEY_BITS), pa.int32()
+                    ),
+                    "source_offset": pc.bit_wise_and(unmatched["event_key"], KEY_SHIFT - 1),
+                }
+            ),
+            event_counts=dict(
+                zip(counts["event"].to_pylist(), counts["event_count"].to_pylist(), strict=True)
+            ),
+        )
+        if change is not None:  # None: added before a restart
+            self.send(change)
+
+    def send(self, change: BatchChange) -> None:
+        counts: list[tuple[str, str, int]] = []
+        for old, new, total in change.renamed:
+            counts.append((USER_EVENTS, user_key(*old), 0))
+            counts.append((USER_EVENTS, user_key(*new), total))
+        for user, total in change.user_totals:
+            counts.append((USER_EVENTS, user_key(*user), total))
+        counts.extend((EVENT_TYPES, event, n) for event, n in change.event_types.items())
+        if change.unmatched is not None:
+            counts.append((UNMATCHED, "all", change.unmatched))
         if not counts:
             return
         encode = msgspec.json.encode
         now_ms = int(time.time() * 1000)  # totals: from the start of time until now
-        self.topic.send(
+        self.results.send(
             (
                 record_key(metric, 0, key),
                 encode(
@@ -194,97 +324,3 @@ class JoinResults:
             )
             for metric, key, n in counts
         )
-
-    def users(self, totals: dict[str, int]) -> None:
-        details = self.tables.user_details(list(totals))
-        self.send(
-            [
-                (USER_EVENTS, user_key(uid, *details.get(uid, (None, None))), n)
-                for uid, n in totals.items()
-            ]
-        )
-
-
-def _dead_letters(sink: DriverKafkaSink, rows: pa.Table) -> None:
-    dead = rows.filter(pc.is_valid(rows["_dead_value"]))
-    if dead.num_rows:
-        sink.send(zip(dead["_dead_key"].to_pylist(), dead["_dead_value"].to_pylist(), strict=True))
-
-
-class UsersWriter:
-    def __init__(self, settings: Settings, tables: JoinTables, results: JoinResults) -> None:
-        self.tables = tables
-        self.results = results
-        self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.toArrow()
-        _dead_letters(self.dead, rows)
-        good = rows.filter(pc.is_valid(rows["_time"]))
-        if not good.num_rows:
-            return
-        changed = self.tables.upsert_users(
-            pa.table(
-                {
-                    "user_id": good["user_id"],
-                    "name": good["name"],
-                    "email": good["email"],
-                    "updated_at": good["_time"],
-                    "source_partition": pc.cast(good["_partition"], pa.int32()),
-                    "source_offset": pc.cast(good["_offset"], pa.int64()),
-                }
-            )
-        )
-        totals = self.tables.totals([c[0] for c in changed])
-        counts = []
-        for uid, old_name, old_email, name, email in changed:
-            if uid in totals:
-                counts.append((USER_EVENTS, user_key(uid, old_name, old_email), 0))
-                counts.append((USER_EVENTS, user_key(uid, name, email), totals[uid]))
-        self.results.send(counts)
-
-
-class EventsWriter:
-    def __init__(
-        self, settings: Settings, tables: JoinTables, results: JoinResults, query: Store
-    ) -> None:
-        self.tables = tables
-        self.results = results
-        self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
-        self.query = query
-
-    def checkpoint_id(self) -> str:
-        """The query's id, kept in its checkpoint: batch ids count from 0 again in a new one."""
-        return checkpoint.query_id(self.query)
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.toArrow()
-        good = rows.filter(pc.is_null(rows["_dead_value"]))
-        counts = {
-            r["event"]: r["event_count"]
-            for r in good.group_by("event").aggregate([("event", "count")]).to_pylist()
-        }
-        _dead_letters(self.dead, rows)  # first: a crash before the counts replays them
-        totals = self.tables.add_event_types("events", self.checkpoint_id(), batch_id, counts)
-        if totals is None:
-            return  # added before a restart
-        self.results.send([(EVENT_TYPES, event, n) for event, n in totals.items()])
-
-
-class JoinWriter:
-    def __init__(self, tables: JoinTables, results: JoinResults) -> None:
-        self.tables = tables
-        self.results = results
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.toArrow()
-        if not rows.num_rows:
-            return
-        matched = rows.filter(rows["matched"])
-        if matched.num_rows:
-            totals = self.tables.add_matches(matched.select(["event_key", "user_id", "event_time"]))
-            self.results.users(totals)
-        unmatched = rows.filter(pc.invert(rows["matched"]))
-        if unmatched.num_rows:
-            kept = self.tables.add_unmatched(unmatched.select(list(EVENT_COLUMNS)))
-            self.results.send([(UNMATCHED, "all", kept)])

@@ -99,5 +99,5 @@ class JoinsSettings(Section):
     joined; a later one is counted in ``event_type_counts`` but not joined."""
     trigger_s: float = Field(default=1.0, ge=0)
     """Micro-batch interval of the joins job."""
-    max_offsets_per_trigger: int = Field(default=200_000, ge=1)
+    max_offsets_per_trigger: int = Field(default=500_000, ge=1)
     """Records one micro-batch reads from each topic at most."""

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 StartingOffsets = str | dict[str, dict[str, int]]
+NATIVE_FETCH = {
+    "kafka.max.poll.records": "10000",
+    "kafka.max.partition.fetch.bytes": str(8 << 20),
+}
+"""Spark's Kafka connector polls its consumer for every 500 records (at most 1 MiB a partition)
+by default; a backlog reads about 1.5x faster in polls of 10,000 (``bench/joins.py``)."""
 
 
 def kafka_source_format(spark: SparkSession, settings: Settings) -> str:
@@ -64,6 +70,7 @@ def read_kafka(
     if limit:
         options["maxOffsetsPerTrigger"] = str(limit)
     if fmt == "kafka":
+        options.update(NATIVE_FETCH)
         options.update(java_client_options(settings))
     else:
         options.update({f"kafka.{k}": str(v) for k, v in client_config(settings).items()})
