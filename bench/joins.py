@@ -218,7 +218,7 @@ def main() -> int:
     with side_broker(side) as bootstrap:
         result = run_child(side, Path(__file__), child_args(sys.argv[1:], bootstrap), side.env())
     table = Table(title=f"joins job, {args.master}, {args.partitions} partitions")
-    heads = ("run", "records", "seconds", "records/s", "µs/event first", "µs/event last",
+    heads = ("run", "records", "seconds", "records/s", "µs/record first", "µs/record last",
              "matched", "typed")  # fmt: skip
     for column in heads:
         table.add_column(column, justify="right")
