@@ -24,6 +24,14 @@ def stamp(seconds: float) -> str:
     return (T0 + datetime.timedelta(seconds=seconds)).strftime(TIME_FORMAT)
 
 
+def user_record(at: float, user_id: str, email: str, name: str) -> dict[str, Any]:
+    return {"event_timestamp": stamp(at), "user_id": user_id, "email": email, "name": name}
+
+
+def page_event(at: float, user_id: str, page: str, event: str) -> dict[str, Any]:
+    return {"event_timestamp": stamp(at), "user_id": user_id, "page": page, "event": event}
+
+
 @dataclass
 class JoinInput:
     users: list[dict[str, Any]] = field(default_factory=list)
@@ -56,46 +64,19 @@ def make_input(seed: int, users: int, bound_s: int) -> JoinInput:
         email = f"user{n}-{seed}@example.org"
         at = n * 7.0
         uid = user_id_of(email)
-        data.users.append(
-            {"event_timestamp": stamp(at), "user_id": uid, "email": email, "name": f"Имя {n}"}
-        )
+        data.users.append(user_record(at, uid, email, f"Имя {n}"))
         if n % 5 == 0:  # sent again later with new details: the newest wins
-            data.users.append(
-                {
-                    "event_timestamp": stamp(at + 30),
-                    "user_id": uid,
-                    "email": f"new{n}@example.org",
-                    "name": f"Новое {n}",
-                }
-            )
+            data.users.append(user_record(at + 30, uid, f"new{n}@example.org", f"Новое {n}"))
         for k in range(rng.randint(1, 10)):
             offset = rng.uniform(-bound_s * 0.9, bound_s * 0.9)
-            data.events.append(
-                {
-                    "event_timestamp": stamp(at + offset),
-                    "user_id": uid,
-                    "page": f"https://site.example/{n}/{k}",
-                    "event": rng.choice(EVENTS),
-                }
-            )
+            page = f"https://site.example/{n}/{k}"
+            data.events.append(page_event(at + offset, uid, page, rng.choice(EVENTS)))
         if n % 7 == 3:  # too far from its user: unmatched
-            data.events.append(
-                {
-                    "event_timestamp": stamp(at + bound_s * 3 + 5),
-                    "user_id": uid,
-                    "page": f"https://site.example/{n}/far",
-                    "event": "click",
-                }
-            )
+            far = f"https://site.example/{n}/far"
+            data.events.append(page_event(at + bound_s * 3 + 5, uid, far, "click"))
     for n in range(4):  # nobody has these ids: unmatched
-        data.events.append(
-            {
-                "event_timestamp": stamp(n * 11.0),
-                "user_id": f"ghost-{n}",
-                "page": f"https://site.example/ghost/{n}",
-                "event": "scroll",
-            }
-        )
+        ghost = f"https://site.example/ghost/{n}"
+        data.events.append(page_event(n * 11.0, f"ghost-{n}", ghost, "scroll"))
     rng.shuffle(data.users)
     rng.shuffle(data.events)
     good_event = data.events[0]
@@ -122,17 +103,8 @@ def closing(data: JoinInput, after_s: float) -> JoinInput:
     email = f"closer-{uuid.uuid4().hex[:6]}@example.org"
     uid = user_id_of(email)
     return JoinInput(
-        users=[
-            {"event_timestamp": stamp(after_s), "user_id": uid, "email": email, "name": "Closer"}
-        ],
-        events=[
-            {
-                "event_timestamp": stamp(after_s),
-                "user_id": uid,
-                "page": "https://site.example/end",
-                "event": "focus",
-            }
-        ],
+        users=[user_record(after_s, uid, email, "Closer")],
+        events=[page_event(after_s, uid, "https://site.example/end", "focus")],
     )
 
 

@@ -28,8 +28,9 @@ from tests.jobs.join_data import (
     expected,
     join_settings,
     make_input,
+    page_event,
     send,
-    stamp,
+    user_record,
 )
 
 pytestmark = pytest.mark.slow
@@ -204,40 +205,29 @@ def test_records_later_than_the_watermark_are_counted_not_joined(
     """Once the watermark has passed them, a user's details still win and an event still counts
     by type, but neither joins: the event is not matched, nor kept as unmatched."""
     job = join_settings(settings, tmp_path, match_bound_s=600, watermark_s=60)
-    early = JoinInput(users=[_user("on-time@example.org", 5000, "On Time")])
-    early.events = [_event(early.users[0], 5000, "click")]
+    on_time, late_user = user_id_of("on-time@example.org"), user_id_of("late@example.org")
+    early = JoinInput(
+        users=[user_record(5000, on_time, "on-time@example.org", "On Time")],
+        events=[page_event(5000, on_time, "https://site.example/click", "click")],
+    )
     send(job, early)
     run(spark, job)  # the watermark is now 5000 - 60 s
-    late = JoinInput(users=[_user("late@example.org", 100, "Late")])
-    late.events = [_event(late.users[0], 100, "scroll"), _event(early.users[0], 4900, "submit")]
+    late = JoinInput(
+        users=[user_record(100, late_user, "late@example.org", "Late")],
+        events=[
+            page_event(100, late_user, "https://site.example/scroll", "scroll"),
+            page_event(4900, on_time, "https://site.example/submit", "submit"),  # in the bound
+        ],
+    )
     send(job, late)
     run(spark, job)
     got = warehouse(job)
-    on_time = early.users[0]
-    assert got["per_user"] == {on_time["user_id"]: ("On Time", "on-time@example.org", 1)}
+    assert got["per_user"] == {on_time: ("On Time", "on-time@example.org", 1)}
     assert got["types"] == {"click": 1, "scroll": 1, "submit": 1}
     assert got["unmatched"] == []
     with connect(job.duckdb_path, read_only=True) as con:
         names = dict(con.execute("SELECT email, name FROM join_users").fetchall())
     assert names == {"on-time@example.org": "On Time", "late@example.org": "Late"}
-
-
-def _user(email: str, at: float, name: str) -> dict[str, Any]:
-    return {
-        "event_timestamp": stamp(at),
-        "user_id": user_id_of(email),
-        "email": email,
-        "name": name,
-    }
-
-
-def _event(user: dict[str, Any], at: float, event: str) -> dict[str, Any]:
-    return {
-        "event_timestamp": stamp(at),
-        "user_id": user["user_id"],
-        "page": f"https://site.example/{event}",
-        "event": event,
-    }
 
 
 def test_checkpoints_of_the_three_query_version_are_refused(
