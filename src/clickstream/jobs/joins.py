@@ -183,8 +183,8 @@ def join_frame(users: DataFrame, events: DataFrame, settings: Settings) -> DataF
             F.col("role").alias("u_role"),
             F.col("user_id").alias("u_user_id"),
             F.when(joining, F.col("_time")).alias("user_time"),
-            F.when(keeping & good, F.col("name")).alias("name"),
-            F.when(keeping & good, F.col("email")).alias("email"),
+            F.when(keeping, F.col("name")).alias("name"),
+            F.when(keeping, F.col("email")).alias("email"),
             F.when(keeping, F.col("_time")).alias("updated_at"),
             F.when(keeping, F.col("_partition")).alias("u_partition"),
             F.when(keeping, F.col("_offset")).alias("u_offset"),
@@ -239,10 +239,14 @@ class JoinWriter:
         self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
         self.results = DriverKafkaSink(settings.topics.results, settings=settings)
         self.events_topic = settings.joins.events_topic
+        self._checkpoint_id = ""
 
     def checkpoint_id(self) -> str:
-        """The query's id, kept in its checkpoint: batch ids count from 0 again in a new one."""
-        return checkpoint.query_id(self.query)
+        """The query's id, kept in its checkpoint: batch ids count from 0 again in a new one.
+        Spark writes it before the first batch and never changes it: read once."""
+        if not self._checkpoint_id:
+            self._checkpoint_id = checkpoint.query_id(self.query)
+        return self._checkpoint_id
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         rows = batch.toArrow()

@@ -118,8 +118,10 @@ class JoinTables:
                 )
                 change = BatchChange()
                 renamed = _upsert_users(con, users) if users.num_rows else []
-                totals = _add_matches(con, matches, self.keep_keys_s) if matches.num_rows else {}
-                changed = {uid for uid, *_ in renamed} | set(totals)
+                counted: set[str] = set()
+                if matches.num_rows:
+                    counted = _add_matches(con, matches, self.keep_keys_s)
+                changed = {uid for uid, *_ in renamed} | counted
                 if changed:
                     now = _users_now(con, changed)
                     change.renamed = [
@@ -127,7 +129,7 @@ class JoinTables:
                         for uid, old_name, old_email in renamed
                         if uid in now
                     ]
-                    change.user_totals = [now[uid] for uid in totals if uid in now]
+                    change.user_totals = [now[uid] for uid in counted if uid in now]
                 if unmatched.num_rows:
                     change.unmatched = _add_unmatched(con, unmatched)
                 if event_counts:
@@ -143,46 +145,36 @@ def _upsert_users(con: Any, users: pa.Table) -> list[tuple[str, str | None, str 
     """Newest details win. Returns (user_id, old name, old email) of each known user whose
     name or email changed."""
     con.register("incoming", users)
-    changed = con.sql(
+    con.execute(
         """
+        CREATE OR REPLACE TEMP TABLE changed AS
         WITH newest AS (
             SELECT * FROM incoming QUALIFY row_number() OVER (
                 PARTITION BY user_id ORDER BY updated_at DESC, source_partition DESC,
                 source_offset DESC) = 1)
-        SELECT n.user_id, o.name, o.email, n.name, n.email, o.user_id IS NULL AS new,
-               n.updated_at, n.source_partition, n.source_offset
+        SELECT n.*, o.user_id IS NULL AS new, o.name AS old_name, o.email AS old_email
         FROM newest n LEFT JOIN join_users o USING (user_id)
         WHERE o.user_id IS NULL
            OR (n.updated_at, n.source_partition, n.source_offset)
               > (o.updated_at, o.source_partition, o.source_offset)
         """
-    ).to_arrow_table()
-    con.unregister("incoming")
-    if not changed.num_rows:
-        return []
-    rows = pa.table(
-        {
-            "user_id": changed.column(0),
-            "name": changed.column(3),
-            "email": changed.column(4),
-            "updated_at": changed.column(6),
-            "source_partition": changed.column(7),
-            "source_offset": changed.column(8),
-        }
     )
-    con.register("changed", rows)
-    con.execute("INSERT OR REPLACE INTO join_users SELECT * FROM changed")
-    con.unregister("changed")
-    return [
-        (r[0], r[1], r[2])
-        for r in zip(*(changed.column(i).to_pylist() for i in range(6)), strict=True)
-        if not r[5] and (r[1], r[2]) != (r[3], r[4])
-    ]
+    con.unregister("incoming")
+    con.execute(
+        "INSERT OR REPLACE INTO join_users SELECT user_id, name, email, updated_at, "
+        "source_partition, source_offset FROM changed"
+    )
+    renamed = con.execute(
+        "SELECT user_id, old_name, old_email FROM changed "
+        "WHERE NOT new AND (name, email) IS DISTINCT FROM (old_name, old_email)"
+    ).fetchall()
+    con.execute("DROP TABLE changed")
+    return [(r[0], r[1], r[2]) for r in renamed]
 
 
-def _add_matches(con: Any, matched: pa.Table, keep_keys_s: int) -> dict[str, int]:
+def _add_matches(con: Any, matched: pa.Table, keep_keys_s: int) -> set[str]:
     """Count matched events (``event_key, user_id, event_time``) not counted before; return the
-    new totals of the users that changed."""
+    users whose totals changed."""
     con.register("incoming", matched)
     con.execute(
         """
@@ -201,12 +193,7 @@ def _add_matches(con: Any, matched: pa.Table, keep_keys_s: int) -> dict[str, int
         SET event_count = join_user_totals.event_count + excluded.event_count
         """
     )
-    totals = con.execute(
-        """
-        SELECT t.user_id, t.event_count FROM join_user_totals t
-        SEMI JOIN (SELECT DISTINCT user_id FROM fresh) f USING (user_id)
-        """
-    ).fetchall()
+    changed = con.execute("SELECT DISTINCT user_id FROM fresh").fetchall()
     con.execute(
         f"""
         DELETE FROM join_matched_keys WHERE event_time < (
@@ -215,7 +202,7 @@ def _add_matches(con: Any, matched: pa.Table, keep_keys_s: int) -> dict[str, int
         """
     )
     con.execute("DROP TABLE fresh")
-    return dict(totals)
+    return {r[0] for r in changed}
 
 
 def _users_now(con: Any, user_ids: set[str]) -> dict[str, tuple[User, int]]:
