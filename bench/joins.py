@@ -13,6 +13,11 @@ query, `joins.all`), first third of the run against the last third: the job's co
 flat as history grows (``--batch 50000`` gives enough batches to see it; the job's own batch
 size, 500,000 a topic, reads 500,000 records in one).
 
+On the largest size, two floors: Spark alone reading both topics from the start and handing
+them to Python (the values; then the records checked against their schemas as the job checks
+them, three columns), with no join and no writing. No job on this input, however it joins, is
+faster than they are.
+
 In the same run, the reference written the seed's way (App3): one consumer on both topics that
 appends each message to lists, builds pandas DataFrames of all of them and merges them on every
 message, on the first ``--reference`` messages of the smallest size. Its cost per message grows
@@ -117,6 +122,36 @@ def run_job(spark: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
+def floor(spark: Any, settings: Settings, check: bool) -> float:
+    """Seconds Spark alone takes to read both topics from the start and hand them to Python:
+    the values, or (``check``) the records checked against their schemas as the job does,
+    three columns each. No join, no writing: what any Spark job on this input costs at least."""
+    from pyspark.sql import DataFrame
+
+    from clickstream.events.joins import PageEvent, User
+    from clickstream.jobs import joins as job
+
+    def topic(name: str, kind: type[User] | type[PageEvent]) -> DataFrame:
+        raw = job._read(spark, name, settings, "earliest")
+        if not check:
+            return raw.select("value")
+        return job.parse(raw, kind, settings).select("user_id", "_time", "reason")
+
+    frame = topic(settings.joins.users_topic, User).union(
+        topic(settings.joins.events_topic, PageEvent)
+    )
+    where = settings.data_dir / f"floor-{'check' if check else 'read'}"
+    started = time.perf_counter()
+    query = (
+        frame.writeStream.foreachBatch(lambda batch, _: batch.toArrow())
+        .option("checkpointLocation", str(where))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    return time.perf_counter() - started
+
+
 def reference(settings: Settings, messages: int) -> dict[str, Any]:
     """App3 of the seed: every message re-merges all history with pandas."""
     import pandas as pd
@@ -192,6 +227,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         result = run_job(spark, settings)
         result |= {"records": n, "users": users, "events": events}
         out["sizes"].append(result)
+        if n == max(int(s) for s in args.sizes.split(",")):
+            console.print(f"Spark alone on the same {n:,}: reading, then reading and checking")
+            out["floor"] = {
+                "records": n,
+                "read": floor(spark, settings, check=False),
+                "check": floor(spark, settings, check=True),
+            }
         if "reference" not in out:
             console.print(f"the seed's way on {args.reference:,} messages")
             out["reference"] = reference(settings, args.reference)
@@ -230,6 +272,11 @@ def main() -> int:
                      f"{r['seconds']:.1f}", f"{r['records'] / r['seconds']:,.0f}",
                      f"{r['first_us']:.1f}", f"{r['last_us']:.1f}",
                      f"{r['matched']:,}", f"{r['typed']:,}"))  # fmt: skip
+    low = result["floor"]
+    for what, key in (("read", "read"), ("read + schema check", "check")):
+        rows.append((f"Spark alone: {what}, {low['records']:,}", f"{low['records']:,}",
+                     f"{low[key]:.1f}", f"{low['records'] / low[key]:,.0f}", "-", "-", "-",
+                     "-"))  # fmt: skip
     ref = result["reference"]
     rows.append((f"seed's way (pandas), {ref['messages']:,}", f"{ref['messages']:,}",
                  f"{ref['seconds']:.1f}", f"{ref['messages'] / ref['seconds']:,.0f}",
