@@ -129,13 +129,20 @@ def floor(spark: Any, settings: Settings, check: bool) -> float:
     from pyspark.sql import DataFrame
 
     from clickstream.events.joins import PageEvent, User
-    from clickstream.jobs import joins as job
+    from clickstream.jobs.joins import parse
+    from clickstream.spark.io import read_kafka
 
     def topic(name: str, kind: type[User] | type[PageEvent]) -> DataFrame:
-        raw = job._read(spark, name, settings, "earliest")
+        raw = read_kafka(
+            spark,
+            name,
+            settings=settings,
+            starting_offsets="earliest",
+            max_offsets_per_trigger=settings.joins.max_offsets_per_trigger,
+        )
         if not check:
             return raw.select("value")
-        return job.parse(raw, kind, settings).select("user_id", "_time", "reason")
+        return parse(raw, kind, settings).select("user_id", "_time", "reason")
 
     frame = topic(settings.joins.users_topic, User).union(
         topic(settings.joins.events_topic, PageEvent)
@@ -201,7 +208,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     base = load_settings(environ=environ).with_bootstrap(args.bootstrap)
     spark = get_spark(base)
     out: dict[str, Any] = {"sizes": []}
-    for n in [int(s) for s in args.sizes.split(",")]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    for n in sizes:
         tag = uuid.uuid4().hex[:8]
         joins = base.joins.model_copy(
             update={
@@ -227,7 +235,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         result = run_job(spark, settings)
         result |= {"records": n, "users": users, "events": events}
         out["sizes"].append(result)
-        if n == max(int(s) for s in args.sizes.split(",")):
+        if n == max(sizes):
             console.print(f"Spark alone on the same {n:,}: reading, then reading and checking")
             out["floor"] = {
                 "records": n,

@@ -135,6 +135,18 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
     return JobSpec(NAME, [QuerySpec(QUERY, frame, writer, trigger_s=joins.trigger_s)])
 
 
+KEPT = {
+    "name": "name",
+    "email": "email",
+    "_time": "updated_at",
+    "_partition": "u_partition",
+    "_offset": "u_offset",
+    "_dead_key": "u_dead_key",
+    "_dead_value": "u_dead_value",
+}
+"""A user's columns carried by its ``keep`` copy only, and their names in the join."""
+
+
 def _roles(good: Column, always: str) -> Column:
     """A record's copies: ``always`` for every record, ``join`` too for a good one."""
     return F.explode(
@@ -183,13 +195,7 @@ def join_frame(users: DataFrame, events: DataFrame, settings: Settings) -> DataF
             F.col("role").alias("u_role"),
             F.col("user_id").alias("u_user_id"),
             F.when(joining, F.col("_time")).alias("user_time"),
-            F.when(keeping, F.col("name")).alias("name"),
-            F.when(keeping, F.col("email")).alias("email"),
-            F.when(keeping, F.col("_time")).alias("updated_at"),
-            F.when(keeping, F.col("_partition")).alias("u_partition"),
-            F.when(keeping, F.col("_offset")).alias("u_offset"),
-            F.when(keeping, F.col("_dead_key")).alias("u_dead_key"),
-            F.when(keeping, F.col("_dead_value")).alias("u_dead_value"),
+            *(F.when(keeping, F.col(name)).alias(alias) for name, alias in KEPT.items()),
         )
         .withWatermark("user_time", watermark)
     )
@@ -291,7 +297,9 @@ class JoinWriter:
                     "page": unmatched["page"],
                     "event": unmatched["event"],
                     "event_time": unmatched["time"],
-                    "source_topic": pa.array([self.events_topic] * unmatched.num_rows, pa.string()),
+                    "source_topic": pa.repeat(
+                        pa.scalar(self.events_topic, pa.string()), unmatched.num_rows
+                    ),
                     "source_partition": pc.cast(
                         pc.shift_right(unmatched["event_key"], KEY_BITS), pa.int32()
                     ),
