@@ -111,6 +111,32 @@ def test_a_retry_in_a_batch_replayed_after_a_crash_still_counts_once(
     assert web_pages(s) == {(T0, "/"): 1, (T0 + 1000, "/"): 1}
 
 
+def test_a_batch_counted_before_a_crash_runs_again_through_spark_state_and_counts_once(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """The process died after the batch's counts and snapshot were written, before Spark's
+    commit: the writer skips the batch, but Spark's retry state must still be committed for it
+    (Spark fails the batch otherwise), and a retry after it is still known."""
+    s = count_settings(settings, tmp_path)
+    first = web_event("Pageview", T0 + 100, "/", "s1", None)
+    send(s, s.topics.web_events, [first, web_event("Pageview", T0 + 200, "/", "s2", None)])
+    run(spark, s, "web-live")
+    checkpoint = s.checkpoint_dir / "web-live" / "counts"
+    last = max(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
+    assert (checkpoint / "tally" / f"{last}.json").exists()
+
+    undo_batches(checkpoint, last)
+    replay = run(spark, s, "web-live")
+    assert (checkpoint / "commits" / str(last)).exists()
+    assert replay.stats["web-live.counts"].last_batch_id is not None
+    assert web_pages(s) == {(T0, "/"): 2}
+
+    retry = msgspec.structs.replace(first, receivedAt=T0 + 1_300)
+    send(s, s.topics.web_events, [retry, web_event("Pageview", T0 + 1_400, "/", "s3", None)])
+    run(spark, s, "web-live")
+    assert web_pages(s) == {(T0, "/"): 2, (T0 + 1000, "/"): 1}
+
+
 def test_a_web_event_older_than_the_retry_horizon_is_late_and_bad_ones_are_kept(
     spark: Any, settings: Settings, tmp_path: Path
 ) -> None:

@@ -140,13 +140,15 @@ def test_a_second_up_on_the_same_data_folder_refuses_and_deletes_nothing(
     env = running_up.env
     data_dir = Path(env["CLICKSTREAM_DATA_DIR"])
     commits = data_dir / "checkpoints" / "shop" / "counts" / "commits"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (commits.is_dir() and any(commits.iterdir())):
-        time.sleep(1)
 
     def committed() -> set[str]:  # not the temporary files Spark renames into place
+        if not commits.is_dir():
+            return set()
         return {path.name for path in commits.iterdir() if ".tmp" not in path.name}
 
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not committed():
+        time.sleep(1)
     before = committed()
     assert before
     jobs_pid = running_up.part("jobs")["pid"]

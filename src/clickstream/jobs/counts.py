@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 from clickstream.errors import ConfigError
 from clickstream.jobs import checkpoint
 from clickstream.jobs.parse import dead_letter_key, dead_letter_value
-from clickstream.jobs.reduce import Reduced, TallyPart
+from clickstream.jobs.reduce import Reduced, TallyPart, run_again
 from clickstream.jobs.spec import QuerySpec
 from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
@@ -187,8 +187,9 @@ class CountsWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         tally = self.tally
-        if batch_id <= tally.batch_id:
-            return  # counted and written before a restart
+        if batch_id <= tally.batch_id:  # counted and written before a restart
+            run_again(batch)
+            return
         columns = tuple(f"_m{i}" for i in range(len(self.metrics)))
         part = TallyPart(columns, tally.size_ms, tally.slide_ms, tally.watermark_ms)
         records = checkpoint.batch_records(self.query, batch_id)

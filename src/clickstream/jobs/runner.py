@@ -3,6 +3,7 @@ their progress: rows in, rows dropped as too late, last batch."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -112,10 +113,38 @@ class RunningJob:
             query.stop()
 
 
+_ERROR_LINE = re.compile(r"^(?:Caused by: )?[\w.$]*(?:Error|Exception)\w*: \S")
+_WRAPPERS = ("An error occurred while calling", "An exception was raised by the Python Proxy")
+
+
 def root_cause(exc: BaseException) -> str:
-    """The last ``SomethingError: message`` line of a (Java-wrapped) Python error."""
-    lines = [line.strip() for line in str(exc).splitlines() if "Error: " in line]
-    return lines[-1] if lines else str(exc).splitlines()[0]
+    """What made a query fail, in one line: the last ``SomethingError: message`` (or Java
+    ``Caused by: ...``) line of its message, which for an error in a ``foreachBatch`` function
+    is the Python error, or the deepest Java error under a call it made into Spark; py4j's own
+    wrapper lines say nothing and are skipped. Without such a line (an error of Spark's own:
+    ``Exception thrown in awaitResult``), the message's first line and the deepest Java
+    exception under it."""
+    text = str(exc)
+    found = [
+        line.removeprefix("Caused by: ")
+        for line in (raw.strip() for raw in text.splitlines())
+        if _ERROR_LINE.match(line) and not any(w in line for w in _WRAPPERS)
+    ]
+    if found:
+        return found[-1]
+    first = (text.splitlines() or [type(exc).__name__])[0]
+    deepest = _deepest_java_cause(exc)
+    return f"{first} (caused by {deepest})" if deepest and deepest not in first else first
+
+
+def _deepest_java_cause(exc: BaseException) -> str | None:
+    throwable = getattr(exc, "_origin", None)  # pyspark's CapturedException keeps the Java one
+    depth, last = 0, None
+    while throwable is not None and depth < 32:
+        last, throwable, depth = throwable, throwable.getCause(), depth + 1
+    if last is None or depth < 2:
+        return None
+    return " ".join(str(last.toString()).split("\n", 2)[:2]).strip() or None
 
 
 def start_job(

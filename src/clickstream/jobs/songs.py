@@ -42,7 +42,7 @@ from clickstream.events.songs import (
 )
 from clickstream.jobs import checkpoint
 from clickstream.jobs.parse import dead_letter_key, dead_letter_value, good, parse_json
-from clickstream.jobs.reduce import Reduced, TallyPart
+from clickstream.jobs.reduce import Reduced, TallyPart, run_again
 from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
@@ -146,8 +146,9 @@ class SongCounts:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         tallies, parts = self.parts(batch_id)
-        if not tallies:
-            return  # counted and written before a restart
+        if not tallies:  # counted and written before a restart
+            run_again(batch)
+            return
         records = checkpoint.batch_records(self.query, batch_id)
         reduced = Reduced.of(batch, parts, self.driver_max, records)
         metrics = [m for m, _ in tallies]

@@ -25,7 +25,8 @@ tally; :meth:`WindowTally.commit` applies it once the results are written and sa
 (open windows, watermark, batch id) beside the query's checkpoint, on its filesystem
 (:mod:`clickstream.jobs.checkpoint`). After a restart the tally is the last
 snapshot: a batch Spark runs again is either newer (counted again from the state before it, so
-its writes repeat the same counts) or already in the snapshot (skipped)."""
+its writes repeat the same counts) or already in the snapshot (not counted or written again,
+but still run through Spark: see :func:`clickstream.jobs.reduce.run_again`)."""
 
 from __future__ import annotations
 
