@@ -177,6 +177,18 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def wait_gone(pids: set[int], timeout: float = 30) -> set[int]:
+    """The ``pids`` still running after at most ``timeout`` seconds (a JVM whose Python parent
+    stopped ends by itself, after its shutdown hooks: seconds on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = {pid for pid in pids if alive(pid)}
+        if not left:
+            return left
+        time.sleep(0.1)
+    return {pid for pid in pids if alive(pid)}
+
+
 def serve_in_thread(app: Any, port: int, what: str) -> tuple[Any, threading.Thread]:
     """Run an ASGI ``app`` with uvicorn on 127.0.0.1:``port`` in a daemon thread; return the
     server (set ``should_exit`` to stop it) and the thread once it accepts connections."""

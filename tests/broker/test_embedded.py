@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,12 @@ from clickstream.kafka.clients import make_producer
 from clickstream.kafka.config import consumer_config
 from tests.conftest import (
     JARS_DIR,
-    alive,
     broker_settings,
     child_pids,
     cli_env,
     own_broker,
     read_topic,
+    wait_gone,
 )
 
 pytestmark = pytest.mark.slow
@@ -45,16 +44,6 @@ def start_cli_broker(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     line = process.stdout.readline()
     assert "broker listening on 127.0.0.1:" in line, line + process.stderr.read()
     return process, line.split()[3]
-
-
-def wait_gone(pids: set[int], timeout: float = 30) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = {pid for pid in pids if alive(pid)}
-        if not left:
-            return left
-        time.sleep(0.1)
-    return {pid for pid in pids if alive(pid)}
 
 
 def cmdline(pid: int) -> list[str]:

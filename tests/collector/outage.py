@@ -93,7 +93,7 @@ def broker_crash(
 ) -> Outage:
     """Load the collector, SIGKILL its broker, keep the load for ``down_s`` (at least until the
     first 503), start the broker again on the same data and port, keep the load until ``after_s``
-    after the broker answers again; then read the topic.
+    after the collector's first 200 since; then read the topic.
 
     ``freeze``: SIGSTOP the broker instead, and SIGCONT it after ``down_s`` (a stalled broker,
     as in a long pause or a partition: its connections stay open)."""
@@ -140,6 +140,10 @@ def broker_crash(
                 again = own_broker(data_dir, port=broker.port)
                 again.start()
             outage.back_at = time.monotonic()
+            deadline = outage.back_at + 60  # the collector's producer reconnects within seconds
+            while not any(a.status == 200 and a.sent > outage.back_at for a in outage.answers):
+                assert time.monotonic() < deadline, "no 200 within 60 s of the broker's return"
+                time.sleep(0.05)
             time.sleep(after_s)
             stop.set()
         outage.stored = Counter(

@@ -169,7 +169,10 @@ def test_ctrl_c_flushes_and_prints_the_summary(
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    time.sleep(2.5)
+    deadline = time.monotonic() + 60  # started, and sending (Python's start-up takes seconds)
+    while not _has_records(settings, topic) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     try:
         out, err = process.communicate(timeout=30)
@@ -206,3 +209,19 @@ def test_progress_logs_a_line_every_interval_and_the_first_skips(
         "line 5: gender must be 0, 1 or 2 (got 'x'); skipped",
         "more malformed rows: skipped and counted, not shown",
     ]
+
+
+def _has_records(settings: Settings, topic: str) -> bool:
+    from confluent_kafka import Consumer
+
+    from clickstream.kafka.config import consumer_config
+    from clickstream.kafka.offsets import partitions_of, watermarks
+
+    probe = Consumer(consumer_config(settings, None))
+    try:
+        marks = watermarks(probe, partitions_of(probe, [topic], 2.0), 2.0)
+    except Exception:  # not created yet, or its leader not known yet
+        return False
+    finally:
+        probe.close()
+    return any(high > low for low, high in marks.values())

@@ -9,11 +9,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.collector.conftest import free_port
-from tests.conftest import alive, child_pids, cli_env
+from tests.conftest import child_pids, cli_env, wait_gone
 
 
 def start_up(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
@@ -46,8 +47,7 @@ def stop_up(process: subprocess.Popen[str], parts: tuple[str, ...]) -> None:
     assert code == 0, rest + (process.stderr.read() if process.stderr else "")
     for part in parts:
         assert f"{part:<10} stopped" in rest
-    time.sleep(0.5)
-    assert [pid for pid in children if alive(pid)] == []
+    assert wait_gone(children) == set()
 
 
 def sql(
@@ -55,15 +55,35 @@ def sql(
 ) -> list[dict[str, object]]:
     """Rows of ``clickstream sql``; ``[{"n": before_jobs}]`` while the jobs have not made the
     warehouse or the queried table yet (when ``before_jobs`` is given)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "clickstream", "sql", query, "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:  # the jobs hold the warehouse's lock while they write: sql waits 30 s for it
+        result = subprocess.run(
+            [sys.executable, "-m", "clickstream", "sql", query, "--format", "json"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if "cannot open the warehouse" not in result.stderr or time.monotonic() > deadline:
+            break
     not_yet = "no warehouse at" in result.stderr or "does not exist" in result.stderr
     if result.returncode and not_yet and before_jobs is not None:
         return [{"n": before_jobs}]
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]  # JSON lines
+
+
+def status_report(env: dict[str, str], timeout: float = 60) -> dict[str, Any]:
+    """``clickstream status --json``, asked again while the warehouse is busy (the jobs hold
+    its lock while they write; status waits 5 s for it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(
+            [sys.executable, "-m", "clickstream", "status", "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        report: dict[str, Any] = json.loads(result.stdout)
+        if report["warehouse_error"] is None or time.monotonic() > deadline:
+            return report
+        time.sleep(1)
 
 
 def shop_events_counted(env: dict[str, str]) -> int:
@@ -90,8 +110,12 @@ class RunningUp:
         )  # fmt: skip
         self.out: list[str] = []
         self.err: list[str] = []
-        for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err)):
-            threading.Thread(target=self._collect, args=(stream, lines), daemon=True).start()
+        self.readers = [
+            threading.Thread(target=self._collect, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err))
+        ]
+        for reader in self.readers:
+            reader.start()
         self.wait_for_output("clickstream is up", 180)
 
     @staticmethod
@@ -110,13 +134,8 @@ class RunningUp:
             time.sleep(0.2)
         pytest.fail(f"up did not print {text!r}: {''.join(self.out + self.err)}")
 
-    def status(self) -> dict[str, object]:
-        result = subprocess.run(
-            [sys.executable, "-m", "clickstream", "status", "--json"],
-            env=self.env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)  # type: ignore[no-any-return]
+    def status(self) -> dict[str, Any]:
+        return status_report(self.env, timeout=0)
 
     def part(self, name: str) -> dict[str, object]:
         up = self.status()["up"]
@@ -128,11 +147,12 @@ class RunningUp:
         children = child_pids(self.process.pid)
         self.process.send_signal(signal.SIGINT)
         code = self.process.wait(90)
-        time.sleep(0.5)  # the reader threads catch up
+        for reader in self.readers:  # they end at the end of up's output
+            reader.join(30)
         assert code == 0, "".join(self.out + self.err)
         for part in parts:
             assert f"{part:<10} stopped\n" in self.out
-        assert [pid for pid in children if alive(pid)] == []
+        assert wait_gone(children) == set()
 
 
 def up_env(data_dir: Path, **extra: str) -> dict[str, str]:

@@ -102,6 +102,9 @@ class AsyncProducer:
                 "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
                 "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
                 "linger.ms": 2,
+                # Back within a second of the broker: librdkafka's default backs off up to
+                # 10 s, and every event in between would be answered 503.
+                "reconnect.backoff.max.ms": 1000,
                 "error_cb": self._on_error,
             },
         )

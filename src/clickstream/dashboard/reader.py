@@ -198,6 +198,7 @@ class ResultsReader:
         self, consumer: Consumer, partitions: list[int], since_ms: int
     ) -> list[TopicPartition]:
         wanted = [TopicPartition(self.topic, p, since_ms) for p in partitions]
+        ends = self._ends(consumer, partitions)  # before: a record written meanwhile is read
         try:
             found = consumer.offsets_for_times(
                 wanted, timeout=min(self.settings.kafka.timeout_s, 5.0)
@@ -212,11 +213,26 @@ class ResultsReader:
             if tp is None:
                 offset = OFFSET_BEGINNING
             elif tp.offset < 0:  # no record that recent
-                offset = OFFSET_END
+                offset = ends.get(p, OFFSET_END)
             else:
                 offset = tp.offset
             start.append(TopicPartition(self.topic, p, offset))
         return start
+
+    def _ends(self, consumer: Consumer, partitions: list[int]) -> dict[int, int]:
+        """Each partition's end offset now, where it can be read (a topic just created may not
+        have its leaders yet: those are left out)."""
+        ends = {}
+        for p in partitions:
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=min(self.settings.kafka.timeout_s, 5.0)
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                ends[p] = high
+        return ends
 
     def _handle(self, msg: Message) -> None:
         error = msg.error()
