@@ -10,8 +10,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,7 +27,7 @@ from clickstream.events.web import EnrichedWebEvent
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings, load_settings
 from tests.conftest import read_topic
-from tests.up.support import RunningUp, up_env
+from tests.up.support import RunningUp, sql, up_env
 
 pytestmark = pytest.mark.slow
 YEAR_2999 = 32_472_144_000_000
@@ -65,23 +63,12 @@ def pageview(visitor: str, session: str, at_ms: int, page: str, **extra: Any) ->
     )
 
 
-def sql(env: dict[str, str], query: str) -> list[dict[str, Any]]:
-    """Rows of a query on the warehouse; none before the jobs created it."""
-    result = subprocess.run(
-        [sys.executable, "-m", "clickstream", "sql", query, "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    if "no warehouse" in result.stderr or "does not exist" in result.stderr:
-        return []
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines()]
-
-
 def counts(env: dict[str, str], metric: str) -> dict[tuple[int, str], int]:
     rows = sql(
         env,
         "SELECT epoch_ms(window_start) AS s, key, count FROM window_counts "
         f"WHERE metric = '{metric}'",
+        missing_ok=True,
     )
     return {(int(r["s"]), str(r["key"])): int(r["count"]) for r in rows}  # type: ignore[call-overload]
 
@@ -174,10 +161,9 @@ def test_poison_records_are_dead_lettered_and_every_job_keeps_counting(
         240,
         "shop counts",
     )
-    wait_until(
-        lambda: sql(env, "SELECT pageviews FROM sessions WHERE visitor_id = 'v1'"), 240, "a session"
-    )
-    (session,) = sql(env, "SELECT pageviews FROM sessions WHERE visitor_id = 'v1'")
+    one = "SELECT pageviews FROM sessions WHERE visitor_id = 'v1'"
+    wait_until(lambda: sql(env, one, missing_ok=True), 240, "a session")
+    (session,) = sql(env, one)
     assert session["pageviews"] == 3
     jobs = up.part("jobs")
     assert (jobs["state"], jobs["restarts"]) == ("running", 0)
@@ -300,6 +286,7 @@ def test_a_jobs_process_killed_at_several_points_neither_loses_nor_double_counts
         rows = sql(
             env,
             "SELECT visitor_id, session_id, epoch_ms(session_start) AS s, pageviews FROM sessions",
+            missing_ok=True,
         )
         return {(r["visitor_id"], r["session_id"], r["s"], r["pageviews"]) for r in rows}  # type: ignore[misc]
 

@@ -50,13 +50,12 @@ def stop_up(process: subprocess.Popen[str], parts: tuple[str, ...]) -> None:
     assert wait_gone(children) == set()
 
 
-def sql(
-    env: dict[str, str], query: str, *, before_jobs: int | None = None
-) -> list[dict[str, object]]:
-    """Rows of ``clickstream sql``; ``[{"n": before_jobs}]`` while the jobs have not made the
-    warehouse or the queried table yet (when ``before_jobs`` is given)."""
+def sql(env: dict[str, str], query: str, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """Rows of ``clickstream sql``, asked again while the jobs hold the warehouse's lock (sql
+    waits 30 s for it); with ``missing_ok``, none while the jobs have not made the warehouse or
+    the queried table yet."""
     deadline = time.monotonic() + 120
-    while True:  # the jobs hold the warehouse's lock while they write: sql waits 30 s for it
+    while True:
         result = subprocess.run(
             [sys.executable, "-m", "clickstream", "sql", query, "--format", "json"],
             env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -64,8 +63,8 @@ def sql(
         if "cannot open the warehouse" not in result.stderr or time.monotonic() > deadline:
             break
     not_yet = "no warehouse at" in result.stderr or "does not exist" in result.stderr
-    if result.returncode and not_yet and before_jobs is not None:
-        return [{"n": before_jobs}]
+    if result.returncode and not_yet and missing_ok:
+        return []
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]  # JSON lines
 
@@ -89,14 +88,14 @@ def status_report(env: dict[str, str], timeout: float = 60) -> dict[str, Any]:
 def shop_events_counted(env: dict[str, str]) -> int:
     """Shop events in the warehouse's counts; 0 before the jobs wrote any."""
     query = "SELECT sum(count) AS n FROM window_counts WHERE metric = 'shop.gender'"
-    rows = sql(env, query, before_jobs=0)
-    return int(rows[0]["n"] or 0)  # type: ignore[call-overload]
+    rows = sql(env, query, missing_ok=True)
+    return int(rows[0]["n"] or 0) if rows else 0
 
 
 def sessions_stored(env: dict[str, str]) -> int:
     """Sessions in the warehouse; 0 before the jobs wrote any."""
-    rows = sql(env, "SELECT count(*) AS n FROM sessions", before_jobs=0)
-    return int(rows[0]["n"] or 0)  # type: ignore[call-overload]
+    rows = sql(env, "SELECT count(*) AS n FROM sessions", missing_ok=True)
+    return int(rows[0]["n"] or 0) if rows else 0
 
 
 class RunningUp:

@@ -29,6 +29,17 @@ from tests.up.support import (
 pytestmark = pytest.mark.slow
 
 
+def history_metrics(board: str, wanted: set[str], timeout: float) -> set[str]:
+    """The metrics of the dashboard's history, once they include ``wanted`` (or at ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
+        metrics = {row["metric"] for row in rows}
+        if wanted <= metrics or time.monotonic() > deadline:
+            return metrics
+        time.sleep(1)
+
+
 def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path: Path) -> None:
     ports = {
         name: free_port()
@@ -51,21 +62,12 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
         assert f"open {board}/" in output
 
         # Both scenarios' counts reach the dashboard.
-        metrics: set[str] = set()
-        deadline = time.monotonic() + 150
         first = {"shop.gender", "shop.action", "web.pageviews", "web.pages"}
-        while time.monotonic() < deadline and not first <= metrics:
-            time.sleep(2)
-            rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
-            metrics = {row["metric"] for row in rows}
+        metrics = history_metrics(board, first, 150)
         assert first <= metrics, metrics
         # The other jobs' queries start after the shop's and web-live's (staggered).
-        deadline = time.monotonic() + 240
         later = {"bookstore.opens", "songs.minute", "songs.all", "joins.event_types"}
-        while time.monotonic() < deadline and not later <= metrics:
-            time.sleep(2)
-            rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
-            metrics = {row["metric"] for row in rows}
+        metrics = history_metrics(board, later, 240)
         assert later <= metrics, metrics
         # The bookstore's events in the warehouse (no Cassandra configured), and its pages.
         booked = sql(env, "SELECT count(*) AS n FROM bookstore_events")
@@ -105,12 +107,7 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
     try:
         assert "created topics" not in output, output  # the topics were kept
         # The dashboard reads the counts of the first run back from the results topic.
-        deadline = time.monotonic() + 60
-        metrics = set()
-        while time.monotonic() < deadline and not {"shop.gender", "web.pageviews"} <= metrics:
-            rows = httpx.get(f"{board}/api/history", timeout=5).json()["rows"]
-            metrics = {row["metric"] for row in rows}
-            time.sleep(1)
+        metrics = history_metrics(board, {"shop.gender", "web.pageviews"}, 60)
         assert {"shop.gender", "web.pageviews"} <= metrics, metrics
         stored = subprocess.run(
             [sys.executable, "-m", "clickstream", "topics", "list"],

@@ -35,8 +35,10 @@ from confluent_kafka import (
 
 from clickstream.dashboard.metrics import DashboardMetrics
 from clickstream.dashboard.windows import RowKey
+from clickstream.errors import KafkaUnavailableError
 from clickstream.events.results import WindowCount
 from clickstream.kafka.config import consumer_config
+from clickstream.kafka.offsets import watermarks
 from clickstream.settings import Settings
 
 LOGGER = logging.getLogger("clickstream.dashboard")
@@ -198,11 +200,14 @@ class ResultsReader:
         self, consumer: Consumer, partitions: list[int], since_ms: int
     ) -> list[TopicPartition]:
         wanted = [TopicPartition(self.topic, p, since_ms) for p in partitions]
-        ends = self._ends(consumer, partitions)  # before: a record written meanwhile is read
+        timeout = min(self.settings.kafka.timeout_s, 5.0)
+        keys = [(self.topic, p) for p in partitions]
+        try:  # the ends before looking: a record written meanwhile is read
+            ends = {p: high for (_, p), (_, high) in watermarks(consumer, keys, timeout).items()}
+        except KafkaUnavailableError:
+            ends = {}
         try:
-            found = consumer.offsets_for_times(
-                wanted, timeout=min(self.settings.kafka.timeout_s, 5.0)
-            )
+            found = consumer.offsets_for_times(wanted, timeout=timeout)
         except KafkaException as exc:
             LOGGER.info("offsets_for_times failed (%s): reading %s from the start", exc, self.topic)
             found = []
@@ -218,21 +223,6 @@ class ResultsReader:
                 offset = tp.offset
             start.append(TopicPartition(self.topic, p, offset))
         return start
-
-    def _ends(self, consumer: Consumer, partitions: list[int]) -> dict[int, int]:
-        """Each partition's end offset now, where it can be read (a topic just created may not
-        have its leaders yet: those are left out)."""
-        ends = {}
-        for p in partitions:
-            try:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=min(self.settings.kafka.timeout_s, 5.0)
-                )
-            except KafkaException:
-                continue
-            if high >= 0:
-                ends[p] = high
-        return ends
 
     def _handle(self, msg: Message) -> None:
         error = msg.error()
