@@ -64,8 +64,8 @@ def produce(settings: Settings, topic: str, n: int) -> float:
 
 def run_job(settings: Settings, write_batch: Any = None) -> float:
     from clickstream.jobs import bookstore
-    from clickstream.jobs.runner import _start_query
     from clickstream.spark.session import get_spark
+    from clickstream.streaming.runner import _start_query
 
     spark = get_spark(settings)
     spec = bookstore.build(spark, settings)

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
-from clickstream.jobs.reduce import REDUCED, Reduced, TallyPart, reduce_partition
-from clickstream.jobs.tally import window_partials
+from clickstream.streaming.reduce import REDUCED, Reduced, TallyPart, reduce_partition
+from clickstream.streaming.tally import window_partials
 
 T0 = 1_793_577_600_000
 DAY_MS = 86_400_000

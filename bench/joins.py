@@ -45,6 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clickstream.events.joins import EVENTS, user_id_of
+from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings, load_settings
@@ -95,11 +96,11 @@ def produce(settings: Settings, records: int) -> tuple[int, int]:
 
 
 def run_job(spark: Any, settings: Settings) -> dict[str, Any]:
-    from clickstream.jobs.runner import start_job
     from clickstream.sinks.duckdb_table import connect
+    from clickstream.streaming.runner import start_job
 
     started = time.perf_counter()
-    job = start_job(spark, settings, "joins", available_now=True)
+    job = start_job(spark, settings, builder("joins"), available_now=True)
     job.await_all()
     elapsed = time.perf_counter() - started
     join_query = next(q for q in job.queries if q.name == "joins.all")  # the only one

@@ -38,6 +38,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings, load_settings
@@ -133,8 +134,8 @@ def produce(args: argparse.Namespace) -> dict[str, str]:
 def run_once(
     spark, settings: Settings, topic: str, batch: int, work: Path, job_name: str
 ) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    from clickstream.jobs.runner import start_job
     from clickstream.sinks.duckdb_table import connect
+    from clickstream.streaming.runner import start_job
 
     names = {
         "results": f"{topic}.results-{work.name}",
@@ -159,7 +160,7 @@ def run_once(
     )
     ensure_topics(s, [n for n in names.values() if n != topic], partitions=1)
     started = time.perf_counter()
-    job = start_job(spark, s, job_name, available_now=True)
+    job = start_job(spark, s, builder(job_name), available_now=True)
     job.await_all()
     elapsed = time.perf_counter() - started
     stats = job.stats[f"{job_name}.counts"]

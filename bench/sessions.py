@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clickstream.events.web import EnrichedWebEvent
+from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings, load_settings
@@ -84,12 +85,12 @@ def produce(settings: Settings, events: int) -> int:
 
 
 def run_job(spark, settings: Settings, data_dir: Path) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
-    from clickstream.jobs.runner import start_job
     from clickstream.sinks.duckdb_table import connect
+    from clickstream.streaming.runner import start_job
 
     ours = settings.model_copy(update={"data_dir": data_dir})
     started = time.perf_counter()
-    job = start_job(spark, ours, "sessions", available_now=True)
+    job = start_job(spark, ours, builder("sessions"), available_now=True)
     job.await_all()
     elapsed = time.perf_counter() - started
     with connect(ours.duckdb_path, read_only=True) as con:
@@ -100,9 +101,9 @@ def run_job(spark, settings: Settings, data_dir: Path) -> tuple[float, int, int]
 
 def ceiling(spark, settings: Settings, parse: bool) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """Seconds to read (and parse) the whole topic with ``availableNow``, and rows seen."""
-    from clickstream.jobs.parse import good
     from clickstream.jobs.sessions import parse as parse_pageviews
     from clickstream.spark.io import read_kafka
+    from clickstream.streaming.parse import good
 
     frame = read_kafka(
         spark, settings.topics.web_events, settings=settings, starting_offsets="earliest"

@@ -116,7 +116,7 @@ def lags(env: dict[str, str]) -> dict[str, int | None]:
 
     settings = load_settings(environ={k: v for k, v in env.items() if k.startswith("CLICKSTREAM")})
     ends = {(t.name, p): end for t in describe_topics(settings) for p, end in t.ends.items()}
-    return {f"{q.job}.{q.query}": q.lag for q in query_lags(settings.checkpoint_dir, ends)}
+    return {f"{q.job}.{q.query}": q.lag for q in query_lags(settings, ends)}
 
 
 def restarts(data: Path) -> dict[str, int]:

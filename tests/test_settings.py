@@ -11,13 +11,14 @@ import pytest
 
 from clickstream.errors import ConfigError
 from clickstream.settings import all_env_names, load_settings
+from clickstream.streaming import checkpoint
 from tests.conftest import cli_env
 
 
 def test_defaults_mean_embedded_broker() -> None:
     settings = load_settings(environ={})
     assert settings.embedded_broker
-    assert settings.checkpoint_dir == Path(".clickstream/checkpoints")
+    assert checkpoint.local_root(settings) == Path(".clickstream/checkpoints")
     assert settings.broker_dir == Path(".clickstream/kafka")
     assert settings.jars_dir == Path(".clickstream/jars")
     moved = load_settings(environ={"CLICKSTREAM_DATA_DIR": "/srv/cs"})

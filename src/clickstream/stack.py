@@ -11,13 +11,10 @@ that point at the running broker, and are stopped in reverse order.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,10 +24,10 @@ import httpx
 from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.children import child_pid, spawn, stop
 from clickstream.errors import TerminalError
-from clickstream.jobs import checkpoint
 from clickstream.kafka.admin import ensure_topics, standard_topics, wait_for_cluster
 from clickstream.lock import checkpoints_lock
 from clickstream.settings import Settings
+from clickstream.streaming import checkpoint
 
 
 class Part(Protocol):
@@ -326,17 +323,3 @@ class Stack:
                 part.stop()
             finally:
                 self.say(f"{part.name:<10} stopped")
-
-
-@contextmanager
-def stop_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM, for a foreground command that runs until told."""
-    stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

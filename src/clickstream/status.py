@@ -54,7 +54,7 @@ class Report:
 def query_lags(settings: Settings, ends: dict[Key, int] | None) -> list[QueryLag]:
     """The lag of every query whose checkpoint is a local folder (those on a URL are left out:
     reading them needs Spark)."""
-    from clickstream.jobs import checkpoint
+    from clickstream.streaming import checkpoint
 
     checkpoints = checkpoint.local_root(settings)
     if checkpoints is None:

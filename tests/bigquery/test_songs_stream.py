@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from clickstream.jobs.checkpoint import query_location
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.settings import Settings
 from clickstream.simulators.songs import generate_plays, play_songs
+from clickstream.streaming.checkpoint import query_location
+from clickstream.streaming.runner import start_job
 from tests.bigquery.conftest import Emulator
 from tests.bigquery.test_sessions_loader import bigquery_settings
 from tests.conftest import read_topic
@@ -34,7 +35,7 @@ def test_plays_stream_into_bigquery_once(
         (v["user_id"], v["artist"], v["song_id"], v["timestamp"])
         for _, v in read_topic(s, s.songs.topic)
     }
-    start_job(spark, s, "songs", available_now=True).await_all(300)
+    start_job(spark, s, builder("songs"), available_now=True).await_all(300)
 
     client = bigquery_emulator.client()
     table_id = f"{bigquery_emulator.project}.songs.song_plays"
@@ -66,6 +67,6 @@ def test_plays_stream_into_bigquery_once(
     assert all(r.play_id.startswith(f"{s.songs.topic}/") for r in rows)
 
     forget_last_batch(Path(query_location(s, "songs", "plays")))  # a crash before the commit
-    start_job(spark, s, "songs", available_now=True).await_all(300)
+    start_job(spark, s, builder("songs"), available_now=True).await_all(300)
     again = stored()
     assert sorted(r.play_id for r in again) == sorted(r.play_id for r in rows)

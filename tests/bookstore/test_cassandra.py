@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from clickstream.errors import JobFailedError
-from clickstream.jobs.checkpoint import query_location
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.settings import CassandraSettings, Settings
 from clickstream.sinks.cassandra import Target, connect, forget, rows_to_params, write_rows
+from clickstream.streaming.checkpoint import query_location
+from clickstream.streaming.runner import start_job
 from tests.bookstore.conftest import bookstore_settings, cassandra_settings
 from tests.bookstore.helpers import make_events, send
 from tests.cassandra_node import CassandraNode
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(spark: Any, settings: Settings) -> None:
-    start_job(spark, settings, "bookstore", available_now=True).await_all(300)
+    start_job(spark, settings, builder("bookstore"), available_now=True).await_all(300)
 
 
 def query(node: CassandraNode, cql: str) -> list[Any]:

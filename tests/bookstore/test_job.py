@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming.runner import start_job
 from tests.bookstore.conftest import bookstore_settings
 from tests.bookstore.helpers import BAD, T0, make_events, send
 from tests.conftest import read_topic
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(spark: Any, settings: Settings) -> None:
-    start_job(spark, settings, "bookstore", available_now=True).await_all(300)
+    start_job(spark, settings, builder("bookstore"), available_now=True).await_all(300)
 
 
 def test_events_land_in_the_warehouse_counts_on_the_result_topic_bad_ones_dead_lettered(

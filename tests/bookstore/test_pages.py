@@ -11,8 +11,9 @@ import pytest
 
 from clickstream.bookstore.app import create_app
 from clickstream.broker.embedded import free_port
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.settings import Settings
+from clickstream.streaming.runner import start_job
 from tests.bookstore.conftest import bookstore_settings, cassandra_settings
 from tests.bookstore.test_cassandra import query
 from tests.browser.conftest import browser  # noqa: F401 (the fixture)
@@ -63,7 +64,7 @@ def test_clicks_and_a_purchase_become_rows_in_cassandra(
         thread.join(10)
         collector.stop()
 
-    start_job(spark, s, "bookstore", available_now=True).await_all(300)
+    start_job(spark, s, builder("bookstore"), available_now=True).await_all(300)
     rows = query(cassandra, f"SELECT * FROM {c.keyspace}.events")
     got = sorted((r.event_type, r.user_id, r.book_id) for r in rows)
     assert got == [

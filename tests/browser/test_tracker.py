@@ -12,10 +12,11 @@ import msgspec
 import pytest
 
 from clickstream.events.web import EnrichedWebEvent
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming.runner import start_job
 from tests.collector.conftest import RunningCollector
 from tests.conftest import read_topic
 
@@ -109,7 +110,7 @@ def test_tracker_pageviews_spa_and_custom_events_become_a_session(  # type: igno
     )  # fmt: skip
     producer.produce(ours.topics.web_events, msgspec.json.encode(closing), key="closer")
     producer.flush()
-    start_job(spark, ours, "sessions", available_now=True).await_all(300)
+    start_job(spark, ours, builder("sessions"), available_now=True).await_all(300)
     with connect(ours.duckdb_path, read_only=True) as con:
         rows = con.execute(
             "SELECT pages, landing_page_codes, pageviews FROM sessions WHERE visitor_id = ?",

@@ -15,11 +15,12 @@ import pytest
 
 import clickstream.jobs.submit
 from clickstream.events.shop import ShopEvent
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming.runner import start_job
 from tests.cluster.conftest import BIN, Cluster
 from tests.conftest import JARS_DIR, read_topic
 
@@ -129,7 +130,7 @@ def local_results(
 ) -> dict[str, Any]:
     s = run_settings(settings, inputs, tmp_path_factory.mktemp("local"))
     for name in JOBS:
-        start_job(spark, s, name, available_now=True).await_all(300)
+        start_job(spark, s, builder(name), available_now=True).await_all(300)
     found = results(s)
     # Enough to compare: every job wrote something.
     assert len(found["sessions"]) == 8

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.settings import Settings
 from clickstream.simulators.shop import generate_shop_rows, replay_shop
+from clickstream.streaming.runner import start_job
 from tests.dashboard.conftest import RunningDashboard
 from tests.dashboard.test_page import ARTIFACTS, Page, open_page  # noqa: F401 (fixture)
 from tests.jobs.counts_support import count_settings
@@ -36,7 +37,7 @@ def test_gender_chart_follows_a_running_shop_replay(
         daemon=True,
     )
     replay.start()
-    job = start_job(spark, s, "shop")
+    job = start_job(spark, s, builder("shop"))
     try:
         dashboard = start_dashboard(s)
         page = open_page(dashboard.url)

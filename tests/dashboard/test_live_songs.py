@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.settings import Settings
 from clickstream.simulators.songs import generate_plays, play_songs
+from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.dashboard.conftest import RunningDashboard
 from tests.dashboard.test_page import ARTIFACTS, Page, open_page  # noqa: F401 (fixture)
@@ -38,7 +39,7 @@ def test_top_songs_panels_follow_the_plays(
         daemon=True,
     )
     plays.start()
-    job = start_job(spark, s, "songs")
+    job = start_job(spark, s, builder("songs"))
     try:
         page = open_page(start_dashboard(s).url)
         first = page.wait_chart("songs.minute", "Object.keys(last).length >= 2", timeout_s=120)

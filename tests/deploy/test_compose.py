@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from clickstream.cli import cli
-from clickstream.jobs.runner import builders
+from clickstream.jobs import builders
 from clickstream.settings import all_env_names, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,11 +13,12 @@ import msgspec
 
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
 from clickstream.events.web import EnrichedWebEvent
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -71,7 +72,7 @@ def table_counts(settings: Settings, metric_prefix: str) -> Expected:
 
 
 def run(spark: Any, settings: Settings, name: str) -> Any:
-    job = start_job(spark, settings, name, available_now=True)
+    job = start_job(spark, settings, builder(name), available_now=True)
     job.await_all(300)
     return job
 

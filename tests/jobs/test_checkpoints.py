@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 
 from clickstream.errors import ConfigError
-from clickstream.jobs import checkpoint
-from clickstream.jobs.reduce import PARTIAL, Reduced, TallyPart, partial_counts
 from clickstream.settings import Settings
+from clickstream.streaming import checkpoint
+from clickstream.streaming.reduce import PARTIAL, Reduced, TallyPart, partial_counts
 from tests.jobs.counts_support import (
     T0,
     count_settings,

@@ -11,8 +11,9 @@ import pytest
 
 from clickstream.errors import ConfigError
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.settings import Settings
+from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.jobs.counts_support import (
     T0,
@@ -216,4 +217,4 @@ def test_a_checkpoint_of_the_stateful_count_query_is_refused_with_what_to_do(
     s = count_settings(settings, tmp_path)
     (s.checkpoint_dir / "shop" / "counts" / "state" / "0").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"checkpoint .*shop/counts was written by .*delete it"):
-        start_job(spark, s, "shop", available_now=True)
+        start_job(spark, s, builder("shop"), available_now=True)

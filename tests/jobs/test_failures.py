@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from clickstream.errors import JobFailedError
-from clickstream.jobs.runner import RunningJob
-from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
+from clickstream.streaming.runner import RunningJob
+from clickstream.streaming.spec import JobSpec, QuerySpec
 from tests.jobs.counts_support import T0, count_settings, run, send, web_event
 
 pytestmark = pytest.mark.slow

@@ -16,11 +16,12 @@ import pytest
 
 from clickstream.errors import ConfigError
 from clickstream.events.joins import user_id_of
-from clickstream.jobs.checkpoint import query_location
+from clickstream.jobs import builder
 from clickstream.jobs.joins import EVENT_TYPES, NAME, QUERY, UNMATCHED, USER_EVENTS
-from clickstream.jobs.runner import start_job
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming.checkpoint import query_location
+from clickstream.streaming.runner import start_job
 from tests.conftest import cli_env, read_topic, wait_for
 from tests.jobs.join_data import (
     JoinInput,
@@ -39,7 +40,7 @@ WATERMARK_S = 3600
 
 
 def run(spark: Any, settings: Settings) -> None:
-    start_job(spark, settings, NAME, available_now=True).await_all()
+    start_job(spark, settings, builder(NAME), available_now=True).await_all()
 
 
 def warehouse(settings: Settings) -> dict[str, Any]:
@@ -241,4 +242,4 @@ def test_checkpoints_of_the_three_query_version_are_refused(
     (old / "offsets" / "0").write_text("v1\n")
     refused = r"\(events\) were written by an earlier clickstream version.*delete .*joins and the"
     with pytest.raises(ConfigError, match=refused):
-        start_job(spark, job, NAME, available_now=True)
+        start_job(spark, job, builder(NAME), available_now=True)

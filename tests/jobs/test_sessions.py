@@ -16,12 +16,13 @@ import pytest
 
 from clickstream.errors import JobFailedError
 from clickstream.events.web import EnrichedWebEvent
-from clickstream.jobs.runner import RunningJob, start_job
+from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.sinks.avro_files import read_avro
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming.runner import RunningJob, start_job
 from tests.conftest import read_topic
 
 pytestmark = pytest.mark.slow
@@ -69,7 +70,7 @@ def send(settings: Settings, events: list[EnrichedWebEvent | bytes]) -> None:
 
 
 def run(spark, settings: Settings) -> RunningJob:  # type: ignore[no-untyped-def]
-    job = start_job(spark, settings, "sessions", available_now=True)
+    job = start_job(spark, settings, builder("sessions"), available_now=True)
     job.await_all(300)
     return job
 

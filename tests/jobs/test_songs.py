@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from clickstream.events.songs import CATALOG
-from clickstream.jobs.checkpoint import query_location
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.simulators.songs import generate_plays, play_songs
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming.checkpoint import query_location
+from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.jobs.songs_support import (
     expected_counts,
@@ -41,7 +42,7 @@ FIELDS = {
 
 
 def run(spark: Any, settings: Settings) -> Any:
-    job = start_job(spark, settings, "songs", available_now=True)
+    job = start_job(spark, settings, builder("songs"), available_now=True)
     job.await_all(300)
     return job
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clickstream.jobs.checkpoint import LocalStore
-from clickstream.jobs.reduce import DEAD, LATE, PARTIAL, Reduced, reduce_partition
 from clickstream.jobs.songs import SongCounts
-from clickstream.jobs.tally import PARTIALS
 from clickstream.settings import load_settings
+from clickstream.streaming.checkpoint import LocalStore
+from clickstream.streaming.reduce import DEAD, LATE, PARTIAL, Reduced, reduce_partition
+from clickstream.streaming.tally import PARTIALS
 
 T0 = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp() * 1000)
 SONGS = [f"tony-allen/song-{i}" for i in range(10)]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from clickstream.jobs.runner import RunningJob, start_jobs
+from clickstream.jobs import pick
 from clickstream.settings import Settings
+from clickstream.streaming.runner import RunningJob, start_jobs
 from tests.jobs.counts_support import count_settings
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def test_queries_start_after_the_first_batch_of_the_one_before(
     running: list[RunningJob] = []
     said: list[str] = []
     try:
-        start_jobs(spark, ours, ["sessions", "web-live"], running, say=said.append)
+        start_jobs(spark, ours, pick(["sessions", "web-live"]), running, say=said.append)
         queries = {q.name: q for job in running for q in job.queries}
         foreground = ["sessions.sessions", "web-live.counts", "web-live.active-sessions"]
         background = ["sessions.sessions-dead-letter"]

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from clickstream.errors import ConfigError
-from clickstream.jobs.tally import Slot, WindowTally
+from clickstream.streaming.tally import Slot, WindowTally
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -12,8 +12,9 @@ import msgspec
 import pytest
 
 from clickstream.errors import ConfigError
-from clickstream.jobs.runner import start_job
+from clickstream.jobs import builder
 from clickstream.settings import Settings
+from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.jobs.counts_support import (
     T0,
@@ -167,11 +168,11 @@ def test_a_web_live_checkpoint_without_retry_state_is_refused_with_what_to_do(
     (query / "commits").mkdir(parents=True)
     (query / "commits" / "0").write_text('v1\n{"nextBatchWatermarkMs":0}')
     with pytest.raises(ConfigError, match=r"counts was written by .*kept no Spark state.*delete"):
-        start_job(spark, s, "web-live", available_now=True)
+        start_job(spark, s, builder("web-live"), available_now=True)
     # Two versions before, the counts were Spark's stateful aggregation.
     metadata = query / "state" / "0" / "_metadata"
     metadata.mkdir(parents=True)
     info = {"operatorInfo": {"operatorId": 0, "operatorName": "stateStoreSave"}}
     (metadata / "metadata").write_text("v1\n" + json.dumps(info))
     with pytest.raises(ConfigError, match=r"kept the state of stateStoreSave.*delete"):
-        start_job(spark, s, "web-live", available_now=True)
+        start_job(spark, s, builder("web-live"), available_now=True)

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from clickstream.jobs import builder
 from clickstream.jobs.joins import NAME
-from clickstream.jobs.runner import start_job
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.simulators.joins import simulate_page_events, simulate_users
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.secure.conftest import SecureBroker
 
@@ -60,7 +61,7 @@ def test_seed_flow_over_a_secured_broker(
     producer.produce(settings.joins.events_topic, b'{"user_id": 1}')
     producer.flush()
 
-    start_job(spark, settings, NAME, available_now=True).await_all()
+    start_job(spark, settings, builder(NAME), available_now=True).await_all()
 
     sent = [v for _k, v in read_topic(settings, settings.joins.events_topic)]
     per_user = Counter(e["user_id"] for e in sent if "event" in e)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from clickstream.jobs.checkpoint import LocalStore
 from clickstream.jobs.songs import SongCounts
 from clickstream.settings import load_settings
 from clickstream.sinks.duckdb_table import DuckDBTable, connect
 from clickstream.sinks.join_tables import JoinTables
+from clickstream.streaming.checkpoint import LocalStore
 
 SECONDS = 8.0
 """How long the writers run together: without turns, the error shows within 1-3 s here."""

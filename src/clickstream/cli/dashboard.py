@@ -20,7 +20,7 @@ def dashboard(ctx: Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from clickstream.dashboard.app import create_app
-    from clickstream.stack import stop_signals
+    from clickstream.signals import stop_signals
 
     settings = ctx.client_settings()
     bind_host = host or settings.dashboard.host

@@ -210,7 +210,7 @@ def simulate_shop(
             raise ConfigError("--start needs --rate > 0 (event times are 1000/rate ms apart)")
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--start") from None
-    from clickstream.stack import stop_signals
+    from clickstream.signals import stop_signals
 
     source = read_shop_csv(path) if path is not None else generate_shop_rows(seed)
     try:

@@ -17,7 +17,7 @@ def broker(ctx: Context, port: int | None) -> None:
     """Run the embedded broker (Apache Kafka, one node, data in DATA_DIR/kafka) until Ctrl-C."""
     from clickstream.broker.embedded import EmbeddedBroker
     from clickstream.kafka.admin import wait_for_cluster
-    from clickstream.stack import stop_signals
+    from clickstream.signals import stop_signals
 
     settings = ctx.settings
     if not settings.embedded_broker:

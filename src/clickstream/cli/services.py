@@ -90,7 +90,7 @@ def jobs() -> None:
 @jobs.command("list")
 def jobs_list() -> None:
     """The jobs there are."""
-    from clickstream.jobs.runner import builders
+    from clickstream.jobs import builders
 
     for name, build in sorted(builders().items()):
         doc = (sys.modules[build.__module__].__doc__ or "").strip().splitlines()[0]
@@ -118,13 +118,14 @@ def jobs_run(
     """Run the jobs NAME... in one Spark session until Ctrl-C (or until caught up, with
     --available-now). `clickstream jobs run sessions shop web-live` runs them all. One jobs
     process at a time may use a checkpoint folder."""
-    from clickstream.jobs.runner import check_names, lock_checkpoints, run_jobs
+    from clickstream.jobs import pick
+    from clickstream.streaming.runner import lock_checkpoints, run_jobs
 
-    check_names(names)  # before Spark starts
+    builds = pick(names)  # before Spark starts
     lock_checkpoints(ctx.settings)
     run_jobs(
         ctx.client_settings(),
-        names,
+        builds,
         available_now=available_now,
         master=master,
         wait_for_kafka=wait_for_kafka,

@@ -60,8 +60,8 @@ def simulate_songs(
     """Song plays to Kafka, as the seed's producer: song_completed events of one artist's ten
     songs (or several artists'), with delivery reports counted; the totals at the end."""
     from clickstream.events.songs import CATALOG, DEFAULT_ARTIST
+    from clickstream.signals import stop_signals
     from clickstream.simulators.songs import check_artists, generate_plays, open_log, play_songs
-    from clickstream.stack import stop_signals
 
     if not (count or duration or endless):
         raise click.UsageError("plays never end: give --count, --duration or --endless")

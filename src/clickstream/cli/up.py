@@ -39,7 +39,8 @@ def up(click_ctx: click.Context, demo: bool, rate: float, shop_rate: float, rese
     started again (after 1 s, then 2 s, 4 s... at most 60 s); after 5 failures within 10
     minutes it is left stopped, with its last error in `clickstream status`."""
     from clickstream.lock import up_lock
-    from clickstream.stack import Stack, stop_signals
+    from clickstream.signals import stop_signals
+    from clickstream.stack import Stack
     from clickstream.supervisor import Supervisor, state_path
 
     ctx: Context = click_ctx.obj

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.bookstore import EVENT_TYPES, REQUIRED, TABLE, UUID_PATTERN, BookstoreEvent
-from clickstream.jobs.counts import Measure, Windows, live_counts
-from clickstream.jobs.parse import good, parse_json, time_checks
-from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
 from clickstream.sinks.base import Sink, fan_out
 from clickstream.sinks.duckdb_table import DuckDBTable
 from clickstream.spark.io import read_kafka
+from clickstream.streaming.counts import Measure, Windows, live_counts
+from clickstream.streaming.parse import good, parse_json, time_checks
+from clickstream.streaming.spec import JobSpec, QuerySpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

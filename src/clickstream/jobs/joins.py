@@ -35,15 +35,15 @@ from pyspark.sql import functions as F
 from clickstream.errors import ConfigError
 from clickstream.events.joins import MAX_CHARS, PageEvent, User, fields
 from clickstream.events.results import WindowCount, record_key
-from clickstream.jobs import checkpoint
-from clickstream.jobs.checkpoint import Store
-from clickstream.jobs.parse import dead_letter_key, dead_letter_value
-from clickstream.jobs.spec import JobSpec, QuerySpec
-from clickstream.jobs.string_fields import parse_string_fields
 from clickstream.settings import Settings
 from clickstream.sinks.join_tables import TABLES, BatchChange, JoinTables
 from clickstream.sinks.kafka_topic import DriverKafkaSink
 from clickstream.spark.io import read_kafka
+from clickstream.streaming import checkpoint
+from clickstream.streaming.checkpoint import Store
+from clickstream.streaming.parse import dead_letter_key, dead_letter_value
+from clickstream.streaming.spec import JobSpec, QuerySpec
+from clickstream.streaming.string_fields import parse_string_fields
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.web import EnrichedWebEvent
-from clickstream.jobs.parse import dead_letter_query, good, parse_json, time_checks
-from clickstream.jobs.spec import JobSpec, QuerySpec
 from clickstream.settings import Settings
 from clickstream.sinks.avro_files import AvroFilesSink
 from clickstream.sinks.base import Sink, fan_out
 from clickstream.sinks.duckdb_table import DuckDBTable
 from clickstream.spark.io import read_kafka
+from clickstream.streaming.parse import dead_letter_query, good, parse_json, time_checks
+from clickstream.streaming.spec import JobSpec, QuerySpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -96,7 +96,7 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
 
 def parse(raw: DataFrame, settings: Settings) -> DataFrame:
     """Pageview records, checked: the event time drives the watermark, so a far-future one is
-    dead-lettered (:func:`~clickstream.jobs.parse.time_checks`)."""
+    dead-lettered (:func:`~clickstream.streaming.parse.time_checks`)."""
     checks = time_checks(["timestamp", "receivedAt"], settings.jobs.max_future_s)
     return parse_json(raw, EnrichedWebEvent, REQUIRED, checks)
 

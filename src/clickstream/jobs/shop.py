@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
-from clickstream.jobs.counts import Measure, Windows, live_counts
-from clickstream.jobs.parse import parse_json, time_checks
-from clickstream.jobs.spec import JobSpec
 from clickstream.settings import Settings
 from clickstream.spark.io import read_kafka
+from clickstream.streaming.counts import Measure, Windows, live_counts
+from clickstream.streaming.parse import parse_json, time_checks
+from clickstream.streaming.spec import JobSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

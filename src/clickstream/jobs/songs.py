@@ -7,11 +7,11 @@ queries:
   hour (``songs.hour``) and all time (``songs.all``, one window from the epoch), to the result
   topic and the warehouse table ``window_counts``, keyed ``artist/song_name``; the dashboard
   ranks them, every ``jobs.count_trigger_s``. Counted where the plays are, as the generic count
-  jobs (:mod:`clickstream.jobs.counts`): one ``mapInArrow`` per micro-batch in which each task
+  jobs (:mod:`clickstream.streaming.counts`): one ``mapInArrow`` per micro-batch in which each task
   reduces its plays to partial counts per (metric, window, key) for each of the three tallies,
   against each tally's watermark as of the batch start, with its late plays, its newest play
   time and its dead letters; the driver merges only those partials into the open windows
-  (:meth:`~clickstream.jobs.tally.WindowTally.merge`). The seed stamps plays anywhere earlier
+  (:meth:`~clickstream.streaming.tally.WindowTally.merge`). The seed stamps plays anywhere earlier
   in the current month, so the minute and hour windows stay open ``songs.open_windows_s`` (40
   days) behind the newest play: a play of this month counts in the windows of its time, never
   dropped as late. All time is a plain running total (every play in the one window, which never
@@ -40,16 +40,16 @@ from clickstream.events.songs import (
     SPARK_TIME_FORMAT,
     SongPlay,
 )
-from clickstream.jobs import checkpoint
-from clickstream.jobs.parse import dead_letter_key, dead_letter_value, good, parse_json
-from clickstream.jobs.reduce import Reduced, TallyPart, run_again
-from clickstream.jobs.spec import JobSpec, QuerySpec
-from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import DuckDBTable, writing
 from clickstream.sinks.kafka_topic import DriverKafkaSink
 from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
+from clickstream.streaming import checkpoint
+from clickstream.streaming.parse import dead_letter_key, dead_letter_value, good, parse_json
+from clickstream.streaming.reduce import Reduced, TallyPart, run_again
+from clickstream.streaming.spec import JobSpec, QuerySpec
+from clickstream.streaming.tally import WindowTally
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

@@ -6,7 +6,7 @@
 The arguments are those of ``clickstream jobs run`` (job names, ``--available-now``,
 ``--wait-for-kafka``). Settings come from ``CLICKSTREAM_*`` variables and ``clickstream.toml``
 as for every command; the master and driver memory come from spark-submit. The loop is
-:func:`clickstream.jobs.runner.run_jobs`, the one ``clickstream jobs run`` runs. See
+:func:`clickstream.streaming.runner.run_jobs`, the one ``clickstream jobs run`` runs. See
 docs/deployment.md.
 """
 
@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-for-kafka", type=float, default=None)
     args = parser.parse_args(argv)
 
-    from clickstream.jobs.runner import run_jobs
+    from clickstream.jobs import pick
     from clickstream.settings import load_settings
+    from clickstream.streaming.runner import run_jobs
 
     try:
         settings = load_settings(None)
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         run_jobs(
             settings,
-            args.names,
+            pick(args.names),
             available_now=args.available_now,
             wait_for_kafka=args.wait_for_kafka,
             say=lambda line: print(line, flush=True),

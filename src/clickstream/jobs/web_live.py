@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.events.web import EnrichedWebEvent
-from clickstream.jobs.counts import (
+from clickstream.settings import Settings
+from clickstream.sinks.results_topic import ResultsTopic
+from clickstream.spark.io import read_kafka
+from clickstream.streaming.counts import (
     Measure,
     Windows,
     live_counts,
     window_distinct,
 )
-from clickstream.jobs.parse import good, parse_json, time_checks
-from clickstream.jobs.spec import JobSpec, QuerySpec
-from clickstream.settings import Settings
-from clickstream.sinks.results_topic import ResultsTopic
-from clickstream.spark.io import read_kafka
+from clickstream.streaming.parse import good, parse_json, time_checks
+from clickstream.streaming.spec import JobSpec, QuerySpec
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clickstream.errors import ConfigError
 from clickstream.settings.base import Section
 from clickstream.settings.platform import (
     BrokerSettings,
@@ -48,16 +47,6 @@ class Settings(Section):
     def embedded_broker(self) -> bool:
         """True when no external cluster is configured."""
         return self.kafka.bootstrap_servers is None
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        """The local checkpoint folder (see :mod:`clickstream.jobs.checkpoint` for URLs)."""
-        from clickstream.jobs.checkpoint import local_root, root
-
-        found = local_root(self)
-        if found is None:
-            raise ConfigError(f"spark.checkpoint_dir {root(self)} is not a local folder")
-        return found
 
     @property
     def jars_dir(self) -> Path:

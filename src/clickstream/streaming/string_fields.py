@@ -5,8 +5,8 @@ is required makes the record bad, as the schema says (Spark's JSON reader would 
 
 Each field is read as a ``variant`` (one JSON parse per record, duplicate keys: the last wins,
 as in Python's ``json``) and its JSON type checked with ``schema_of_variant``. The result has
-the same columns as :func:`~clickstream.jobs.parse.parse_json` (the fields, ``reason``, and
-the source columns prefixed with ``_``), so :func:`~clickstream.jobs.parse.dead_letter_value`
+the same columns as :func:`~clickstream.streaming.parse.parse_json` (the fields, ``reason``, and
+the source columns prefixed with ``_``), so :func:`~clickstream.streaming.parse.dead_letter_value`
 and friends apply.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from clickstream.jobs.parse import CORRUPT, SOURCE
+from clickstream.streaming.parse import CORRUPT, SOURCE
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

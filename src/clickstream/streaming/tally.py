@@ -2,7 +2,7 @@
 
 The count queries are stateless in Spark: the executors reduce each micro-batch to partial
 counts per (metric, window, key) with :func:`window_partials` (see
-:mod:`clickstream.jobs.counts`), and a :class:`WindowTally` on the driver adds those to the
+:mod:`clickstream.streaming.counts`), and a :class:`WindowTally` on the driver adds those to the
 counts of the windows still open (:meth:`WindowTally.merge`). Counts are sums, so nothing else
 is needed; it saves Spark's stateful aggregation (a shuffle, a second stage and a state store
 per partition), which was most of a count micro-batch's time.
@@ -18,15 +18,15 @@ Semantics are those of Spark's windowed aggregation with a watermark, in update 
 * each batch yields the counts of the windows it changed, as counted so far.
 
 Retried events (``web-live``) are removed before the tally, on the executors (see
-:func:`clickstream.jobs.counts.drop_retries`).
+:func:`clickstream.streaming.counts.drop_retries`).
 
 **Exactly once.** :meth:`WindowTally.count` works out a batch's result without changing the
 tally; :meth:`WindowTally.commit` applies it once the results are written and saves a snapshot
 (open windows, watermark, batch id) beside the query's checkpoint, on its filesystem
-(:mod:`clickstream.jobs.checkpoint`). After a restart the tally is the last
+(:mod:`clickstream.streaming.checkpoint`). After a restart the tally is the last
 snapshot: a batch Spark runs again is either newer (counted again from the state before it, so
 its writes repeat the same counts) or already in the snapshot (not counted or written again,
-but still run through Spark: see :func:`clickstream.jobs.reduce.run_again`)."""
+but still run through Spark: see :func:`clickstream.streaming.reduce.run_again`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from clickstream.errors import ConfigError
 from clickstream.events.results import WindowCount
-from clickstream.jobs.checkpoint import LocalStore, Store, batch_numbers
+from clickstream.streaming.checkpoint import LocalStore, Store, batch_numbers
 
 Slot = tuple[str, int, str]
 """(metric, window start in epoch ms, key)."""

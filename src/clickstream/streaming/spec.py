@@ -29,3 +29,7 @@ class QuerySpec:
 class JobSpec:
     name: str
     queries: list[QuerySpec] = field(default_factory=list)
+
+
+Builder = Callable[..., JobSpec]
+"""A job module's ``build(spark, settings, starting_offsets=...)``."""

@@ -6,9 +6,9 @@ events later than the watermark are dropped and counted.
 
 :func:`live_counts` is the query of the count jobs. Spark reads and parses each micro-batch
 (statelessly: no shuffle, no state store) and each task reduces its events to partial counts
-per (metric, window, key) (:func:`~clickstream.jobs.tally.window_partials`, in
+per (metric, window, key) (:func:`~clickstream.streaming.tally.window_partials`, in
 ``mapInArrow``), so only those partials reach the driver, whatever the number of events. The
-driver adds them to the counts of the open windows (:mod:`clickstream.jobs.tally`) and writes
+driver adds them to the counts of the open windows (:mod:`clickstream.streaming.tally`) and writes
 the windows it changed with their count so far, so a window reaches the result topic one
 trigger after its first event instead of after the watermark passes it. The same batch's
 malformed records go to the dead-letter topic: one read and one parse of the topic for both.
@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from clickstream.errors import ConfigError
-from clickstream.jobs import checkpoint
-from clickstream.jobs.parse import dead_letter_key, dead_letter_value
-from clickstream.jobs.reduce import Reduced, TallyPart, run_again
-from clickstream.jobs.spec import QuerySpec
-from clickstream.jobs.tally import WindowTally
 from clickstream.settings import Settings
 from clickstream.sinks.kafka_topic import DriverKafkaSink
 from clickstream.sinks.results_topic import ResultsTopic
+from clickstream.streaming import checkpoint
+from clickstream.streaming.parse import dead_letter_key, dead_letter_value
+from clickstream.streaming.reduce import Reduced, TallyPart, run_again
+from clickstream.streaming.spec import QuerySpec
+from clickstream.streaming.tally import WindowTally
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -91,7 +91,7 @@ def live_counts(
     dead_letters: Column | bool = True,
     event_id: Column | None = None,
 ) -> QuerySpec:
-    """The count query over ``parsed`` records (:func:`~clickstream.jobs.parse.parse_json`):
+    """The count query over ``parsed`` records (:func:`~clickstream.streaming.parse.parse_json`):
     good records are counted by ``time_ms`` (event time, epoch ms), once per ``event_id`` when
     given (within ``jobs.dedup_s``); bad ones go to the dead-letter topic if ``dead_letters`` is
     true, or a condition that holds for them."""
@@ -222,7 +222,7 @@ def drop_retries(
     drops events older than its watermark (the newest event time minus the delay) before
     looking at their ids; its delay is at least a window and the counts' watermark, so those
     events are late for the counts too (and counted as late, see
-    :class:`~clickstream.jobs.runner.RunningJob`)."""
+    :class:`~clickstream.streaming.runner.RunningJob`)."""
     delay_s = max(dedup_s, windows.size_s + windows.watermark_s)
     source = F.concat_ws(
         ":",

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import msgspec
 from pyspark.sql import functions as F
 
-from clickstream.events.web import map_limits, spark_columns, spark_ddl, string_limits
-from clickstream.jobs.spec import QuerySpec
+from clickstream.events.schema import map_limits, spark_columns, spark_ddl, string_limits
 from clickstream.settings import Settings
 from clickstream.sinks.kafka_topic import DriverKafkaSink
+from clickstream.streaming.spec import QuerySpec
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

@@ -4,38 +4,21 @@ their progress: rows in, rows dropped as too late, last batch."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from clickstream.errors import ConfigError, JobFailedError
-from clickstream.jobs import checkpoint
-from clickstream.jobs.spec import JobSpec, QuerySpec
+from clickstream.errors import JobFailedError
 from clickstream.settings import Settings
+from clickstream.streaming import checkpoint
+from clickstream.streaming.spec import Builder, JobSpec, QuerySpec
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
-
-Builder = Callable[..., JobSpec]
-
-
-def builders() -> dict[str, Builder]:
-    from clickstream.jobs import bookstore, joins, sessions, shop, songs, web_live
-
-    modules = (sessions, shop, web_live, bookstore, songs, joins)
-    return {module.NAME: module.build for module in modules}
-
-
-def check_names(names: list[str] | tuple[str, ...]) -> dict[str, Builder]:
-    """The jobs' builders; raise :class:`ConfigError` naming the first unknown job."""
-    found = builders()
-    unknown = [name for name in names if name not in found]
-    if unknown:
-        raise ConfigError(f"unknown job {unknown[0]!r}; jobs: {', '.join(sorted(found))}")
-    return found
 
 
 def prepare_kafka(settings: Settings, wait_s: float | None = None) -> None:
@@ -150,13 +133,13 @@ def _deepest_java_cause(exc: BaseException) -> str | None:
 def start_job(
     spark: SparkSession,
     settings: Settings,
-    name: str,
+    build: Builder,
     *,
     available_now: bool = False,
     **options: Any,
 ) -> RunningJob:
-    """Build job ``name`` and start its queries (``available_now``: process what is there, stop)."""
-    spec = check_names([name])[name](spark, settings, **options)
+    """Build a job and start its queries (``available_now``: process what is there, stop)."""
+    spec = build(spark, settings, **options)
     job = RunningJob(spec, [])
     for query in spec.queries:
         job.queries.append(_start_query(spec, query, settings, available_now))
@@ -166,25 +149,24 @@ def start_job(
 def start_jobs(
     spark: SparkSession,
     settings: Settings,
-    names: Sequence[str],
+    builds: Sequence[Builder],
     running: list[RunningJob],
     *,
     say: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """Start long-running jobs ``names`` into ``running`` (filled as queries start, so a caller
+    """Start long-running jobs (``builds``) into ``running`` (filled as queries start, so a caller
     interrupted half-way can stop what runs), staggered: each query starts once the one before
     finished its first micro-batch (at most ``jobs.staggered_start_s``), in the order of
-    ``names``, and background (dead-letter) queries start last, together. Returns early when
+    ``builds``, and background (dead-letter) queries start last, together. Returns early when
     ``stop`` is set."""
-    builders = check_names(list(names))
-    to_build = list(dict.fromkeys(names))
+    to_build = list(builds)
     first = len(running)
     queue: list[tuple[RunningJob, QuerySpec]] = []
     stop = stop or threading.Event()
 
     def build_next() -> None:
-        job = RunningJob(builders[to_build.pop(0)](spark, settings), [])
+        job = RunningJob(to_build.pop(0)(spark, settings), [])
         running.append(job)
         queue.extend((job, q) for q in job.spec.queries if not q.background)
 
@@ -245,7 +227,7 @@ def lock_checkpoints(settings: Settings) -> None:
 
 def run_jobs(
     settings: Settings,
-    names: Sequence[str],
+    builds: Sequence[Builder],
     *,
     available_now: bool = False,
     master: str | None = None,
@@ -253,15 +235,14 @@ def run_jobs(
     say: Callable[[str], None] = print,
     locked: bool = False,
 ) -> None:
-    """Run jobs ``names`` in one Spark session until SIGINT/SIGTERM (or until caught up, with
-    ``available_now``), then report each query's rows. The loop of ``clickstream jobs run`` and
-    of ``spark-submit`` (:mod:`clickstream.jobs.submit`); ``master`` overrides
-    ``spark.master`` (spark-submit's ``--master`` is already the session's); ``locked``: the
-    caller holds :func:`lock_checkpoints` already."""
+    """Run jobs (``builds``, see :func:`clickstream.jobs.pick`) in one Spark session until
+    SIGINT/SIGTERM (or until caught up, with ``available_now``), then report each query's rows.
+    The loop of ``clickstream jobs run`` and of ``spark-submit`` (:mod:`clickstream.jobs.submit`);
+    ``master`` overrides ``spark.master`` (spark-submit's ``--master`` is already the session's);
+    ``locked``: the caller holds :func:`lock_checkpoints` already."""
+    from clickstream.signals import stop_signals
     from clickstream.spark.session import get_spark
-    from clickstream.stack import stop_signals
 
-    check_names(list(names))  # before Spark starts
     if not locked:
         lock_checkpoints(settings)
     if master:
@@ -274,16 +255,16 @@ def run_jobs(
     on = spark.sparkContext.master
     try:
         if available_now:
-            for name in dict.fromkeys(names):
-                job = start_job(spark, settings, name, available_now=True)
+            for build in builds:
+                job = start_job(spark, settings, build, available_now=True)
                 running.append(job)
-                say(f"job {name}: {len(job.queries)} queries started on {on}")
+                say(f"job {job.spec.name}: {len(job.queries)} queries started on {on}")
             for job in running:
                 job.await_all()
         else:
             with stop_signals() as stop:
-                say(f"starting jobs {', '.join(names)} on {on}")
-                start_jobs(spark, settings, names, running, say=say, stop=stop)
+                say(f"starting jobs {', '.join(_names(builds))} on {on}")
+                start_jobs(spark, settings, builds, running, say=say, stop=stop)
                 while not stop.wait(1.0):
                     for job in running:
                         job.poll()
@@ -299,3 +280,8 @@ def run_jobs(
                 f"{stats.late_rows_dropped} late events dropped"
             )
     spark.stop()
+
+
+def _names(builds: Sequence[Builder]) -> list[str]:
+    """The job names of ``builds`` (a job module's ``build`` sits beside its ``NAME``)."""
+    return [getattr(sys.modules.get(b.__module__), "NAME", b.__module__) for b in builds]

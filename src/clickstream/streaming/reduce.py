@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clickstream.jobs.tally import PARTIALS, window_partials
+from clickstream.streaming.tally import PARTIALS, window_partials
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -136,7 +136,7 @@ class Reduced:
         records: int | None = None,
     ) -> Reduced:
         """``batch`` reduced on the executors; or, when it is known (``records``: from the
-        offset log, :func:`~clickstream.jobs.checkpoint.batch_records`) to hold at most
+        offset log, :func:`~clickstream.streaming.checkpoint.batch_records`) to hold at most
         ``driver_max`` records, collected and reduced on the driver by the same function (the
         same rows, without the fixed cost of a Python task per batch). Either way the batch is
         read once."""
@@ -151,7 +151,7 @@ class Reduced:
         return self.rows.filter(pc.equal(self.rows["kind"], kind))
 
     def partials(self, metrics: list[str]) -> pa.Table:
-        """The partial counts (:data:`~clickstream.jobs.tally.PARTIALS`), ``metric`` named by
+        """The partial counts (:data:`~clickstream.streaming.tally.PARTIALS`), ``metric`` named by
         ``metrics`` (in the order of the parts' columns)."""
         rows = self._kind(PARTIAL)
         names = pa.array(metrics, pa.string())
@@ -191,7 +191,7 @@ def _rows(kind: int, n: int, **columns: pa.Array | pa.ChunkedArray) -> pa.Table:
 def run_again(batch: DataFrame) -> None:
     """Run a micro-batch that was counted and written before a restart (Spark runs it again when
     the process died before its commit) through Spark, writing nothing. A count query's Spark
-    state (:func:`~clickstream.jobs.counts.drop_retries`) must still be committed for it: the
+    state (:func:`~clickstream.streaming.counts.drop_retries`) must still be committed for it: the
     next batch reads that state, and Spark 4.2 fails a batch whose stateful tasks did not all
     commit (``STATE_STORE_COMMIT_VALIDATION_FAILED``). Cheap for a stateless query."""
     batch.write.format("noop").mode("append").save()
