@@ -62,8 +62,8 @@ def test_sql_queries_the_warehouse(tmp_path: Path) -> None:
 
     table = DuckDBTable(tmp_path / "warehouse.duckdb", "sessions", key="session_key")
     rows = pa.table({"session_key": ["a", "b"], "pageviews": [3, 1]})
-    assert table.upsert(rows) == 2
-    assert table.upsert(pa.table({"session_key": ["b"], "pageviews": [2]})) == 1  # replaces b
+    assert table.write(rows, 0) == 2
+    assert table.write(pa.table({"session_key": ["b"], "pageviews": [2]}), 1) == 1  # replaces b
     env = {"CLICKSTREAM_DATA_DIR": str(tmp_path)}
     result = run("sql", "select * from sessions order by session_key", "--format", "csv", **env)
     assert result.returncode == 0, result.stderr

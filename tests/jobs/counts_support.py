@@ -18,12 +18,20 @@ from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.sinks.duckdb_table import connect
+from clickstream.streaming import checkpoint
 from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 Expected = dict[tuple[str, int, str], int]
+
+
+def checkpoint_dir(settings: Settings) -> Path:
+    """The local folder of the jobs' checkpoints."""
+    found = checkpoint.local_root(settings)
+    assert found is not None
+    return found
 
 
 def count_settings(settings: Settings, tmp_path: Path) -> Settings:

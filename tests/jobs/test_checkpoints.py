@@ -17,6 +17,7 @@ from clickstream.streaming import checkpoint
 from clickstream.streaming.reduce import PARTIAL, Reduced, TallyPart, partial_counts
 from tests.jobs.counts_support import (
     T0,
+    checkpoint_dir,
     count_settings,
     expected_shop,
     latest_counts,
@@ -69,7 +70,7 @@ def reduced_view(reduced: Reduced) -> dict[str, Any]:
         "partials": dict(partials),
         "late": reduced.late(),
         "newest": reduced.newest(),
-        "dead": sorted(reduced.dead_letters()),
+        "dead": sorted(map(tuple, reduced.dead_letters().to_pylist())),
     }
 
 
@@ -139,7 +140,7 @@ def test_a_checkpoint_with_commits_but_no_tally_is_refused_with_what_to_do(
     s = count_settings(settings, tmp_path)
     send(s, s.topics.shop, shop_events(20, seed=11))
     run(spark, s, "shop")
-    shutil.rmtree(s.checkpoint_dir / "shop" / "counts" / "tally")
+    shutil.rmtree(checkpoint_dir(s) / "shop" / "counts" / "tally")
     with pytest.raises(
         ConfigError,
         match=r"shop/counts has \d+ committed batches but no count tally .*Restore .*delete the "

@@ -15,7 +15,7 @@ import pytest
 from clickstream.events.shop import ShopEvent
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
-from clickstream.sinks.kafka_topic import MAX_RECORD_BYTES, DriverKafkaSink
+from clickstream.sinks.kafka_topic import MAX_RECORD_BYTES, KafkaTopic, records
 from tests.conftest import read_topic
 from tests.jobs.counts_support import (
     count_settings,
@@ -149,9 +149,10 @@ def test_an_oversized_result_is_dead_lettered_not_fatal(settings: Settings, new_
     s = settings.model_copy(
         update={"topics": settings.topics.model_copy(update={"dead_letter": dead})}
     )
-    sink = DriverKafkaSink(topic, settings=s)
+    sink = KafkaTopic.from_settings(s, topic, small=True)
     big = b'"' + b"v" * MAX_RECORD_BYTES + b'"'
-    assert sink.send([(b"a", b'"small"'), (b"b" * 100, big), (b"c", b'"small too"')]) == 3
+    sent = records([(b"a", b'"small"'), (b"b" * 100, big), (b"c", b'"small too"')])
+    assert sink.write(sent, 0) == 3
     assert sink.too_large == 1
     assert [value for _, value in read_topic(s, topic)] == ["small", "small too"]
     ((_, letter),) = read_topic(s, dead)

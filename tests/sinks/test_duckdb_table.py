@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from clickstream.jobs.songs import SongCounts
+from clickstream.jobs.songs import RankingView
 from clickstream.settings import load_settings
 from clickstream.sinks.duckdb_table import DuckDBTable, connect
 from clickstream.sinks.join_tables import JoinTables
-from clickstream.streaming.checkpoint import LocalStore
 
 SECONDS = 8.0
 """How long the writers run together: without turns, the error shows within 1-3 s here."""
@@ -56,13 +55,15 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
     settings = load_settings(environ={"CLICKSTREAM_DATA_DIR": str(tmp_path)})
     path = settings.duckdb_path
     counts = DuckDBTable(path, "window_counts", "k")
-    joins = JoinTables(path)
-    songs = SongCounts(settings, LocalStore(tmp_path / "songs"))
+    joins = JoinTables(
+        path, query="q", checkpoint_id=lambda: "cp", events_topic="e", on_change=lambda _: None
+    )
+
+    def view(_: int) -> None:
+        RankingView(settings)(1)  # a view made anew each time, as after a restart
 
     def users(i: int) -> None:
         joins.add_batch(
-            "q",
-            "cp",
             i,
             users=pa.table(
                 {
@@ -80,7 +81,7 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
         )
 
     def count(i: int, metric: str = "m") -> None:
-        counts.upsert(
+        counts.write(
             pa.table(
                 {
                     "k": [f"{metric}{i}"],
@@ -90,13 +91,12 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
                     "window_end": [i + 1],
                     "count": [i],
                 }
-            )
+            ),
+            i,
         )
 
     count(0, "songs.minute")  # the view is on the counts table, made by the first counts
-    rounds, errors = run_together(
-        count, users, lambda _: songs._create_view(), lambda _: songs._create_view()
-    )
+    rounds, errors = run_together(count, users, view, view)
     assert errors == []
     assert min(rounds) > 10
     with connect(path, read_only=True) as con:

@@ -11,6 +11,7 @@ keeps just the final counts); the warehouse table ``window_counts`` is upserted 
 from __future__ import annotations
 
 import msgspec
+import pyarrow as pa
 
 TABLE = "window_counts"
 
@@ -29,6 +30,23 @@ class WindowCount(msgspec.Struct, kw_only=True):
 
 def record_key(metric: str, window_start: int, key: str) -> str:
     return f"{metric}|{window_start}|{key}"
+
+
+COUNTS = pa.schema(
+    [
+        ("metric", pa.string()),
+        ("window_start", pa.int64()),
+        ("window_end", pa.int64()),
+        ("key", pa.string()),
+        ("count", pa.int64()),
+    ]
+)
+"""Counts as Arrow rows: what a count writer hands the result sink."""
+
+
+def counts_table(counts: list[WindowCount]) -> pa.Table:
+    """``counts`` as :data:`COUNTS` rows."""
+    return pa.Table.from_pylist([msgspec.structs.asdict(c) for c in counts], schema=COUNTS)
 
 
 # The metrics of the built-in jobs, and what their keys are.

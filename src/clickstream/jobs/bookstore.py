@@ -64,14 +64,8 @@ def event_store(settings: Settings) -> Sink:
     if settings.cassandra.configured:
         from clickstream.sinks.cassandra import CassandraEvents
 
-        return CassandraEvents(settings.cassandra)
-    return DuckDBTable(
-        settings.duckdb_path,
-        TABLE,
-        key="event_id",
-        lock_timeout_s=settings.warehouse.lock_timeout_s,
-        columns=EVENT_COLUMNS,
-    )
+        return CassandraEvents.from_settings(settings)
+    return DuckDBTable.from_settings(settings, TABLE, key="event_id", columns=EVENT_COLUMNS)
 
 
 def events(parsed: DataFrame) -> DataFrame:

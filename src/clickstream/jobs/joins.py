@@ -27,17 +27,17 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from clickstream.errors import ConfigError
 from clickstream.events.joins import MAX_CHARS, PageEvent, User, fields
-from clickstream.events.results import WindowCount, record_key
+from clickstream.events.results import WindowCount, counts_table
 from clickstream.settings import Settings
-from clickstream.sinks.join_tables import TABLES, BatchChange, JoinTables
-from clickstream.sinks.kafka_topic import DriverKafkaSink
+from clickstream.sinks.join_tables import KEY_SHIFT, TABLES, BatchChange, JoinTables
+from clickstream.sinks.kafka_topic import KafkaTopic
+from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
 from clickstream.streaming import checkpoint
 from clickstream.streaming.checkpoint import Store
@@ -52,10 +52,6 @@ NAME = "joins"
 QUERY = "all"
 OLD_QUERIES = ("users", "events", "join")
 """The queries of versions before ``all``, each with its own checkpoint."""
-KEY_BITS = 40
-KEY_SHIFT = 1 << KEY_BITS
-"""An event's key: partition * 2**40 + offset of its record (offsets stay below 2**40); the
-join carries no partition and offset besides it."""
 USER_EVENTS = "joins.user_events"
 EVENT_TYPES = "joins.event_types"
 UNMATCHED = "joins.unmatched"
@@ -120,17 +116,12 @@ def refuse_old_checkpoints(spark: SparkSession, settings: Settings) -> None:
 def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
     joins = settings.joins
     refuse_old_checkpoints(spark, settings)
-    tables = JoinTables(
-        settings.duckdb_path,
-        settings.warehouse.lock_timeout_s,
-        keep_keys_s=4 * (joins.watermark_s + joins.match_bound_s) + 60,
-    )
     users = parse(_read(spark, joins.users_topic, settings, starting_offsets), User, settings)
     events = parse(
         _read(spark, joins.events_topic, settings, starting_offsets), PageEvent, settings
     )
     location = checkpoint.query_location(settings, NAME, QUERY)
-    writer = JoinWriter(settings, tables, checkpoint.store(location, spark))
+    writer = JoinWriter(settings, checkpoint.store(location, spark))
     frame = join_frame(users, events, settings)
     return JobSpec(NAME, [QuerySpec(QUERY, frame, writer, trigger_s=joins.trigger_s)])
 
@@ -234,18 +225,27 @@ def user_key(user_id: str, name: str | None, email: str | None) -> str:
 
 
 class JoinWriter:
-    """One micro-batch of the join's output: dead letters to their topic, then everything else
-    in one warehouse transaction (added once per batch, see
-    :meth:`~clickstream.sinks.join_tables.JoinTables.add_batch`), then the new totals to the
-    result topic."""
+    """One micro-batch of the join's output: dead letters to their topic first (a crash before
+    the warehouse write replays them), then everything else into the join tables (added once
+    per batch, see :class:`~clickstream.sinks.join_tables.JoinTables`), whose changes go to
+    the result topic as new totals."""
 
-    def __init__(self, settings: Settings, tables: JoinTables, query: Store) -> None:
-        self.tables = tables
+    def __init__(self, settings: Settings, query: Store) -> None:
         self.query = query
-        self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
-        self.results = DriverKafkaSink(settings.topics.results, settings=settings)
-        self.events_topic = settings.joins.events_topic
+        self.dead = KafkaTopic.dead_letters(settings)
+        self.results = ResultsTopic.topic_only(settings)
+        joins = settings.joins
+        self.tables = JoinTables(
+            settings.duckdb_path,
+            query=QUERY,
+            checkpoint_id=self.checkpoint_id,
+            events_topic=joins.events_topic,
+            on_change=self.send,
+            lock_timeout_s=settings.warehouse.lock_timeout_s,
+            keep_keys_s=4 * (joins.watermark_s + joins.match_bound_s) + 60,
+        )
         self._checkpoint_id = ""
+        self._batch_id = -1
 
     def checkpoint_id(self) -> str:
         """The query's id, kept in its checkpoint: batch ids count from 0 again in a new one.
@@ -259,59 +259,12 @@ class JoinWriter:
         if not rows.num_rows:
             return
         dead = rows.filter(pc.is_valid(rows["dead_value"]))
-        if dead.num_rows:  # first: a crash before the warehouse write replays them
-            self.dead.send(
-                zip(dead["dead_key"].to_pylist(), dead["dead_value"].to_pylist(), strict=True)
+        if dead.num_rows:
+            self.dead.write(
+                pa.table({"key": dead["dead_key"], "value": dead["dead_value"]}), batch_id
             )
-        kind = rows["kind"]
-        events = rows.filter(pc.and_(pc.equal(kind, "event"), pc.is_valid(rows["event"])))
-        users = rows.filter(pc.and_(pc.equal(kind, "user"), pc.is_valid(rows["time"])))
-        matches = rows.filter(pc.equal(kind, "match"))
-        unmatched = rows.filter(pc.equal(kind, "unmatched"))
-        counts = events.group_by("event").aggregate([("event", "count")])
-        change = self.tables.add_batch(
-            QUERY,
-            self.checkpoint_id(),
-            batch_id,
-            users=pa.table(
-                {
-                    "user_id": users["user_id"],
-                    "name": users["name"],
-                    "email": users["email"],
-                    "updated_at": users["time"],
-                    "source_partition": pc.cast(users["partition"], pa.int32()),
-                    "source_offset": pc.cast(users["offset"], pa.int64()),
-                }
-            ),
-            matches=pa.table(
-                {
-                    "event_key": matches["event_key"],
-                    "user_id": matches["user_id"],
-                    "event_time": matches["time"],
-                }
-            ),
-            unmatched=pa.table(
-                {
-                    "event_key": unmatched["event_key"],
-                    "user_id": unmatched["user_id"],
-                    "page": unmatched["page"],
-                    "event": unmatched["event"],
-                    "event_time": unmatched["time"],
-                    "source_topic": pa.repeat(
-                        pa.scalar(self.events_topic, pa.string()), unmatched.num_rows
-                    ),
-                    "source_partition": pc.cast(
-                        pc.shift_right(unmatched["event_key"], KEY_BITS), pa.int32()
-                    ),
-                    "source_offset": pc.bit_wise_and(unmatched["event_key"], KEY_SHIFT - 1),
-                }
-            ),
-            event_counts=dict(
-                zip(counts["event"].to_pylist(), counts["event_count"].to_pylist(), strict=True)
-            ),
-        )
-        if change is not None:  # None: added before a restart
-            self.send(change)
+        self.tables.write(rows, batch_id)
+        self._batch_id = batch_id
 
     def send(self, change: BatchChange) -> None:
         counts: list[tuple[str, str, int]] = []
@@ -325,14 +278,9 @@ class JoinWriter:
             counts.append((UNMATCHED, "all", change.unmatched))
         if not counts:
             return
-        encode = msgspec.json.encode
         now_ms = int(time.time() * 1000)  # totals: from the start of time until now
-        self.results.send(
-            (
-                record_key(metric, 0, key),
-                encode(
-                    WindowCount(metric=metric, window_start=0, window_end=now_ms, key=key, count=n)
-                ),
-            )
+        totals = [
+            WindowCount(metric=metric, window_start=0, window_end=now_ms, key=key, count=n)
             for metric, key, n in counts
-        )
+        ]
+        self.results.write(counts_table(totals), self._batch_id)

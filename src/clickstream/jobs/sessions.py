@@ -107,16 +107,8 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
     )
     parsed = parse(raw, settings)
     sessions = sessionize(good(parsed), settings.jobs.watermark_s, settings.jobs.session_gap_s)
-    files = AvroFilesSink(settings.files_url, "sessions")
-    sinks: list[Sink] = [
-        files,
-        DuckDBTable(
-            settings.duckdb_path,
-            "sessions",
-            key="session_key",
-            lock_timeout_s=settings.warehouse.lock_timeout_s,
-        ),
-    ]
+    files = AvroFilesSink.from_settings(settings, "sessions")
+    sinks: list[Sink] = [files, DuckDBTable.from_settings(settings, "sessions", key="session_key")]
     if settings.warehouse.bigquery_project:
         from clickstream.sinks.bigquery import BigQuerySessions
 

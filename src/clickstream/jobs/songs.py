@@ -28,11 +28,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
-from clickstream.errors import ConfigError
-from clickstream.events.results import TABLE, WindowCount
+from clickstream.events.results import TABLE
 from clickstream.events.songs import (
     EVENT_TYPE,
     MAX_USER,
@@ -41,20 +39,16 @@ from clickstream.events.songs import (
     SongPlay,
 )
 from clickstream.settings import Settings
-from clickstream.sinks.duckdb_table import DuckDBTable, writing
-from clickstream.sinks.kafka_topic import DriverKafkaSink
-from clickstream.sinks.results_topic import ResultsTopic
+from clickstream.sinks import warehouse_table
+from clickstream.sinks.base import Sink, fan_out
+from clickstream.sinks.duckdb_table import writing
 from clickstream.spark.io import read_kafka
-from clickstream.streaming import checkpoint
+from clickstream.streaming.counts import Tally, Windows, count_query
 from clickstream.streaming.parse import dead_letter_key, dead_letter_value, good, parse_json
-from clickstream.streaming.reduce import Reduced, TallyPart, run_again
 from clickstream.streaming.spec import JobSpec, QuerySpec
-from clickstream.streaming.tally import WindowTally
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-
-    from clickstream.sinks.base import Sink
 
 NAME = "songs"
 PLAYS_TABLE = "song_plays"
@@ -116,86 +110,19 @@ def plays(parsed: DataFrame) -> DataFrame:
     )
 
 
-class SongCounts:
-    """The ``counts`` query's writer: three tallies (minute, hour, all time), one snapshot each
-    per batch, and the changed counts to the result topic and ``window_counts``."""
+class RankingView:
+    """Makes the ranking view once counts were written (it reads their table, made by the
+    first counts written: a first batch with no good play writes none)."""
 
-    def __init__(self, settings: Settings, query: checkpoint.Store) -> None:
-        late = settings.songs.open_windows_s
-
-        def tally(name: str, size: int, delay: int) -> WindowTally:
-            store = checkpoint.tally_store(query, name)
-            return WindowTally.open(size, None, delay, store)
-
-        self.tallies = {
-            metric: tally(f"tally-{size}s", size, late) for metric, size in WINDOWS.items()
-        }
-        # All time: every play at time 0 in one 1-s window that the watermark (0) never closes.
-        self.all_time = tally("tally-all", 1, 0)
-        self.query = query
-        self.results = ResultsTopic(settings)
-        self.driver_max = settings.jobs.driver_reduce_max
-        self.dead = DriverKafkaSink(settings.topics.dead_letter, settings=settings)
-        self.duckdb_path = settings.duckdb_path
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.duckdb_path
         self.lock_timeout_s = settings.warehouse.lock_timeout_s
-        self._view = False
+        self.made = False
 
-    @property
-    def late_events(self) -> int:
-        return sum(t.late_events for t in self.tallies.values())
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        tallies, parts = self.parts(batch_id)
-        if not tallies:  # counted and written before a restart
-            run_again(batch)
+    def __call__(self, written: int) -> None:
+        if not written or self.made:
             return
-        records = checkpoint.batch_records(self.query, batch_id)
-        reduced = Reduced.of(batch, parts, self.driver_max, records)
-        metrics = [m for m, _ in tallies]
-        partials = reduced.partials(metrics)
-        newest = reduced.newest()
-        pending = []
-        for index, (metric, tally) in enumerate(tallies):
-            mine = partials.filter(pc.equal(partials["metric"], metric))
-            if tally is self.all_time:
-                update = tally.merge(batch_id, mine, 0, None if newest is None else 0)
-                counts = [
-                    WindowCount(
-                        metric=c.metric,
-                        window_start=0,
-                        window_end=ALL_TIME_END,
-                        key=c.key,
-                        count=c.count,
-                    )
-                    for c in update.results(1000)
-                ]
-            else:
-                update = tally.merge(batch_id, mine, reduced.late(index), newest)
-                counts = update.results(tally.size_ms)
-            pending.append((tally, update, counts))
-        self.dead.send(reduced.dead_letters())
-        written = self.results.write_counts([c for _, _, counts in pending for c in counts])
-        if written and not self._view:  # on the counts table, made by the first counts written
-            self._create_view()
-        for tally, update, _ in pending:
-            tally.commit(update)
-
-    def parts(self, batch_id: int) -> tuple[list[tuple[str, WindowTally]], list[TallyPart]]:
-        """The tallies that have not committed batch ``batch_id`` (with their metric), and what
-        a task counts for each: its windows, late against its watermark as of now."""
-        tallies = [
-            (metric, tally)
-            for metric, tally in [*self.tallies.items(), (ALL_TIME, self.all_time)]
-            if batch_id > tally.batch_id
-        ]
-        parts = [
-            TallyPart(("_key",), t.size_ms, t.slide_ms, t.watermark_ms, at_zero=t is self.all_time)
-            for _, t in tallies
-        ]
-        return tallies, parts
-
-    def _create_view(self) -> None:
-        with writing(self.duckdb_path, self.lock_timeout_s) as con:
+        with writing(self.path, self.lock_timeout_s) as con:
             con.execute(
                 f"CREATE OR REPLACE VIEW {RANKING_VIEW} AS SELECT metric, window_start, "
                 "window_end, split_part(key, '/', 1) AS artist, "
@@ -203,7 +130,22 @@ class SongCounts:
                 "rank() OVER (PARTITION BY metric, window_start, split_part(key, '/', 1) "
                 f"ORDER BY count DESC) AS rank FROM {TABLE} WHERE metric LIKE 'songs.%'"
             )
-        self._view = True
+        self.made = True
+
+
+def tallies(settings: Settings) -> list[Tally]:
+    """The minute and hour windows, open ``songs.open_windows_s`` behind the newest play, and
+    the all-time total (every play at time 0 in one 1-s window that the watermark, 0, never
+    closes)."""
+    late = settings.songs.open_windows_s
+    key = ("_key",)
+    return [
+        *(
+            Tally((metric,), key, Windows(size, None, late), folder=f"tally-{size}s")
+            for metric, size in WINDOWS.items()
+        ),
+        Tally((ALL_TIME,), key, Windows(1, None, 0), "tally-all", all_time_end=ALL_TIME_END),
+    ]
 
 
 def counts_query(parsed: DataFrame, settings: Settings) -> QuerySpec:
@@ -214,39 +156,14 @@ def counts_query(parsed: DataFrame, settings: Settings) -> QuerySpec:
         F.when(~ok, dead_letter_key()).alias("_dead_key"),
         F.when(~ok, dead_letter_value()).alias("_dead_value"),
     )
-    location = checkpoint.query_location(settings, NAME, "counts")
-    query = checkpoint.store(location, parsed.sparkSession)
-    writer = SongCounts(settings, query)
-    committed = checkpoint.committed_batches(query)
-    lost = [t for t in (*writer.tallies.values(), writer.all_time) if not t.has_snapshot]
-    if committed and lost:
-        raise ConfigError(
-            f"the checkpoint {location} has {len(committed)} committed batches but a song "
-            "tally is missing or empty: its windows would count again from zero and overwrite "
-            "correct counts. Restore the tally folders from where they were, or delete the "
-            "checkpoint to count the topic again from its start"
-        )
-    return QuerySpec(
-        "counts",
-        frame,
-        writer,
-        "append",
-        settings.jobs.count_trigger_s,
-        late_events=lambda: writer.late_events,
+    return count_query(
+        frame, tallies(settings), settings, job=NAME, after_write=RankingView(settings)
     )
 
 
 def plays_sink(settings: Settings) -> Sink:
-    if settings.warehouse.bigquery_project:
-        from clickstream.sinks.bigquery_stream import BigQueryMerge
-
-        return BigQueryMerge(settings, PLAYS_TABLE, key="play_id")
-    return DuckDBTable(
-        settings.duckdb_path,
-        PLAYS_TABLE,
-        key="play_id",
-        lock_timeout_s=settings.warehouse.lock_timeout_s,
-    )
+    """BigQuery when ``warehouse.bigquery_project`` is set, else the DuckDB warehouse."""
+    return warehouse_table(settings, PLAYS_TABLE, key="play_id")
 
 
 def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
@@ -258,11 +175,10 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             starting_offsets=starting_offsets,
         )
 
-    sink = plays_sink(settings)
     return JobSpec(
         NAME,
         [
             counts_query(parse(read(), settings), settings),
-            QuerySpec("plays", plays(parse(read(), settings)), sink.write, "append"),
+            QuerySpec("plays", plays(parse(read(), settings)), fan_out(plays_sink(settings))),
         ],
     )

@@ -92,7 +92,7 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
             QuerySpec(
                 "active-sessions",
                 window_distinct(events, "ts", "web.active_sessions", ["uiud", "sessionId"], active),
-                ResultsTopic(settings),
+                ResultsTopic.from_settings(settings),
                 "update",
                 settings.jobs.trigger_s,  # the window moves every 10 s
             ),

@@ -1,1 +1,19 @@
-"""Sinks: each writes one micro-batch idempotently (a replayed batch never adds rows twice)."""
+"""Sinks: one module per sink, each behind the contract of :mod:`clickstream.sinks.base`, built
+from the settings by its ``from_settings``; the choices the settings make are here."""
+
+from __future__ import annotations
+
+from clickstream.settings import Settings
+from clickstream.sinks.base import Sink
+from clickstream.sinks.duckdb_table import DuckDBTable
+
+
+def warehouse_table(settings: Settings, table: str, key: str, columns: str | None = None) -> Sink:
+    """Table ``table`` of the warehouse, upserted on ``key``: in BigQuery when
+    ``warehouse.bigquery_project`` is set (``pip install 'clickstream[bigquery]'``), else in the
+    DuckDB file."""
+    if settings.warehouse.bigquery_project:
+        from clickstream.sinks.bigquery_stream import BigQueryMerge
+
+        return BigQueryMerge(settings, table, key=key)
+    return DuckDBTable.from_settings(settings, table, key=key, columns=columns)

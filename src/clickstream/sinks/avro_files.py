@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from clickstream.settings import Settings
+from clickstream.sinks.base import BaseSink, Replay
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
     from pyspark.sql.types import DataType, StructType
@@ -65,18 +68,26 @@ def _avro_type(dtype: DataType, name: str) -> Any:
     raise ValueError(f"no Avro type for Spark type {dtype.simpleString()}")
 
 
-class AvroFilesSink:
-    """Writes each micro-batch as Avro files; see the module documentation."""
+class AvroFilesSink(BaseSink):
+    """Writes each micro-batch as Avro files from the executors; a replayed batch replaces its
+    folder. See the module documentation."""
+
+    replay = Replay.REPLACES
 
     def __init__(self, url: str, table: str) -> None:
         self.name = f"avro:{table}"
         self.url = url.rstrip("/")
         self.table = table
 
+    @classmethod
+    def from_settings(cls, settings: Settings, table: str) -> AvroFilesSink:
+        """Files of ``table`` under ``files.url``."""
+        return cls(settings.files_url, table)
+
     def batch_url(self, batch_id: int) -> str:
         return f"{self.url}/{self.table}/batch={batch_id:010d}"
 
-    def write(self, batch: DataFrame, batch_id: int) -> int:
+    def write_frame(self, batch: DataFrame, batch_id: int) -> int:
         import fsspec
 
         folder = self.batch_url(batch_id)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from clickstream.errors import ConfigError, MissingExtraError
 from clickstream.settings import Settings
 from clickstream.sinks.avro_files import AvroFilesSink
+from clickstream.sinks.base import BaseSink, Replay
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -38,7 +39,13 @@ def _client(project: str, endpoint: str | None = None) -> Any:
     )
 
 
-class BigQuerySessions:
+class BigQuerySessions(BaseSink):
+    """Loads the Avro files that ``files`` wrote for a batch (it needs them: see
+    :attr:`needs`) and MERGEs them on ``session_key``; a replay loads the same files again
+    into a truncated staging table, so it replaces."""
+
+    replay = Replay.REPLACES
+
     def __init__(self, settings: Settings, files: AvroFilesSink, table: str = "sessions") -> None:
         if not files.url.startswith("gs://"):
             raise ConfigError(
@@ -47,12 +54,14 @@ class BigQuerySessions:
             )
         self.name = f"bigquery:{table}"
         self.files = files
+        self.needs = (files,)
         self.project = str(settings.warehouse.bigquery_project)
         self.dataset = settings.warehouse.bigquery_dataset
         self.table = table
         self.endpoint = settings.warehouse.bigquery_endpoint
 
-    def write(self, batch: DataFrame, batch_id: int) -> int:
+    def write_frame(self, frame: DataFrame, batch_id: int) -> int:
+        """Loads the files of ``batch_id``: the rows are read from them, not from ``frame``."""
         bigquery, client = _client(self.project, self.endpoint)
         target = f"{self.project}.{self.dataset}.{self.table}"
         staging = f"{target}_staging"

@@ -12,16 +12,14 @@ batch with the batch's schema. Rows are visible to queries as soon as a MERGE en
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from clickstream.errors import TransientError
 from clickstream.settings import Settings
+from clickstream.sinks.base import BaseSink, Replay
 from clickstream.sinks.bigquery import _client
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
 
 CHUNK_ROWS = 2000
 """Rows per MERGE (a query and its parameters must stay under BigQuery's request size)."""
@@ -43,7 +41,12 @@ def bigquery_type(kind: pa.DataType) -> str:
     raise TypeError(f"no BigQuery type for Arrow type {kind}")
 
 
-class BigQueryMerge:
+class BigQueryMerge(BaseSink):
+    """A BigQuery table MERGEd on ``key`` (see the module's doc); a micro-batch is collected to
+    the driver as Arrow and sent as query parameters."""
+
+    replay = Replay.REPLACES
+
     def __init__(self, settings: Settings, table: str, key: str) -> None:
         self.name = f"bigquery:{table}"
         self.project = str(settings.warehouse.bigquery_project)
@@ -57,10 +60,7 @@ class BigQueryMerge:
     def table_id(self) -> str:
         return f"{self.project}.{self.dataset}.{self.table}"
 
-    def write(self, batch: DataFrame, batch_id: int) -> int:
-        return self.write_arrow(batch.toArrow())
-
-    def write_arrow(self, rows: pa.Table) -> int:
+    def write_table(self, rows: pa.Table, batch_id: int) -> int:
         """MERGE ``rows`` into the table; return how many were new."""
         if rows.num_rows == 0:
             return 0

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from clickstream.errors import MissingExtraError, TerminalError
-from clickstream.settings import CassandraSettings
+from clickstream.settings import CassandraSettings, Settings
+from clickstream.sinks.base import BaseSink, Replay
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -173,8 +174,11 @@ def check_datacenter(t: Target, cluster: Any) -> None:
         )
 
 
-class CassandraEvents:
-    """A :class:`~clickstream.sinks.base.Sink` of events keyed by ``event_id`` (a uuid)."""
+class CassandraEvents(BaseSink):
+    """Events keyed by ``event_id`` (a uuid), written from the executors (one session per
+    Python worker); a replayed batch writes the same rows again (an upsert in Cassandra)."""
+
+    replay = Replay.REPLACES
 
     def __init__(self, settings: CassandraSettings) -> None:
         self.settings = settings
@@ -183,8 +187,13 @@ class CassandraEvents:
         self.where = self.target.where
         self._ready = False
 
-    def write(self, batch: DataFrame, batch_id: int) -> int:
-        rows = batch.select(*COLUMNS)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CassandraEvents:
+        """The table of ``cassandra.*``."""
+        return cls(settings.cassandra)
+
+    def write_frame(self, frame: DataFrame, batch_id: int) -> int:
+        rows = frame.select(*COLUMNS)
         if not self._ready:
             cause = retrying(self.target, lambda: ensure_table(self.target))
             if cause:

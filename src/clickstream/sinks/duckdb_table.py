@@ -16,13 +16,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clickstream.errors import TransientError
+from clickstream.settings import Settings
+from clickstream.sinks.base import BaseSink, Replay
 
 if TYPE_CHECKING:
     import duckdb
-    from pyspark.sql import DataFrame
+    import pyarrow as pa
 
 
 _WRITERS: dict[Path, threading.Lock] = {}
@@ -58,7 +60,12 @@ def writing(path: Path, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnec
         yield con
 
 
-class DuckDBTable:
+class DuckDBTable(BaseSink):
+    """A warehouse table upserted on ``key``. A micro-batch is collected to the driver as Arrow
+    (DuckDB is written by one process)."""
+
+    replay = Replay.REPLACES
+
     def __init__(
         self,
         path: Path,
@@ -75,13 +82,16 @@ class DuckDBTable:
         self.table = table
         self.key = key
 
-    def write(self, batch: DataFrame, batch_id: int) -> int:
-        rows = batch.toArrow()
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, table: str, key: str, columns: str | None = None
+    ) -> DuckDBTable:
+        """Table ``table`` of the warehouse (``warehouse.duckdb_path``)."""
+        return cls(settings.duckdb_path, table, key, settings.warehouse.lock_timeout_s, columns)
+
+    def write_table(self, rows: pa.Table, batch_id: int) -> int:
         if rows.num_rows == 0:
             return 0
-        return self.upsert(rows)
-
-    def upsert(self, rows: Any) -> int:
         with writing(self.path, self.lock_timeout_s) as con:
             con.register("incoming", rows)
             self._ensure_table(con)

@@ -1,7 +1,7 @@
 """The warehouse tables of the joins job (DuckDB), written so that a replayed micro-batch
 never counts twice.
 
-Each micro-batch of the job is added in one transaction (:meth:`JoinTables.add_batch`), once:
+Each micro-batch of the job is added in one transaction (:meth:`JoinTables.write`), once:
 ``join_batches`` records (query, checkpoint id, batch id) in it, so a batch Spark runs again
 after a crash adds nothing.
 
@@ -19,13 +19,20 @@ after a crash adds nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from clickstream.sinks.base import BaseSink, Replay
 from clickstream.sinks.duckdb_table import writing
+
+KEY_BITS = 40
+KEY_SHIFT = 1 << KEY_BITS
+"""An event's key: partition * 2**40 + offset of its record (offsets stay below 2**40)."""
 
 TABLES = (
     "join_users",
@@ -74,18 +81,92 @@ class BatchChange:
     """How many unmatched events are kept, when the batch added some."""
 
 
-class JoinTables:
-    def __init__(self, path: Path, lock_timeout_s: float = 30.0, keep_keys_s: int = 3600) -> None:
+class JoinTables(BaseSink):
+    """The joins job's output (rows of :func:`clickstream.jobs.joins.join_frame`: ``kind``,
+    ``event``, ``user_id``, ``name``, ``email``, ``time``, ``page``, ``partition``,
+    ``offset``, ``event_key``) added to the tables, one transaction per batch; what a batch
+    changed goes to ``on_change`` (the job sends the new totals to the result topic). A
+    micro-batch is collected to the driver as Arrow."""
+
+    replay = Replay.REPLACES
+    name = "duckdb:joins"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        query: str,
+        checkpoint_id: Callable[[], str],
+        events_topic: str,
+        on_change: Callable[[BatchChange], None],
+        lock_timeout_s: float = 30.0,
+        keep_keys_s: int = 3600,
+    ) -> None:
         self.path = path
+        self.query = query
+        self.checkpoint_id = checkpoint_id
+        """The query's id (batch ids count from 0 again in a new checkpoint)."""
+        self.events_topic = events_topic
+        self.on_change = on_change
         self.lock_timeout_s = lock_timeout_s
         self.keep_keys_s = keep_keys_s
         """Matched keys older than this (event time, behind the newest) are pruned."""
         self._ready = False
 
+    def write_table(self, rows: pa.Table, batch_id: int) -> int:
+        if not rows.num_rows:
+            return 0
+        kind = rows["kind"]
+        events = rows.filter(pc.and_(pc.equal(kind, "event"), pc.is_valid(rows["event"])))
+        users = rows.filter(pc.and_(pc.equal(kind, "user"), pc.is_valid(rows["time"])))
+        matches = rows.filter(pc.equal(kind, "match"))
+        unmatched = rows.filter(pc.equal(kind, "unmatched"))
+        counts = events.group_by("event").aggregate([("event", "count")])
+        change = self.add_batch(
+            batch_id,
+            users=pa.table(
+                {
+                    "user_id": users["user_id"],
+                    "name": users["name"],
+                    "email": users["email"],
+                    "updated_at": users["time"],
+                    "source_partition": pc.cast(users["partition"], pa.int32()),
+                    "source_offset": pc.cast(users["offset"], pa.int64()),
+                }
+            ),
+            matches=pa.table(
+                {
+                    "event_key": matches["event_key"],
+                    "user_id": matches["user_id"],
+                    "event_time": matches["time"],
+                }
+            ),
+            unmatched=pa.table(
+                {
+                    "event_key": unmatched["event_key"],
+                    "user_id": unmatched["user_id"],
+                    "page": unmatched["page"],
+                    "event": unmatched["event"],
+                    "event_time": unmatched["time"],
+                    "source_topic": pa.repeat(
+                        pa.scalar(self.events_topic, pa.string()), unmatched.num_rows
+                    ),
+                    "source_partition": pc.cast(
+                        pc.shift_right(unmatched["event_key"], KEY_BITS), pa.int32()
+                    ),
+                    "source_offset": pc.bit_wise_and(unmatched["event_key"], KEY_SHIFT - 1),
+                }
+            ),
+            event_counts=dict(
+                zip(counts["event"].to_pylist(), counts["event_count"].to_pylist(), strict=True)
+            ),
+        )
+        if change is not None:  # None: added before a restart
+            self.on_change(change)
+        return int(rows.num_rows)
+
     def add_batch(
         self,
-        query: str,
-        checkpoint_id: str,
         batch_id: int,
         *,
         users: pa.Table,
@@ -99,6 +180,7 @@ class JoinTables:
         ``users``: ``user_id, name, email, updated_at, source_partition, source_offset`` (the
         newest details win); ``matches``: ``event_key, user_id, event_time``; ``unmatched``:
         the columns of ``unmatched_events``; ``event_counts``: events per type."""
+        query, checkpoint_id = self.query, self.checkpoint_id()
         with writing(self.path, self.lock_timeout_s) as con:
             if not self._ready:
                 con.execute(SCHEMA)

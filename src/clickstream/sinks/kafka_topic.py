@@ -1,7 +1,5 @@
-"""Kafka topics as sinks: :class:`KafkaTopic` produces a micro-batch from the executors,
-:class:`DriverKafkaSink` from one long-lived producer on the driver (small batches: counts,
-dead letters). Both follow :class:`~clickstream.sinks.base.Sink`; a record larger than Kafka
-takes goes to the dead-letter topic with the reason instead of failing the query."""
+"""Kafka topics as sinks (:class:`KafkaTopic`): micro-batches produced from the executors, or
+from one long-lived producer on the driver for small batches and rows made there."""
 
 from __future__ import annotations
 
@@ -15,6 +13,7 @@ from clickstream.errors import ClickstreamError, ConfigError, KafkaUnavailableEr
 from clickstream.kafka.clients import EventProducer, make_producer
 from clickstream.kafka.config import java_client_options, producer_config
 from clickstream.settings import Settings
+from clickstream.sinks.base import BaseSink, Replay
 from clickstream.spark.io import kafka_source_format
 
 if TYPE_CHECKING:
@@ -81,8 +80,17 @@ def _write_native(
     return int(count)
 
 
-class KafkaTopic:
-    """A sink producing each micro-batch to ``topic`` from the executors (:func:`write_kafka`)."""
+class KafkaTopic(BaseSink):
+    """A Kafka topic as a sink. A micro-batch is produced from the executors
+    (:func:`write_kafka`), or, with ``small`` (counts, dead letters: a few rows per batch),
+    collected and produced by one long-lived producer on the driver: no extra Spark job per
+    batch, no producer start-up per task. An Arrow table (rows made on the driver) is produced
+    from the driver. Either way it raises unless Kafka acknowledged every record. A replay
+    produces its records again (:attr:`Replay.AT_LEAST_ONCE`); readers keep the newest record
+    per key. From the driver, a record larger than Kafka takes goes to the dead-letter topic
+    with the reason instead of failing the query."""
+
+    replay = Replay.AT_LEAST_ONCE
 
     def __init__(
         self,
@@ -91,71 +99,47 @@ class KafkaTopic:
         settings: Settings,
         key_column: str | None = "key",
         value_column: str = "value",
+        small: bool = False,
     ) -> None:
         self.name = f"kafka:{topic}"
         self.topic = topic
         self.settings = settings
         self.key_column = key_column
         self.value_column = value_column
+        self.small = small
+        self.dead_letter = settings.topics.dead_letter
+        self.too_large = 0
+        """Records sent to the dead-letter topic instead: larger than Kafka takes."""
+        self._producer: EventProducer | None = None
 
-    def write(self, batch: DataFrame, batch_id: int) -> int:
+    @classmethod
+    def from_settings(cls, settings: Settings, topic: str, *, small: bool = False) -> KafkaTopic:
+        """Topic ``topic`` (``key`` and ``value`` columns) of the configured cluster."""
+        return cls(topic, settings=settings, small=small)
+
+    @classmethod
+    def dead_letters(cls, settings: Settings) -> KafkaTopic:
+        """The dead-letter topic (``topics.dead_letter``), written from the driver."""
+        return cls(settings.topics.dead_letter, settings=settings, small=True)
+
+    def write_frame(self, frame: DataFrame, batch_id: int) -> int:
+        if self.small:
+            columns = [c for c in (self.key_column, self.value_column) if c]
+            return self.write_table(frame.select(*columns).toArrow(), batch_id)
         return write_kafka(
-            batch,
+            frame,
             self.topic,
             settings=self.settings,
             key_column=self.key_column,
             value_column=self.value_column,
         )
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.write(batch, batch_id)
-
-
-def kafka_sink(
-    topic: str, *, settings: Settings, key_column: str | None = "key", value_column: str = "value"
-) -> Callable[[DataFrame, int], None]:
-    """A ``foreachBatch`` function writing each micro-batch to ``topic``."""
-    return KafkaTopic(topic, settings=settings, key_column=key_column, value_column=value_column)
-
-
-class DriverKafkaSink:
-    """A sink for small micro-batches (counts, dead letters): the batch is collected to the
-    driver as Arrow and produced by one long-lived producer there; :meth:`send` produces
-    records made on the driver.
-
-    Cheaper than :class:`KafkaTopic` when batches are small: no extra Spark job per batch, no
-    producer start-up per task. The batch must fit in the driver's memory. Raises unless Kafka
-    acknowledged every record."""
-
-    def __init__(
-        self,
-        topic: str,
-        *,
-        settings: Settings,
-        key_column: str | None = "key",
-        value_column: str = "value",
-    ) -> None:
-        self.name = f"kafka:{topic}"
-        self.topic = topic
-        self.settings = settings
-        self.key_column = key_column
-        self.value_column = value_column
-        self.dead_letter = settings.topics.dead_letter
-        self.too_large = 0
-        """Records sent to the dead-letter topic instead: larger than Kafka takes."""
-        self._producer: EventProducer | None = None
-
-    def write(self, batch: DataFrame, batch_id: int) -> int:
-        columns = [c for c in (self.key_column, self.value_column) if c]
-        rows = batch.select(*columns).toArrow()
+    def write_table(self, rows: pa.Table, batch_id: int) -> int:
         values = rows.column(self.value_column).to_pylist()
         keys = rows.column(self.key_column).to_pylist() if self.key_column else [None] * len(values)
-        return self.send(zip(keys, values, strict=True))
+        return self._send(zip(keys, values, strict=True))
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.write(batch, batch_id)
-
-    def send(self, records: Iterable[tuple[bytes | str | None, bytes | str | None]]) -> int:
+    def _send(self, records: Iterable[tuple[bytes | str | None, bytes | str | None]]) -> int:
         """Produce ``(key, value)`` records and wait until Kafka acknowledged them all."""
         if self._producer is None:
             self._producer = make_producer(self.settings, **{"linger.ms": 0})
@@ -181,8 +165,25 @@ class DriverKafkaSink:
         return count
 
 
+def kafka_sink(
+    topic: str, *, settings: Settings, key_column: str | None = "key", value_column: str = "value"
+) -> Callable[[DataFrame, int], None]:
+    """A ``foreachBatch`` function writing each micro-batch to ``topic`` from the executors."""
+    return KafkaTopic(topic, settings=settings, key_column=key_column, value_column=value_column)
+
+
+def records(pairs: Iterable[tuple[bytes | str | None, bytes | str | None]]) -> pa.Table:
+    """``(key, value)`` pairs made on the driver as the Arrow table a :class:`KafkaTopic`
+    writes."""
+    keys, values = [], []
+    for key, value in pairs:
+        keys.append(key.encode() if isinstance(key, str) else key)
+        values.append(value.encode() if isinstance(value, str) else value)
+    return pa.table({"key": pa.array(keys, pa.binary()), "value": pa.array(values, pa.binary())})
+
+
 MAX_RECORD_BYTES = 990_000
-"""The largest record :class:`DriverKafkaSink` produces: librdkafka's default
+"""The largest record :class:`KafkaTopic` produces from the driver: librdkafka's default
 ``message.max.bytes`` (1,000,000) less room for the record's overhead."""
 KEPT_BYTES = 65_536
 """How much of an oversized record's key and value its dead letter keeps."""

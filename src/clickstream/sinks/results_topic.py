@@ -1,6 +1,7 @@
 """The windowed-count results: the result topic (JSON, keyed by ``metric|window_start|key``)
 and the warehouse table ``window_counts`` (upserted on that key, window bounds as timestamps).
-A count written again (a replayed batch) replaces the one before in both."""
+A count written again (a replayed batch) replaces the one before in the table; on the topic it
+is a second record with the same key and count, and readers keep the newest."""
 
 from __future__ import annotations
 
@@ -12,57 +13,72 @@ import pyarrow.compute as pc
 
 from clickstream.events.results import TABLE, WindowCount, record_key
 from clickstream.settings import Settings
+from clickstream.sinks.base import BaseSink, Replay
 from clickstream.sinks.duckdb_table import DuckDBTable
-from clickstream.sinks.kafka_topic import DriverKafkaSink
+from clickstream.sinks.kafka_topic import KafkaTopic
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-class ResultsTopic:
-    """A sink (and ``foreachBatch`` function) writing counts to the result topic and to the
+class ResultsTopic(BaseSink):
+    """Counts (:data:`~clickstream.events.results.COUNTS` rows) to the result topic and to the
     warehouse table.
 
-    Counts are few (windows x keys changed in one micro-batch), so the batch is collected to the
-    driver once, as Arrow, and written from there by one long-lived producer: one Spark job per
-    micro-batch instead of one per sink, which is most of a count's latency.
+    Counts are few (windows x keys changed in one micro-batch), so a micro-batch is collected
+    to the driver once, as Arrow, and written from there by one long-lived producer: one Spark
+    job per micro-batch instead of one per sink, which is most of a count's latency.
     """
 
     name = "results"
+    replay = Replay.AT_LEAST_ONCE
 
-    def __init__(self, settings: Settings) -> None:
-        self.topic = DriverKafkaSink(settings.topics.results, settings=settings)
-        self.table = DuckDBTable(
-            settings.duckdb_path,
-            TABLE,
-            key="result_key",
-            lock_timeout_s=settings.warehouse.lock_timeout_s,
+    def __init__(self, topic: KafkaTopic, table: DuckDBTable | None) -> None:
+        self.topic = topic
+        self.table = table
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResultsTopic:
+        """``topics.results`` and the warehouse's ``window_counts``."""
+        return cls(
+            KafkaTopic.from_settings(settings, settings.topics.results, small=True),
+            DuckDBTable.from_settings(settings, TABLE, key="result_key"),
         )
 
-    def write(self, batch: DataFrame, batch_id: int) -> int:
-        return self.write_counts([WindowCount(**r) for r in batch.toArrow().to_pylist()])
+    @classmethod
+    def topic_only(cls, settings: Settings) -> ResultsTopic:
+        """``topics.results`` alone: totals kept in tables of their own (the joins')."""
+        return cls(KafkaTopic.from_settings(settings, settings.topics.results, small=True), None)
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.write(batch, batch_id)
+    def write_frame(self, frame: DataFrame, batch_id: int) -> int:
+        return self.write_table(
+            frame.select("metric", "window_start", "window_end", "key", "count").toArrow(),
+            batch_id,
+        )
 
-    def write_counts(self, counts: list[WindowCount]) -> int:
-        """Write counts made on the driver; returns how many."""
-        if not counts:
+    def write_table(self, rows: pa.Table, batch_id: int) -> int:
+        if not rows.num_rows:
             return 0
+        counts = [WindowCount(**r) for r in rows.to_pylist()]
         keys = [record_key(c.metric, c.window_start, c.key) for c in counts]
         encode = msgspec.json.encode
-        self.topic.send(zip(keys, map(encode, counts), strict=True))
+        self.topic.write_table(
+            pa.table({"key": keys, "value": [encode(c) for c in counts]}), batch_id
+        )
+        if self.table is None:
+            return len(counts)
         utc = pa.timestamp("ms", tz="UTC")
-        self.table.upsert(
+        self.table.write_table(
             pa.table(
                 {
                     "result_key": keys,
-                    "metric": [c.metric for c in counts],
-                    "window_start": pc.cast(pa.array([c.window_start for c in counts]), utc),
-                    "window_end": pc.cast(pa.array([c.window_end for c in counts]), utc),
-                    "key": [c.key for c in counts],
-                    "count": pa.array([c.count for c in counts], pa.int64()),
+                    "metric": rows["metric"],
+                    "window_start": pc.cast(rows["window_start"], utc),
+                    "window_end": pc.cast(rows["window_end"], utc),
+                    "key": rows["key"],
+                    "count": pc.cast(rows["count"], pa.int64()),
                 }
-            )
+            ),
+            batch_id,
         )
         return len(counts)

@@ -29,23 +29,29 @@ upserted on that key, and a replayed batch rewrites the same counts (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from clickstream.errors import ConfigError
+from clickstream.events.results import WindowCount, counts_table
 from clickstream.settings import Settings
-from clickstream.sinks.kafka_topic import DriverKafkaSink
+from clickstream.sinks.kafka_topic import KafkaTopic
 from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.streaming import checkpoint
 from clickstream.streaming.parse import dead_letter_key, dead_letter_value
 from clickstream.streaming.reduce import Reduced, TallyPart, run_again
 from clickstream.streaming.spec import QuerySpec
-from clickstream.streaming.tally import WindowTally
+from clickstream.streaming.tally import TallyUpdate, WindowTally
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+
+    from clickstream.sinks.base import Sink
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,20 @@ DEDUP_OPERATOR = "dedupeWithinWatermark"
 MAX_KEY_CHARS = 256
 """A counted value (a page path, a referrer host) is cut to this many characters: result keys
 stay small whatever an event holds."""
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One tally of a count query: it counts the values of ``columns`` (one metric each, named
+    by ``metrics``) in ``windows``, kept in ``tally/`` (or the folder ``folder`` for a query
+    keeping several). With ``all_time_end`` it is a running total: every event counted at time
+    0 in one window that never closes, written as the window ``[0, all_time_end)``."""
+
+    metrics: tuple[str, ...]
+    columns: tuple[str, ...]
+    windows: Windows
+    folder: str = checkpoint.TALLY
+    all_time_end: int | None = None
 
 
 def live_counts(
@@ -111,8 +131,6 @@ def live_counts(
             F.when(condition, dead_letter_key()).alias("_dead_key"),
             F.when(condition, dead_letter_value()).alias("_dead_value"),
         ]
-    location = checkpoint.query_location(settings, job, name)
-    query = checkpoint.store(location, parsed.sparkSession)
     if event_id is not None:
         frame = drop_retries(
             parsed,
@@ -124,83 +142,194 @@ def live_counts(
         )
     else:
         frame = parsed.select(*columns)
+    tally = Tally(
+        tuple(m.metric for m in measures),
+        tuple(f"_m{i}" for i in range(len(measures))),
+        windows,
+    )
+    return count_query(
+        frame,
+        [tally],
+        settings,
+        job=job,
+        name=name,
+        dead_letters=dead,
+        operator=DEDUP_OPERATOR if event_id is not None else None,
+    )
+
+
+def count_query(
+    frame: DataFrame,
+    tallies: list[Tally],
+    settings: Settings,
+    *,
+    job: str,
+    name: str = "counts",
+    dead_letters: bool = True,
+    operator: str | None = None,
+    after_write: Callable[[int], None] | None = None,
+) -> QuerySpec:
+    """The query counting ``frame`` (``_time``, the tallies' columns, and ``_dead_key`` /
+    ``_dead_value`` with ``dead_letters``) into ``tallies``, through one :class:`CountsWriter`.
+
+    Refuses, with what to do, a checkpoint that an earlier version wrote with other Spark state
+    than ``operator`` (Spark's name of the query's stateful operator, if any), and one with
+    committed batches whose tallies are lost. ``after_write`` is called with the number of
+    counts written by each batch."""
+    location = checkpoint.query_location(settings, job, name)
+    query = checkpoint.store(location, frame.sparkSession)
     committed = checkpoint.committed_batches(query)
-    operator = checkpoint.state_operator(query)
-    expected = DEDUP_OPERATOR if event_id is not None else None
-    if operator != expected and (committed or operator is not None):
-        kept = (
-            "no Spark state"
-            if operator is None
-            else f"the state of {operator or 'a stateful query'}"
-        )
+    found = checkpoint.state_operator(query)
+    if found != operator and (committed or found is not None):
+        kept = "no Spark state" if found is None else f"the state of {found or 'a stateful query'}"
         raise ConfigError(
             f"the checkpoint {location} was written by an earlier clickstream version, which "
             f"kept {kept}: delete it (the counts already written stay; those of windows still "
             "open start again)"
         )
-    tally = WindowTally.open(
-        windows.size_s, windows.slide_s, windows.watermark_s, checkpoint.tally_store(query)
+    writer = CountsWriter.open(
+        query,
+        tallies,
+        settings,
+        committed=len(committed),
+        dead_letters=dead_letters,
+        after_write=after_write,
     )
-    if committed and not tally.has_snapshot:
-        raise ConfigError(
-            f"the checkpoint {location} has {len(committed)} committed batches but no count "
-            f"tally ({checkpoint.join(location, checkpoint.TALLY)} is missing or empty): the "
-            "windows still open would count again from zero and overwrite correct counts. "
-            "Restore that folder from where it was, or delete the checkpoint to count the "
-            "topic again from its start"
-        )
-    writer = CountsWriter(settings, [m.metric for m in measures], tally, query, dead_letters=dead)
     return QuerySpec(
         name,
         frame,
         writer,
         "append",
         settings.jobs.count_trigger_s,
-        late_events=lambda: tally.late_events,
+        late_events=lambda: writer.late_events,
     )
 
 
 class CountsWriter:
-    """The ``foreachBatch`` function of :func:`live_counts`: reduces the batch to partial counts
-    on the executors, merges them into the tally, dead-letters the bad records, writes the
-    changed counts, then commits the tally."""
+    """The ``foreachBatch`` function of a count query: reduces the batch to partial counts on
+    the executors (one ``mapInArrow`` for every tally), merges them into each tally that has
+    not counted the batch yet, dead-letters the bad records, writes the changed counts, then
+    commits the tallies. A batch every tally counted before a restart only runs through Spark
+    again (:func:`~clickstream.streaming.reduce.run_again`)."""
 
     def __init__(
         self,
-        settings: Settings,
-        metrics: list[str],
-        tally: WindowTally,
+        tallies: list[tuple[Tally, WindowTally]],
         query: checkpoint.Store,
+        results: Sink,
+        dead: Sink | None,
         *,
-        dead_letters: bool,
+        driver_max: int = 0,
+        after_write: Callable[[int], None] | None = None,
     ) -> None:
-        self.metrics = metrics
+        self.tallies = tallies
         self.query = query
-        self.tally = tally
-        self.driver_max = settings.jobs.driver_reduce_max
-        self.results = ResultsTopic(settings)
-        self.dead = (
-            DriverKafkaSink(settings.topics.dead_letter, settings=settings)
-            if dead_letters
-            else None
+        self.results = results
+        self.dead = dead
+        self.driver_max = driver_max
+        self.after_write = after_write
+
+    @classmethod
+    def open(
+        cls,
+        query: checkpoint.Store,
+        tallies: list[Tally],
+        settings: Settings,
+        *,
+        committed: int,
+        dead_letters: bool = True,
+        after_write: Callable[[int], None] | None = None,
+    ) -> CountsWriter:
+        """The writer of the count query whose checkpoint is ``query``, with its tallies as
+        they were saved; refuses a checkpoint with ``committed`` batches but a tally lost."""
+        opened = [
+            (
+                spec,
+                WindowTally.open(
+                    spec.windows.size_s,
+                    spec.windows.slide_s,
+                    spec.windows.watermark_s,
+                    checkpoint.tally_store(query, spec.folder),
+                ),
+            )
+            for spec in tallies
+        ]
+        lost = [spec.folder for spec, tally in opened if not tally.has_snapshot]
+        if committed and lost:
+            where = ", ".join(checkpoint.join(query.location, folder) for folder in lost)
+            raise ConfigError(
+                f"the checkpoint {query.location} has {committed} committed batches but no "
+                f"count tally in {where} (missing or empty): the windows still open would "
+                "count again from zero and overwrite correct counts. Restore that folder from "
+                "where it was, or delete the checkpoint to count the topic again from its start"
+            )
+        return cls(
+            opened,
+            query,
+            ResultsTopic.from_settings(settings),
+            KafkaTopic.dead_letters(settings) if dead_letters else None,
+            driver_max=settings.jobs.driver_reduce_max,
+            after_write=after_write,
         )
 
+    @property
+    def late_events(self) -> int:
+        return sum(tally.late_events for _, tally in self.tallies)
+
+    def parts(self, batch_id: int) -> tuple[list[tuple[Tally, WindowTally]], list[TallyPart]]:
+        """The tallies that have not counted batch ``batch_id``, and what a task counts for
+        each: its columns in its windows, late against its watermark as of now."""
+        pending = [(spec, t) for spec, t in self.tallies if batch_id > t.batch_id]
+        parts = [
+            TallyPart(
+                spec.columns,
+                t.size_ms,
+                t.slide_ms,
+                t.watermark_ms,
+                at_zero=spec.all_time_end is not None,
+            )
+            for spec, t in pending
+        ]
+        return pending, parts
+
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        tally = self.tally
-        if batch_id <= tally.batch_id:  # counted and written before a restart
+        pending, parts = self.parts(batch_id)
+        if not pending:  # counted and written before a restart
             run_again(batch)
             return
-        columns = tuple(f"_m{i}" for i in range(len(self.metrics)))
-        part = TallyPart(columns, tally.size_ms, tally.slide_ms, tally.watermark_ms)
         records = checkpoint.batch_records(self.query, batch_id)
-        reduced = Reduced.of(batch, [part], self.driver_max, records)
-        update = tally.merge(
-            batch_id, reduced.partials(self.metrics), reduced.late(), reduced.newest()
-        )
+        reduced = Reduced.of(batch, parts, self.driver_max, records)
+        partials = reduced.partials([m for spec, _ in pending for m in spec.metrics])
+        newest = reduced.newest()
+        updates: list[tuple[WindowTally, TallyUpdate]] = []
+        counts: list[WindowCount] = []
+        for index, (spec, tally) in enumerate(pending):
+            mine = partials
+            if len(pending) > 1:
+                mine = partials.filter(pc.is_in(partials["metric"], pa.array(spec.metrics)))
+            if spec.all_time_end is None:
+                update = tally.merge(batch_id, mine, reduced.late(index), newest)
+                counts += update.results(tally.size_ms)
+            else:
+                update = tally.merge(batch_id, mine, 0, None if newest is None else 0)
+                counts += [
+                    WindowCount(
+                        metric=c.metric,
+                        window_start=0,
+                        window_end=spec.all_time_end,
+                        key=c.key,
+                        count=c.count,
+                    )
+                    for c in update.results(tally.size_ms)
+                ]
+            updates.append((tally, update))
         if self.dead is not None:
-            self.dead.send(reduced.dead_letters())
-        self.results.write_counts(update.results(tally.size_ms))
-        tally.commit(update)
+            self.dead.write(reduced.dead_letters(), batch_id)
+        written = self.results.write(counts_table(counts), batch_id)
+        if self.after_write is not None:
+            self.after_write(written)
+        for tally, update in updates:
+            tally.commit(update)
 
 
 def drop_retries(

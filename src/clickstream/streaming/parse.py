@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from clickstream.events.schema import map_limits, spark_columns, spark_ddl, string_limits
 from clickstream.settings import Settings
-from clickstream.sinks.kafka_topic import DriverKafkaSink
+from clickstream.sinks.kafka_topic import KafkaTopic
 from clickstream.streaming.spec import QuerySpec
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def dead_letter_query(
     return QuerySpec(
         name,
         bad(parsed),
-        DriverKafkaSink(settings.topics.dead_letter, settings=settings),
+        KafkaTopic.dead_letters(settings),
         trigger_s=settings.jobs.trigger_s,
         background=True,
     )

@@ -177,9 +177,10 @@ class Reduced:
         newest: int | None = pc.max(self._kind(NEWEST)["time"]).as_py()
         return newest
 
-    def dead_letters(self) -> Iterator[tuple[str | None, str]]:
+    def dead_letters(self) -> pa.Table:
+        """The dead letters, as the rows (``key``, ``value``) of the dead-letter topic."""
         dead = self._kind(DEAD)
-        return zip(dead["dead_key"].to_pylist(), dead["dead_value"].to_pylist(), strict=True)
+        return pa.table({"key": dead["dead_key"], "value": dead["dead_value"]})
 
 
 def _rows(kind: int, n: int, **columns: pa.Array | pa.ChunkedArray) -> pa.Table:
