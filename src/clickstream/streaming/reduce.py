@@ -141,11 +141,7 @@ class Reduced:
         same rows, without the fixed cost of a Python task per batch). Either way the batch is
         read once."""
         reduce = reduce_partition(parts)
-        if driver_max > 0 and records is not None and records <= driver_max:
-            small = batch.toArrow()
-            out = list(reduce(iter(small.to_batches()))) if small.num_rows else []
-            return cls(pa.Table.from_batches(out, schema=_REDUCED))
-        return cls(batch.mapInArrow(reduce, REDUCED).toArrow())
+        return cls(reduce_batch(batch, reduce, _REDUCED, driver_max, records))
 
     def _kind(self, kind: int) -> pa.Table:
         return self.rows.filter(pc.equal(self.rows["kind"], kind))
@@ -181,6 +177,28 @@ class Reduced:
         """The dead letters, as the rows (``key``, ``value``) of the dead-letter topic."""
         dead = self._kind(DEAD)
         return pa.table({"key": dead["dead_key"], "value": dead["dead_value"]})
+
+
+def reduce_batch(
+    batch: DataFrame,
+    reduce: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+    schema: pa.Schema,
+    driver_max: int = 0,
+    records: int | None = None,
+) -> pa.Table:
+    """``batch`` reduced by ``reduce`` (a ``mapInArrow`` function yielding ``schema`` rows) on
+    the executors, each task its partition, the driver getting only what the tasks yield; or,
+    when it is known (``records``: from the offset log,
+    :func:`~clickstream.streaming.checkpoint.batch_records`) to hold at most ``driver_max``
+    records, collected and reduced on the driver by the same function (the same rows, without
+    the fixed cost of a Python task per batch). Either way the batch is read once."""
+    if driver_max > 0 and records is not None and records <= driver_max:
+        small = batch.toArrow()
+        out = list(reduce(iter(small.to_batches()))) if small.num_rows else []
+        return pa.Table.from_batches(out, schema=schema)
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return batch.mapInArrow(reduce, from_arrow_schema(schema)).toArrow().cast(schema)
 
 
 def _rows(kind: int, n: int, **columns: pa.Array | pa.ChunkedArray) -> pa.Table:
