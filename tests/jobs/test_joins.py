@@ -1,7 +1,7 @@
 """The joins job end to end on a real broker and Spark: its totals equal a DuckDB query over
-the same input (late, out-of-order, unmatched, re-sent users, bad records), records later than
-the watermark are counted but not joined, and a replayed or killed-and-restarted run gives the
-same totals."""
+the same input (out of order, users re-sent with new details, events before their user, users
+an hour and a year older than their events, unknown users, bad records), and a replayed or
+killed-and-restarted run gives the same totals."""
 
 from __future__ import annotations
 
@@ -14,18 +14,17 @@ from typing import Any
 
 import pytest
 
-from clickstream.errors import ConfigError
+from clickstream.errors import ConfigError, JobFailedError
 from clickstream.events.joins import user_id_of
 from clickstream.jobs import builder
 from clickstream.jobs.joins import EVENT_TYPES, NAME, QUERY, UNMATCHED, USER_EVENTS
 from clickstream.settings import Settings
-from clickstream.sinks.duckdb_table import connect
+from clickstream.sinks.duckdb_table import connect, writing
 from clickstream.streaming.checkpoint import query_location
 from clickstream.streaming.runner import start_job
 from tests.conftest import cli_env, read_topic, wait_for
 from tests.jobs.join_data import (
     JoinInput,
-    closing,
     expected,
     join_settings,
     make_input,
@@ -35,8 +34,6 @@ from tests.jobs.join_data import (
 )
 
 pytestmark = pytest.mark.slow
-BOUND_S = 600
-WATERMARK_S = 3600
 
 
 def run(spark: Any, settings: Settings) -> None:
@@ -49,11 +46,13 @@ def warehouse(settings: Settings) -> dict[str, Any]:
             "SELECT user_id, name, email, event_count FROM user_event_counts"
         ).fetchall()
         types = con.execute("SELECT event, count FROM event_type_counts").fetchall()
-        unmatched = con.execute("SELECT page FROM unmatched_events").fetchall()
+        unmatched = con.execute(
+            "SELECT user_id, event_count FROM unmatched_event_counts"
+        ).fetchall()
     return {
         "per_user": {r[0]: (r[1], r[2], r[3]) for r in per_user},
         "types": dict(types),
-        "unmatched": sorted(r[0] for r in unmatched),
+        "unmatched": dict(unmatched),
     }
 
 
@@ -77,19 +76,11 @@ def topic_totals(settings: Settings) -> dict[str, Any]:
 @pytest.fixture
 def joined(spark: Any, settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, Any]]:
     """The job run over shuffled input in micro-batches of 40 records."""
-    job = join_settings(
-        settings,
-        tmp_path,
-        match_bound_s=BOUND_S,
-        watermark_s=WATERMARK_S,
-        max_offsets_per_trigger=40,
-    )
-    data = make_input(seed=3, users=40, bound_s=BOUND_S)
-    end = closing(data, after_s=40 * 7 + WATERMARK_S + 3 * BOUND_S + 600)
+    job = join_settings(settings, tmp_path, max_offsets_per_trigger=40)
+    data = make_input(seed=3, users=40)
     send(job, data)
-    send(job, end)
     run(spark, job)
-    return job, expected([data, end], BOUND_S)
+    return job, expected([data])
 
 
 def test_totals_equal_a_duckdb_query_over_the_input(
@@ -100,17 +91,11 @@ def test_totals_equal_a_duckdb_query_over_the_input(
     assert got["types"] == want["types"]
     assert got["per_user"] == want["per_user"]
     assert got["unmatched"] == want["unmatched"]
-    assert len(want["unmatched"]) >= 4
-    with connect(job.duckdb_path, read_only=True) as con:
-        where = con.execute(
-            "SELECT event_key, source_topic, source_partition, source_offset FROM unmatched_events"
-        ).fetchall()
-    assert {r[1] for r in where} == {job.joins.events_topic}
-    assert all(r[2] in (0, 1) and r[0] == (r[2] << 40) + r[3] for r in where), where
+    assert len(want["unmatched"]) == 4
     shown = topic_totals(job)
     assert shown["per_user"] == want["per_user"]
     assert shown["types"] == want["types"]
-    assert shown["unmatched"] == len(want["unmatched"])
+    assert shown["unmatched"] == sum(want["unmatched"].values())
     dead = [value for _key, value in read_topic(job, job.topics.dead_letter)]
     reasons = sorted(d["reason"] for d in dead)
     assert len(dead) == 9
@@ -140,18 +125,9 @@ def test_killed_and_restarted_job_gives_the_same_totals(
 ) -> None:
     """``clickstream jobs run joins`` in a child process, SIGKILLed (with its Spark) after a few
     micro-batches of the join; the job restarted from its checkpoints ends with exact totals."""
-    job = join_settings(
-        settings,
-        tmp_path,
-        match_bound_s=BOUND_S,
-        watermark_s=WATERMARK_S,
-        max_offsets_per_trigger=30,
-        trigger_s=0.5,
-    )
-    data = make_input(seed=5, users=40, bound_s=BOUND_S)
-    end = closing(data, after_s=40 * 7 + WATERMARK_S + 3 * BOUND_S + 600)
+    job = join_settings(settings, tmp_path, max_offsets_per_trigger=30, trigger_s=0.5)
+    data = make_input(seed=5, users=40)
     send(job, data)
-    send(job, end)
     env = cli_env(
         CLICKSTREAM_DATA_DIR=str(tmp_path),
         CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(job.kafka.bootstrap_servers),
@@ -163,8 +139,6 @@ def test_killed_and_restarted_job_gives_the_same_totals(
         CLICKSTREAM_TOPICS_DEAD_LETTER=job.topics.dead_letter,
         CLICKSTREAM_JOINS_USERS_TOPIC=job.joins.users_topic,
         CLICKSTREAM_JOINS_EVENTS_TOPIC=job.joins.events_topic,
-        CLICKSTREAM_JOINS_MATCH_BOUND_S=str(BOUND_S),
-        CLICKSTREAM_JOINS_WATERMARK_S=str(WATERMARK_S),
         CLICKSTREAM_JOINS_MAX_OFFSETS_PER_TRIGGER="30",
         CLICKSTREAM_JOINS_TRIGGER_S="0.5",
     )
@@ -189,57 +163,74 @@ def test_killed_and_restarted_job_gives_the_same_totals(
         child.wait(30)
     done = len([p for p in commits.iterdir() if p.name.isdigit()])
     before = warehouse(job)
-    want = expected([data, end], BOUND_S)
+    want = expected([data])
     assert before["per_user"] != want["per_user"], f"the job had finished ({done} batches)"
     run(spark, job)
-    # availableNow ends without the batch that only moves the watermark (a running job has
-    # it): later records make one, which emits the events left unmatched.
-    later = closing(data, after_s=2 * (40 * 7 + WATERMARK_S + 3 * BOUND_S + 600))
-    send(job, later)
-    run(spark, job)
-    assert warehouse(job) == expected([data, end, later], BOUND_S)
+    assert warehouse(job) == want
 
 
-def test_records_later_than_the_watermark_are_counted_not_joined(
+def test_users_an_hour_and_a_year_older_than_their_events_and_after_them_are_joined(
     spark: Any, settings: Settings, tmp_path: Path
 ) -> None:
-    """Once the watermark has passed them, a user's details still win and an event still counts
-    by type, but neither joins: the event is not matched, nor kept as unmatched."""
-    job = join_settings(settings, tmp_path, match_bound_s=600, watermark_s=60)
-    on_time, late_user = user_id_of("on-time@example.org"), user_id_of("late@example.org")
-    early = JoinInput(
-        users=[user_record(5000, on_time, "on-time@example.org", "On Time")],
-        events=[page_event(5000, on_time, "https://site.example/click", "click")],
+    """The seed merges over all time: a user who signed up an hour or a year before their
+    events is joined to them, and events that came before their user count for them once the
+    user arrives (meanwhile they are unmatched)."""
+    job = join_settings(settings, tmp_path)
+    hour, year = user_id_of("hour@example.org"), user_id_of("year@example.org")
+    late = user_id_of("late@example.org")
+    now = 4 * 86_400.0  # T0 + 4 days: in the past, not ahead of its arrival
+    send(
+        job,
+        JoinInput(
+            users=[
+                user_record(now - 3600, hour, "hour@example.org", "Hour"),
+                user_record(now - 365 * 86_400, year, "year@example.org", "Year"),
+            ],
+            events=[
+                *(page_event(now, hour, f"https://site.example/h{n}", "click") for n in range(3)),
+                *(page_event(now, year, f"https://site.example/y{n}", "scroll") for n in range(2)),
+                page_event(now, late, "https://site.example/l", "submit"),
+            ],
+        ),
     )
-    send(job, early)
-    run(spark, job)  # the watermark is now 5000 - 60 s
-    late = JoinInput(
-        users=[user_record(100, late_user, "late@example.org", "Late")],
-        events=[
-            page_event(100, late_user, "https://site.example/scroll", "scroll"),
-            page_event(4900, on_time, "https://site.example/submit", "submit"),  # in the bound
-        ],
-    )
-    send(job, late)
     run(spark, job)
     got = warehouse(job)
-    assert got["per_user"] == {on_time: ("On Time", "on-time@example.org", 1)}
-    assert got["types"] == {"click": 1, "scroll": 1, "submit": 1}
-    assert got["unmatched"] == []
-    with connect(job.duckdb_path, read_only=True) as con:
-        names = dict(con.execute("SELECT email, name FROM join_users").fetchall())
-    assert names == {"on-time@example.org": "On Time", "late@example.org": "Late"}
+    assert got["per_user"] == {
+        hour: ("Hour", "hour@example.org", 3),
+        year: ("Year", "year@example.org", 2),
+    }
+    assert got["unmatched"] == {late: 1}
+    send(job, JoinInput(users=[user_record(now + 60, late, "late@example.org", "Late")]))
+    run(spark, job)
+    got = warehouse(job)
+    assert got["per_user"][late] == ("Late", "late@example.org", 1)
+    assert got["unmatched"] == {}
+    assert got["types"] == {"click": 3, "scroll": 2, "submit": 1}
+    assert topic_totals(job)["unmatched"] == 0
 
 
-def test_checkpoints_of_the_three_query_version_are_refused(
-    spark: Any, settings: Settings, tmp_path: Path
+@pytest.mark.parametrize("query", ["events", "all"])
+def test_checkpoints_of_the_stream_join_versions_are_refused(
+    spark: Any, settings: Settings, tmp_path: Path, query: str
 ) -> None:
-    """Totals in the warehouse were counted by the old queries: starting over their
-    checkpoints with one new query would count everything again."""
+    """Totals in the warehouse were counted by the old queries (three, then one stream-stream
+    join): starting over their checkpoints with the count query would count everything again."""
     job = join_settings(settings, tmp_path)
-    old = Path(query_location(job, NAME, "events"))
+    old = Path(query_location(job, NAME, query))
     (old / "offsets").mkdir(parents=True)
     (old / "offsets" / "0").write_text("v1\n")
-    refused = r"\(events\) were written by an earlier clickstream version.*delete .*joins and the"
+    refused = rf"\({query}\) were written by an earlier clickstream version.*delete .*joins and"
     with pytest.raises(ConfigError, match=refused):
         start_job(spark, job, builder(NAME), available_now=True)
+
+
+def test_tables_of_the_stream_join_version_are_refused_with_what_to_drop(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    job = join_settings(settings, tmp_path)
+    with writing(job.duckdb_path) as con:
+        con.execute("CREATE TABLE join_user_totals (user_id VARCHAR, event_count BIGINT)")
+        con.execute("CREATE TABLE event_type_counts (event VARCHAR, count BIGINT)")
+    send(job, make_input(seed=1, users=2))
+    with pytest.raises(JobFailedError, match="DROP TABLE event_type_counts; DROP TABLE join_"):
+        run(spark, job)

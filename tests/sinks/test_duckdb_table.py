@@ -55,9 +55,7 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
     settings = load_settings(environ={"CLICKSTREAM_DATA_DIR": str(tmp_path)})
     path = settings.duckdb_path
     counts = DuckDBTable(path, "window_counts", "k")
-    joins = JoinTables(
-        path, query="q", checkpoint_id=lambda: "cp", events_topic="e", on_change=lambda _: None
-    )
+    joins = JoinTables(path, query="q", checkpoint_id=lambda: "cp", on_change=lambda _: None)
 
     def view(_: int) -> None:
         RankingView(settings)(1)  # a view made anew each time, as after a restart
@@ -70,14 +68,14 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
                     "user_id": [f"u{i % 7}"],
                     "name": [f"N {i}"],
                     "email": [f"u{i % 7}@example.org"],
-                    "updated_at": pa.array([i], pa.timestamp("ms")),
+                    "event_timestamp": pa.array([i], pa.timestamp("ms", tz="UTC")),
                     "source_partition": pa.array([0], pa.int32()),
                     "source_offset": pa.array([i], pa.int64()),
                 }
             ),
-            matches=pa.table({"event_key": pa.array([i], pa.int64())}).slice(0, 0),
-            unmatched=pa.table({"event_key": pa.array([i], pa.int64())}).slice(0, 0),
-            event_counts={"click": 1},
+            counts=pa.table(
+                {"user_id": [f"u{i % 7}"], "event": ["click"], "count": pa.array([1], pa.int64())}
+            ),
         )
 
     def count(i: int, metric: str = "m") -> None:

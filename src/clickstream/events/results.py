@@ -64,5 +64,5 @@ METRICS = {
     "songs.all": "song plays of all time by artist/song_name (window_start 0)",
     "joins.user_events": "events per user, all time (key: user_id, name, email, tab-separated)",
     "joins.event_types": "page events per type, all time",
-    "joins.unmatched": "page events with no user within joins.match_bound_s (key: all)",
+    "joins.unmatched": "page events whose user has not arrived (key: all)",
 }

@@ -1,30 +1,30 @@
-"""Users joined to their page events (the stream-joins scenario, seed 003).
+"""Users and their page events (the stream-joins scenario, seed 003): counts on the executors,
+the join in the warehouse.
 
-One query (``all``) reads each topic once and parses each record once against the seed's
-JSON Schema (see :mod:`clickstream.events.joins`), then sends everything through one Spark
-stream-stream full outer join (:func:`join_frame`) of page events with users on ``user_id``,
-watermarks on both sides (``joins.watermark_s``), matching a user whose event time is within
-``joins.match_bound_s`` of the event's, before or after it. Out of the join come, per
-micro-batch:
+The seed answers two questions over everything ever sent: how many events each known user
+made, with the name and email (an inner merge of all events with all users on ``user_id``,
+with no time bound), and how many events of each type there were. So Spark only aggregates,
+and views join at query time (:mod:`clickstream.sinks.join_tables`):
 
-* every page event, at once: its type for ``event_type_counts`` (also when it is later than
-  the watermark), or its dead letter;
-* every user, at once: its details for ``join_users`` (the newest win), or its dead letter;
-* each match of an event with a version of its user: the event is added to its user's
-  ``event_count`` once, by its record's key;
-* each event that found no user once the watermark passed the bound: kept in
-  ``unmatched_events``.
+* one query (``counts``) reads each topic once and parses each record once against the
+  seed's JSON Schema (:mod:`clickstream.events.joins`); both topics go through one stateless
+  micro-batch;
+* each task reduces its records (:func:`reduce_records`, in ``mapInArrow``) to page events
+  counted per (``user_id``, ``event``), the newest record of each user, and the dead letters;
+  the driver merges those aggregates (the same reduction) and nothing else;
+* the batch's dead letters go to the dead-letter topic, its aggregates to the warehouse in one
+  transaction, once however often Spark replays it, and the new totals of the users and event
+  types it touched to the result topic (metrics ``joins.user_events`` keyed
+  ``user_id<TAB>name<TAB>email``, ``joins.event_types`` keyed by event, ``joins.unmatched``
+  keyed ``all``; totals: ``window_start`` is 0 and ``window_end`` the time of writing).
 
-A micro-batch goes to the warehouse in one transaction, once however often Spark replays it
-(:mod:`clickstream.sinks.join_tables`), and its new totals to the result topic (metrics
-``joins.user_events`` keyed ``user_id<TAB>name<TAB>email``, ``joins.event_types`` keyed by
-event, ``joins.unmatched`` keyed ``all``; totals: ``window_start`` is 0 and ``window_end`` the
-time of writing) for the dashboard's two panels.
+Nothing is late: an event counts for its user whenever either arrives, a year apart or not.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -35,13 +35,14 @@ from clickstream.errors import ConfigError
 from clickstream.events.joins import MAX_CHARS, PageEvent, User, fields
 from clickstream.events.results import WindowCount, counts_table
 from clickstream.settings import Settings
-from clickstream.sinks.join_tables import KEY_SHIFT, TABLES, BatchChange, JoinTables
+from clickstream.sinks.join_tables import AGGREGATES, COUNT, TABLES, USER, BatchChange, JoinTables
 from clickstream.sinks.kafka_topic import KafkaTopic
 from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
 from clickstream.streaming import checkpoint
 from clickstream.streaming.checkpoint import Store
 from clickstream.streaming.parse import dead_letter_key, dead_letter_value
+from clickstream.streaming.reduce import reduce_batch
 from clickstream.streaming.spec import JobSpec, QuerySpec
 from clickstream.streaming.string_fields import parse_string_fields
 
@@ -49,14 +50,17 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 NAME = "joins"
-QUERY = "all"
-OLD_QUERIES = ("users", "events", "join")
-"""The queries of versions before ``all``, each with its own checkpoint."""
+QUERY = "counts"
+OLD_QUERIES = ("users", "events", "join", "all")
+"""The queries of the stream-stream join versions, each with its own checkpoint."""
 USER_EVENTS = "joins.user_events"
 EVENT_TYPES = "joins.event_types"
 UNMATCHED = "joins.unmatched"
-COUNT, KEEP, JOIN = "count", "keep", "join"
-"""The roles of a record's copies in the join (see :func:`join_frame`)."""
+EVENT_SIDE, USER_SIDE = 0, 1
+DEAD = 2
+"""A reduced row's ``kind`` besides the warehouse's ``COUNT`` and ``USER``: a dead letter."""
+assert (COUNT, USER) == (EVENT_SIDE, USER_SIDE)  # reduce_records merges its own rows too
+REDUCED = pa.schema([*AGGREGATES, ("dead_key", pa.string()), ("dead_value", pa.string())])
 
 
 def event_time() -> Column:
@@ -94,9 +98,91 @@ def _read(spark: SparkSession, topic: str, settings: Settings, starting: str) ->
     )
 
 
+def records(users: DataFrame, events: DataFrame) -> DataFrame:
+    """Both parsed topics as one stream of the columns :func:`reduce_records` reads."""
+
+    def side(frame: DataFrame, kind: int, **columns: Column) -> DataFrame:
+        null = F.lit(None).cast("string")
+        good = F.col("reason").isNull()
+        return frame.select(
+            F.lit(kind).alias("side"),
+            F.when(good, F.col("user_id")).alias("user_id"),
+            *(F.when(good, columns.get(c, null)).alias(c) for c in ("event", "name", "email")),
+            F.unix_millis("_time").alias("time"),
+            F.col("_partition").cast("int").alias("partition"),
+            F.col("_offset").alias("offset"),
+            F.col("_dead_key").alias("dead_key"),
+            F.col("_dead_value").alias("dead_value"),
+        )
+
+    return side(events, EVENT_SIDE, event=F.col("event")).unionByName(
+        side(users, USER_SIDE, name=F.col("name"), email=F.col("email"))
+    )
+
+
+def reduce_records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """One task's records (:func:`records`) -> events counted per (user, event), the newest
+    record of each user, and the dead letters (:data:`REDUCED` rows). Also merges such rows
+    (the driver's step), since it reads ``side`` or ``kind`` alike and sums ``count``."""
+    rows = pa.Table.from_batches(list(batches))
+    if not rows.num_rows:
+        return
+    kind = rows["side"] if "side" in rows.column_names else rows["kind"]
+    dead = pc.is_valid(rows["dead_value"])
+    events = rows.filter(pc.and_(pc.equal(kind, EVENT_SIDE), pc.invert(dead)))
+    users = rows.filter(pc.and_(pc.equal(kind, USER_SIDE), pc.invert(dead)))
+    letters = rows.filter(dead)
+    newest = _newest(users)
+    ones = "count" in rows.column_names
+    counted = events.group_by(["user_id", "event"]).aggregate(
+        [("count", "sum")] if ones else [("user_id", "count")]
+    )
+    out = [
+        _shape(
+            COUNT,
+            counted.num_rows,
+            user_id=counted["user_id"],
+            event=counted["event"],
+            count=counted["count_sum" if ones else "user_id_count"],
+        ),
+        _shape(USER, newest.num_rows, **{c: newest[c] for c in newest.column_names}),
+        _shape(
+            DEAD,
+            letters.num_rows,
+            dead_key=letters["dead_key"],
+            dead_value=letters["dead_value"],
+        ),
+    ]
+    yield from pa.concat_tables(out).to_batches()
+
+
+def _newest(users: pa.Table) -> pa.Table:
+    """The newest record of each user: latest ``time``, then partition and offset."""
+    order = [("user_id", "ascending"), ("time", "descending")]
+    order += [("partition", "descending"), ("offset", "descending")]
+    ranked = users.sort_by(order)
+    ids = ranked["user_id"]
+    n = ranked.num_rows
+    if n > 1:
+        first = pc.not_equal(ids.slice(1), ids.slice(0, n - 1))
+        keep = pa.concat_arrays([pa.array([True]), *first.chunks])
+        ranked = ranked.filter(keep)
+    return ranked.select(["user_id", "name", "email", "time", "partition", "offset"])
+
+
+def _shape(kind: int, n: int, **columns: object) -> pa.Table:
+    data = {
+        f.name: pc.cast(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type)
+        for f in REDUCED
+        if f.name != "kind"
+    }
+    return pa.table({"kind": pa.array([kind] * n, pa.int32()), **data}, schema=REDUCED)
+
+
 def refuse_old_checkpoints(spark: SparkSession, settings: Settings) -> None:
-    """Versions before this one ran three queries (``users``, ``events``, ``join``), each with
-    its own checkpoint; the warehouse's totals were counted by them."""
+    """Versions before this one joined the two streams within a time bound (one query ``all``,
+    before it three), each with its own checkpoint; the warehouse's totals were counted by
+    them."""
     old = [
         q
         for q in OLD_QUERIES
@@ -106,10 +192,11 @@ def refuse_old_checkpoints(spark: SparkSession, settings: Settings) -> None:
         folder = checkpoint.join(checkpoint.root(settings), NAME)
         raise ConfigError(
             f"the joins job's checkpoints in {folder} ({', '.join(old)}) were written by an "
-            "earlier clickstream version, which read each topic in three queries; this one "
-            "reads them in one. The warehouse's join totals were counted by those queries: "
-            f"to count again, delete {folder} and the tables {', '.join(TABLES)} in "
-            f"{settings.duckdb_path}"
+            "earlier clickstream version, which joined the streams within a time bound; this "
+            "one counts events per user and joins them in the warehouse, over all time. To "
+            f"count again, delete {folder} and the tables of that version in "
+            f"{settings.duckdb_path} (it names them when it starts), then start the job: it "
+            f"reads both topics from their start into {', '.join(TABLES)}"
         )
 
 
@@ -122,102 +209,8 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
     )
     location = checkpoint.query_location(settings, NAME, QUERY)
     writer = JoinWriter(settings, checkpoint.store(location, spark))
-    frame = join_frame(users, events, settings)
+    frame = records(users, events)
     return JobSpec(NAME, [QuerySpec(QUERY, frame, writer, trigger_s=joins.trigger_s)])
-
-
-KEPT = {
-    "name": "name",
-    "email": "email",
-    "_time": "updated_at",
-    "_partition": "u_partition",
-    "_offset": "u_offset",
-    "_dead_key": "u_dead_key",
-    "_dead_value": "u_dead_value",
-}
-"""A user's columns carried by its ``keep`` copy only, and their names in the join."""
-
-
-def _roles(good: Column, always: str) -> Column:
-    """A record's copies: ``always`` for every record, ``join`` too for a good one."""
-    return F.explode(
-        F.when(good, F.array(F.lit(always), F.lit(JOIN))).otherwise(F.array(F.lit(always)))
-    )
-
-
-def join_frame(users: DataFrame, events: DataFrame, settings: Settings) -> DataFrame:
-    """Every record of both topics, read once, through one stream-stream full outer join.
-
-    Each record comes in as one or two copies (``role``):
-
-    * every page event as a ``count`` copy (its type, or its dead letter), and every user as a
-      ``keep`` copy (its details, or its dead letter). They never meet the join's condition,
-      so Spark passes them through at once, never into its state, and never drops them as late
-      (their event time is null): rows ``event`` and ``user``;
-    * every good record also as a ``join`` copy, with its event time: an event matches a user
-      whose time is within the bound, once per version of the user (rows ``match``); an event
-      that found none when the watermark passes the bound comes out alone (``unmatched``). A
-      user that found no event is dropped then.
-    """
-    joins = settings.joins
-    watermark = f"{joins.watermark_s} seconds"
-    good = F.col("reason").isNull()
-    role = F.col("role")
-    joining, counting, keeping = role == JOIN, role == COUNT, role == KEEP
-    left = (
-        events.select("*", _roles(good, COUNT).alias("role"))
-        .select(
-            F.col("role").alias("e_role"),
-            F.when(joining, F.col("_partition").cast("long") * KEY_SHIFT + F.col("_offset")).alias(
-                "event_key"
-            ),
-            F.when(joining, F.col("user_id")).alias("user_id"),
-            F.when(joining, F.col("page")).alias("page"),
-            F.when(good, F.col("event")).alias("event"),
-            F.when(joining, F.col("_time")).alias("event_time"),
-            F.when(counting, F.col("_dead_key")).alias("e_dead_key"),
-            F.when(counting, F.col("_dead_value")).alias("e_dead_value"),
-        )
-        .withWatermark("event_time", watermark)
-    )
-    right = (
-        users.select("*", _roles(good, KEEP).alias("role"))
-        .select(
-            F.col("role").alias("u_role"),
-            F.col("user_id").alias("u_user_id"),
-            F.when(joining, F.col("_time")).alias("user_time"),
-            *(F.when(keeping, F.col(name)).alias(alias) for name, alias in KEPT.items()),
-        )
-        .withWatermark("user_time", watermark)
-    )
-    bound = f"INTERVAL {joins.match_bound_s} SECONDS"
-    condition = F.expr(
-        f"e_role = '{JOIN}' AND u_role = '{JOIN}' AND user_id = u_user_id "
-        f"AND user_time >= event_time - {bound} AND user_time <= event_time + {bound}"
-    )
-    joined = left.join(right, condition, "fullOuter")
-    e_role, u_role = F.col("e_role"), F.col("u_role")
-    alone = (e_role == JOIN) & u_role.isNull()
-    kind = (
-        F.when(e_role == COUNT, F.lit("event"))
-        .when(u_role == KEEP, F.lit("user"))
-        .when(alone, F.lit("unmatched"))
-        .when(e_role == JOIN, F.lit("match"))
-    )  # null: a user that matched no event, once the watermark passed the bound
-    return joined.select(
-        kind.alias("kind"),
-        F.when((e_role == COUNT) | alone, F.col("event")).alias("event"),
-        F.coalesce("user_id", F.when(u_role == KEEP, F.col("u_user_id"))).alias("user_id"),
-        "name",
-        "email",
-        F.coalesce("event_time", "updated_at").alias("time"),
-        F.when(alone, F.col("page")).alias("page"),
-        F.col("u_partition").alias("partition"),
-        F.col("u_offset").alias("offset"),
-        "event_key",
-        F.coalesce("e_dead_key", "u_dead_key").alias("dead_key"),
-        F.coalesce("e_dead_value", "u_dead_value").alias("dead_value"),
-    ).where(F.col("kind").isNotNull())
 
 
 def user_key(user_id: str, name: str | None, email: str | None) -> str:
@@ -225,24 +218,22 @@ def user_key(user_id: str, name: str | None, email: str | None) -> str:
 
 
 class JoinWriter:
-    """One micro-batch of the join's output: dead letters to their topic first (a crash before
-    the warehouse write replays them), then everything else into the join tables (added once
-    per batch, see :class:`~clickstream.sinks.join_tables.JoinTables`), whose changes go to
-    the result topic as new totals."""
+    """One micro-batch: reduced on the executors (or on the driver when small), the tasks'
+    aggregates merged, dead letters to their topic first (a crash before the warehouse write
+    replays them), then the aggregates into the join tables (once per batch), whose changes go
+    to the result topic as new totals."""
 
     def __init__(self, settings: Settings, query: Store) -> None:
         self.query = query
+        self.driver_max = settings.jobs.driver_reduce_max
         self.dead = KafkaTopic.dead_letters(settings)
         self.results = ResultsTopic.topic_only(settings)
-        joins = settings.joins
         self.tables = JoinTables(
             settings.duckdb_path,
             query=QUERY,
             checkpoint_id=self.checkpoint_id,
-            events_topic=joins.events_topic,
             on_change=self.send,
             lock_timeout_s=settings.warehouse.lock_timeout_s,
-            keep_keys_s=4 * (joins.watermark_s + joins.match_bound_s) + 60,
         )
         self._checkpoint_id = ""
         self._batch_id = -1
@@ -255,16 +246,19 @@ class JoinWriter:
         return self._checkpoint_id
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.toArrow()
-        if not rows.num_rows:
+        size = checkpoint.batch_records(self.query, batch_id)
+        parts = reduce_batch(batch, reduce_records, REDUCED, self.driver_max, size)
+        merged = pa.Table.from_batches(list(reduce_records(iter(parts.to_batches()))), REDUCED)
+        if not merged.num_rows:
             return
-        dead = rows.filter(pc.is_valid(rows["dead_value"]))
-        if dead.num_rows:
+        letters = merged.filter(pc.equal(merged["kind"], DEAD))
+        if letters.num_rows:
             self.dead.write(
-                pa.table({"key": dead["dead_key"], "value": dead["dead_value"]}), batch_id
+                pa.table({"key": letters["dead_key"], "value": letters["dead_value"]}), batch_id
             )
-        self.tables.write(rows, batch_id)
         self._batch_id = batch_id
+        aggregates = merged.filter(pc.not_equal(merged["kind"], DEAD)).select(AGGREGATES.names)
+        self.tables.write(aggregates, batch_id)
 
     def send(self, change: BatchChange) -> None:
         counts: list[tuple[str, str, int]] = []

@@ -85,18 +85,13 @@ class SongsSettings(Section):
 
 
 class JoinsSettings(Section):
-    """The stream-joins scenario (seed 003): users joined to their page events."""
+    """The stream-joins scenario (seed 003): page events counted per user, joined to the users
+    in the warehouse."""
 
     users_topic: str = Field(default="CorpAppsTopic", min_length=1)
     """Users (``event_timestamp, user_id, email, name``); the seed's topic name."""
     events_topic: str = Field(default="test", min_length=1)
     """Page events (``event_timestamp, user_id, page, event``); the seed's topic name."""
-    match_bound_s: int = Field(default=600, ge=0)
-    """An event and its user match when their event times are at most this far apart (either
-    may come first); an event with no user within it is kept as unmatched."""
-    watermark_s: int = Field(default=120, ge=0)
-    """How late (in event time, behind the newest record) a record may arrive and still be
-    joined; a later one is counted in ``event_type_counts`` but not joined."""
     trigger_s: float = Field(default=1.0, ge=0)
     """Micro-batch interval of the joins job."""
     max_offsets_per_trigger: int = Field(default=500_000, ge=1)
