@@ -157,7 +157,7 @@ def floor(spark: Any, settings: Settings, check: bool) -> float:
 
 def reference(settings: Settings, messages: int) -> dict[str, Any]:
     """App3 of the seed: every message re-merges all history with pandas."""
-    import pandas as pd  # type: ignore[import-untyped]  # no stubs installed
+    import pandas as pd
     from confluent_kafka import Consumer
 
     from clickstream.kafka.config import consumer_config

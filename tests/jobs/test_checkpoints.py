@@ -14,6 +14,7 @@ import pytest
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
 from clickstream.streaming import checkpoint
+from clickstream.streaming.checkpoint import root as checkpoint_root
 from clickstream.streaming.reduce import PARTIAL, Reduced, TallyPart, partial_counts
 from tests.jobs.counts_support import (
     T0,
@@ -139,7 +140,7 @@ def test_a_checkpoint_with_commits_but_no_tally_is_refused_with_what_to_do(
     s = count_settings(settings, tmp_path)
     send(s, s.topics.shop, shop_events(20, seed=11))
     run(spark, s, "shop")
-    shutil.rmtree(s.checkpoint_dir / "shop" / "counts" / "tally")
+    shutil.rmtree(Path(checkpoint_root(s)) / "shop" / "counts" / "tally")
     with pytest.raises(
         ConfigError,
         match=r"shop/counts has \d+ committed batches but no count tally .*Restore .*delete the "

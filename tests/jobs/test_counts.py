@@ -13,6 +13,7 @@ from clickstream.errors import ConfigError
 from clickstream.events.shop import ACTIONS, GENDERS, ShopEvent
 from clickstream.jobs import builder
 from clickstream.settings import Settings
+from clickstream.streaming.checkpoint import root as checkpoint_root
 from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.jobs.counts_support import (
@@ -185,7 +186,7 @@ def test_a_batch_replayed_after_a_crash_is_counted_once(
     first, second = shop_events(150, seed=6), shop_events(150, seed=7)
     send(s, s.topics.shop, first)
     run(spark, s, "shop")
-    checkpoint = s.checkpoint_dir / "shop" / "counts"
+    checkpoint = Path(checkpoint_root(s)) / "shop" / "counts"
     snapshots = checkpoint / "tally"
     (before,) = snapshots.iterdir()
     saved = before.read_bytes()
@@ -215,6 +216,6 @@ def test_a_checkpoint_of_the_stateful_count_query_is_refused_with_what_to_do(
     """Earlier versions counted with Spark state; Spark's own error on such a checkpoint
     (STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA) does not say what to do."""
     s = count_settings(settings, tmp_path)
-    (s.checkpoint_dir / "shop" / "counts" / "state" / "0").mkdir(parents=True)
+    (Path(checkpoint_root(s)) / "shop" / "counts" / "state" / "0").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"checkpoint .*shop/counts was written by .*delete it"):
         start_job(spark, s, builder("shop"), available_now=True)

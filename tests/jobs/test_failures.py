@@ -10,6 +10,7 @@ import pytest
 
 from clickstream.errors import JobFailedError
 from clickstream.settings import Settings
+from clickstream.streaming.checkpoint import root as checkpoint_root
 from clickstream.streaming.runner import RunningJob
 from clickstream.streaming.spec import JobSpec, QuerySpec
 from tests.jobs.counts_support import T0, count_settings, run, send, web_event
@@ -23,7 +24,7 @@ def test_a_state_file_lost_from_a_checkpoint_is_named(
     s = count_settings(settings, tmp_path)
     send(s, s.topics.web_events, [web_event("Pageview", T0 + 100, "/", "s1", None)])
     run(spark, s, "web-live")
-    state = s.checkpoint_dir / "web-live" / "counts" / "state" / "0" / "0"
+    state = Path(checkpoint_root(s)) / "web-live" / "counts" / "state" / "0" / "0"
     lost = state / "1.delta"
     lost.unlink()
     send(s, s.topics.web_events, [web_event("Pageview", T0 + 200, "/", "s2", None)])

@@ -14,6 +14,7 @@ import pytest
 from clickstream.errors import ConfigError
 from clickstream.jobs import builder
 from clickstream.settings import Settings
+from clickstream.streaming.checkpoint import root as checkpoint_root
 from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.jobs.counts_support import (
@@ -94,7 +95,7 @@ def test_a_retry_in_a_batch_replayed_after_a_crash_still_counts_once(
     first = web_event("Pageview", T0 + 100, "/", "s1", None)
     send(s, s.topics.web_events, [first])
     run(spark, s, "web-live")
-    checkpoint = s.checkpoint_dir / "web-live" / "counts"
+    checkpoint = Path(checkpoint_root(s)) / "web-live" / "counts"
     (before,) = (checkpoint / "tally").glob("*.json")
     saved = before.read_bytes()
     retry = msgspec.structs.replace(first, receivedAt=T0 + 1_300)
@@ -122,7 +123,7 @@ def test_a_batch_counted_before_a_crash_runs_again_through_spark_state_and_count
     first = web_event("Pageview", T0 + 100, "/", "s1", None)
     send(s, s.topics.web_events, [first, web_event("Pageview", T0 + 200, "/", "s2", None)])
     run(spark, s, "web-live")
-    checkpoint = s.checkpoint_dir / "web-live" / "counts"
+    checkpoint = Path(checkpoint_root(s)) / "web-live" / "counts"
     last = max(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
     assert (checkpoint / "tally" / f"{last}.json").exists()
 
@@ -164,7 +165,7 @@ def test_a_web_live_checkpoint_without_retry_state_is_refused_with_what_to_do(
     """The version before removed retries on the driver and kept no Spark state: Spark would
     fail on the state it expects for the committed batches."""
     s = count_settings(settings, tmp_path)
-    query = s.checkpoint_dir / "web-live" / "counts"
+    query = Path(checkpoint_root(s)) / "web-live" / "counts"
     (query / "commits").mkdir(parents=True)
     (query / "commits" / "0").write_text('v1\n{"nextBatchWatermarkMs":0}')
     with pytest.raises(ConfigError, match=r"counts was written by .*kept no Spark state.*delete"):
