@@ -2,9 +2,15 @@
 
     .venv/bin/python bench/bookstore.py [--events 1000000] [--master local[2]]
         [--reference-sample 20000] [--concurrency 64] [--driver-side [first]] [--markdown]
+        [--smoke]
 
-Starts its own embedded broker and a Cassandra 5.0 node (tests/cassandra_node.py: 512 MB heap,
-loopback), produces N bookstore events to a fresh topic, then in the same run:
+Needs a running Cassandra 5.0, given as the settings give it
+(``CLICKSTREAM_CASSANDRA_CONTACT_POINTS=127.0.0.1 CLICKSTREAM_CASSANDRA_PORT=9042``, user
+cassandra/cassandra unless ``CLICKSTREAM_CASSANDRA_USERNAME``/``_PASSWORD`` say otherwise; the
+Compose file's ``cassandra`` service is one), and writes keyspaces ``bench``, ``bench_driver``
+and ``bench_seed`` there. Starts its own embedded broker (or uses
+``CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS``), produces N bookstore events to a fresh topic, then in
+the same run:
 
 * **clickstream**: the `bookstore` job's event-store query (`trigger(availableNow=True)`):
   read, parse and check against the contract, then each micro-batch upserted with one prepared
@@ -27,39 +33,42 @@ the two, measured side by side, is the figure to read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import sys
+import os
+import random
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pydantic import SecretStr
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from tests.bookstore.helpers import make_events  # noqa: E402
-from tests.cassandra_node import CassandraNode  # noqa: E402
+from clickstream.events.bookstore import BookstoreEvent, encode
+from clickstream.kafka.admin import ensure_topics
+from clickstream.kafka.clients import make_consumer
+from clickstream.settings import CassandraSettings, Settings, load_settings
+from common import JARS_DIR, Record, console, options, print_table, produce, shared_bootstrap
 
-from clickstream.events.bookstore import encode  # noqa: E402
-from clickstream.kafka.admin import ensure_topics  # noqa: E402
-from clickstream.kafka.clients import make_consumer, make_producer  # noqa: E402
-from clickstream.settings import CassandraSettings, Settings, load_settings  # noqa: E402
-
-JARS = ROOT / ".cache" / "jars"
+T0 = 1_767_225_600_000
+KINDS = ("description_open", "description_open", "description_close", "purchase")
+SMOKE = {"events": 2000, "reference_sample": 200}
 
 
-def produce(settings: Settings, topic: str, n: int) -> float:
-    producer = make_producer(settings, **{"linger.ms": 50, "batch.size": 1_000_000})
-    began = time.monotonic()
-    step = 100_000
-    for start in range(0, n, step):
-        for event in make_events(min(step, n - start), seed=start, start_ms=1_767_225_600_000):
-            producer.produce(topic, encode(event), event.user_id.encode())
-    producer.flush(300)
-    return time.monotonic() - began
+def events_of(topic: str, n: int) -> Iterator[Record]:
+    """N valid bookstore events, 250 ms apart, of 20 users and 5 books."""
+    rng = random.Random(1)
+    for i in range(n):
+        event = BookstoreEvent(
+            event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            event_type=rng.choice(KINDS),  # type: ignore[arg-type]  # a Literal, chosen at random
+            event_time=T0 + i * 250,
+            user_id=f"u-{rng.randrange(20)}",
+            book_id=f"b-{rng.randrange(1, 6):04d}",
+        )
+        yield topic, event.user_id, encode(event)
 
 
 def run_job(settings: Settings, write_batch: Any = None) -> float:
@@ -95,14 +104,15 @@ def driver_side(c: CassandraSettings) -> Any:
     return write
 
 
-def cassandra_session(c: CassandraSettings):  # type: ignore[no-untyped-def]
+def cassandra_session(c: CassandraSettings) -> Any:
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import Cluster
 
+    password = c.password.get_secret_value() if c.password else "cassandra"
     cluster = Cluster(
-        ["127.0.0.1"],
+        c.contact_points,
         port=c.port,
-        auth_provider=PlainTextAuthProvider("cassandra", "cassandra"),
+        auth_provider=PlainTextAuthProvider(c.username or "cassandra", password),
         protocol_version=5,
     )
     return cluster, cluster.connect()
@@ -133,7 +143,7 @@ def seed_way(settings: Settings, topic: str, c: CassandraSettings, sample: int) 
     while len(values) < sample:
         for msg in consumer.consume(1000, 1.0):
             if msg.error() is None and len(values) < sample:
-                values.append(json.loads(msg.value()))
+                values.append(json.loads(msg.value() or b"{}"))
     consumer.close()
     cluster, session = cassandra_session(c)
     session.execute(
@@ -153,7 +163,7 @@ def seed_way(settings: Settings, topic: str, c: CassandraSettings, sample: int) 
             (
                 uuid.UUID(str(v["event_id"])),
                 v["event_type"],
-                datetime.fromtimestamp(int(v["event_time"]) / 1000, UTC),  # type: ignore[call-overload]
+                datetime.fromtimestamp(int(str(v["event_time"])) / 1000, UTC),
                 v["user_id"],
                 v["book_id"],
             ),
@@ -177,40 +187,44 @@ def main() -> None:
         help="also time the previous sink (batch collected to the driver, one writer thread), "
         "after the current one or first (the first run meets a cold Cassandra)",
     )
-    parser.add_argument("--markdown", action="store_true")
-    args = parser.parse_args()
-    console = Console(stderr=True)
+    args = options(parser, SMOKE)
 
     from clickstream.broker.embedded import EmbeddedBroker
 
+    given = load_settings(
+        environ={k: v for k, v in os.environ.items() if k.startswith("CLICKSTREAM_CASSANDRA_")}
+    ).cassandra
+    if not given.contact_points:
+        parser.error(
+            "no Cassandra: set CLICKSTREAM_CASSANDRA_CONTACT_POINTS (and _PORT) to a running "
+            "Cassandra 5.0, e.g. the cassandra service of deploy/compose.yaml"
+        )
     with tempfile.TemporaryDirectory(prefix="bench-bookstore-") as scratch:
         folder = Path(scratch)
         base = load_settings(
             environ={
                 "CLICKSTREAM_DATA_DIR": str(folder / "data"),
-                "CLICKSTREAM_JARS_DIR": str(JARS),
+                "CLICKSTREAM_JARS_DIR": str(JARS_DIR),
                 "CLICKSTREAM_BROKER_PORT": "0",
                 "CLICKSTREAM_BROKER_CONTROLLER_PORT": "0",
                 "CLICKSTREAM_SPARK_MASTER": args.master,
                 "CLICKSTREAM_SPARK_SHUFFLE_PARTITIONS": "2",
             }
         )
-        (folder / "cassandra").mkdir()
-        with (
-            EmbeddedBroker(base, log_file=folder / "broker.log") as broker,
-            CassandraNode(folder / "cassandra", JARS) as node,
-        ):
-            c = CassandraSettings(
-                contact_points=["127.0.0.1"],
-                port=node.port,
-                username="cassandra",
-                password="cassandra",  # type: ignore[arg-type]
-                consistency="ONE",
-                concurrency=args.concurrency,
-                keyspace="bench",
+        with contextlib.ExitStack() as stack:
+            bootstrap = shared_bootstrap()
+            if bootstrap is None:
+                broker = EmbeddedBroker(base, log_file=folder / "broker.log")
+                bootstrap = stack.enter_context(broker).bootstrap
+            c = given.model_copy(
+                update={"consistency": "ONE", "concurrency": args.concurrency, "keyspace": "bench"}
             )
+            if c.username is None:
+                c = c.model_copy(
+                    update={"username": "cassandra", "password": SecretStr("cassandra")}
+                )
             topic = f"bookstore-bench-{uuid.uuid4().hex[:6]}"
-            settings = base.with_bootstrap(broker.bootstrap).model_copy(
+            settings = base.with_bootstrap(bootstrap).model_copy(
                 update={
                     "cassandra": c,
                     "topics": base.topics.model_copy(update={"bookstore": topic}),
@@ -218,7 +232,12 @@ def main() -> None:
             )
             ensure_topics(settings, [topic], partitions=4)
             console.print(f"producing {args.events:,} events to {topic}")
-            produced_s = produce(settings, topic, args.events)
+            produced_s = produce(
+                settings,
+                events_of(topic, args.events),
+                total=args.events,
+                **{"batch.size": 1_000_000},
+            )
             console.print(f"produced in {produced_s:.1f} s; running the job's event-store query")
             driver_s = driver_rows = None
 
@@ -234,8 +253,8 @@ def main() -> None:
                 previous()
             job_s = run_job(settings)
             console.print(f"job: {args.events / job_s:,.0f} events/s ({job_s:.1f} s)")
-            rows = count_rows(c)
-            console.print(f"job: {job_s:.1f} s, {rows:,} rows")
+            rows_in = count_rows(c)
+            console.print(f"job: {job_s:.1f} s, {rows_in:,} rows")
             if args.driver_side == "after":
                 previous()
             console.print("the seed's way on a sample")
@@ -244,45 +263,31 @@ def main() -> None:
 
     job_rate = args.events / job_s
     seed_rate = sample / seed_s
-    table = Table(title=f"bookstore: topic -> Cassandra, {args.events:,} events, {args.master}")
-    for column in ("way", "events", "seconds", "events/s", "vs seed"):
-        table.add_column(column, justify="right" if column != "way" else "left")
-    table.add_row(
-        "clickstream (prepared, concurrent)", f"{args.events:,}", f"{job_s:.1f}",
-        f"{job_rate:,.0f}", f"{job_rate / seed_rate:.1f}x",
-    )  # fmt: skip
+    title = f"bookstore: topic -> Cassandra, {args.events:,} events, {args.master}"
+    rows = [
+        ("clickstream (prepared, concurrent)", f"{args.events:,}", f"{job_s:.1f}",
+         f"{job_rate:,.0f}", f"{job_rate / seed_rate:.1f}x"),
+    ]  # fmt: skip
     if driver_s is not None:
         driver_rate = args.events / driver_s
-        table.add_row(
-            "driver-side writer (previous version)", f"{args.events:,}", f"{driver_s:.1f}",
-            f"{driver_rate:,.0f}", f"{driver_rate / seed_rate:.1f}x",
+        rows.append(
+            ("driver-side writer (previous version)", f"{args.events:,}", f"{driver_s:.1f}",
+             f"{driver_rate:,.0f}", f"{driver_rate / seed_rate:.1f}x")
         )  # fmt: skip
     extrapolated = "" if sample == args.events else f" (sample of {sample:,})"
-    table.add_row(
-        f"seed's way: sync insert per event{extrapolated}", f"{sample:,}", f"{seed_s:.1f}",
-        f"{seed_rate:,.0f}", "1.0x",
+    rows.append(
+        (f"seed's way: sync insert per event{extrapolated}", f"{sample:,}", f"{seed_s:.1f}",
+         f"{seed_rate:,.0f}", "1.0x")
     )  # fmt: skip
     if sample != args.events:
-        table.add_row(
-            "seed's way, extrapolated", f"{args.events:,}", f"{args.events / seed_rate:.0f}",
-            f"{seed_rate:,.0f}", "1.0x",
+        rows.append(
+            ("seed's way, extrapolated", f"{args.events:,}", f"{args.events / seed_rate:.0f}",
+             f"{seed_rate:,.0f}", "1.0x")
         )  # fmt: skip
-    assert rows == args.events, f"{rows} rows in Cassandra for {args.events} events"
+    heads = ("way", "events", "seconds", "events/s", "vs seed")
+    print_table(heads, rows, markdown=args.markdown, title=title)
+    assert rows_in == args.events, f"{rows_in} rows in Cassandra for {args.events} events"
     assert driver_rows in (None, args.events), f"{driver_rows} rows (driver-side)"
-    if args.markdown:
-        print("| way | events | seconds | events/s | vs seed |\n|---|---|---|---|---|")
-        print(
-            f"| clickstream | {args.events:,} | {job_s:.1f} | {job_rate:,.0f} | "
-            f"{job_rate / seed_rate:.1f}x |"
-        )
-        if driver_s is not None:
-            print(
-                f"| driver-side (previous) | {args.events:,} | {driver_s:.1f} | "
-                f"{driver_rate:,.0f} | {driver_rate / seed_rate:.1f}x |"
-            )
-        print(f"| seed's way{extrapolated} | {sample:,} | {seed_s:.1f} | {seed_rate:,.0f} | 1.0x |")
-    else:
-        Console().print(table)
 
 
 if __name__ == "__main__":

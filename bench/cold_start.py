@@ -1,7 +1,7 @@
 """Benchmark: cold start of `clickstream up` to the first data point on the dashboard.
 
     .venv/bin/python bench/cold_start.py [--runs 3] [--compare LABEL=DIR]... [--download]
-        [--markdown]
+        [--markdown] [--smoke]
 
 Each run starts `clickstream up` (embedded broker, collector, dashboard, the Spark jobs and both
 demo simulators) on free ports in a fresh data folder, listens on the dashboard's WebSocket as
@@ -19,25 +19,16 @@ import argparse
 import asyncio
 import json
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
+from common import console, free_port, options, print_table
 from sides import Side, add_compare_option, sides
 
-console = Console(stderr=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SMOKE = {"runs": 1}
 
 
 async def first_points(url: str, started: float, timeout: float) -> dict[str, float]:
@@ -96,10 +87,9 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=180.0)
-    parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--download", action="store_true", help="also a run with no jar cache")
     add_compare_option(parser)
-    args = parser.parse_args()
+    args = options(parser, SMOKE)
     results: dict[str, list[dict[str, float]]] = {}
     all_sides = sides(parser, args.compare)
     for run in range(args.runs):
@@ -117,7 +107,6 @@ def main() -> None:
         return f"{statistics.median(values):.1f}" if values else "never"
 
     heads = ("side", "first data point", "median (s)", "min (s)", "max (s)", "runs with data")
-    table = Table(*heads)
     rows = []
     for label, runs in results.items():
         for scenario in ("shop", "web"):
@@ -131,13 +120,7 @@ def main() -> None:
                 f"{len(values)}/{len(runs)}",
             ]
             rows.append(row)
-            table.add_row(*row)
-    Console().print(table)
-    if args.markdown:
-        print("| " + " | ".join(heads) + " |")
-        print("|---|---|---|---|---|---|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+    print_table(heads, rows, markdown=args.markdown, left=heads[:2])
 
 
 if __name__ == "__main__":

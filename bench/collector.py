@@ -2,7 +2,7 @@
 
     python bench/collector.py [--duration 20] [--connections 64] [--events-per-batch 100]
                               [--workers 1,2] [--servers uvicorn,granian] [--skip-reference]
-                              [--compare LABEL=SRC_DIR] [--ceiling] [--markdown]
+                              [--compare LABEL=SRC_DIR] [--ceiling] [--markdown] [--smoke]
 
 On the embedded broker, one after the other, --duration seconds each after a 2 s warm-up, with
 wrk (else an asyncio + httpx generator): for each ``clickstream collector --workers N``, "single"
@@ -43,20 +43,19 @@ from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, TopicPartition
-from rich.console import Console
-from rich.table import Table
 
-from clickstream.broker.embedded import free_port
 from clickstream.children import spawn, stop
 from clickstream.errors import KafkaUnavailableError
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.config import consumer_config
 from clickstream.kafka.offsets import Key, partitions_of, watermarks
 from clickstream.settings import Settings, load_settings
+from common import console, free_port, options, print_table
 from http_load import cpu_now, load
 from sides import Side, add_compare_option, broker_pids, side_broker, sides
 
-console = Console(stderr=True)
+SMOKE = {"duration": 1.0, "connections": 4, "events_per_batch": 10, "workers": "1"}
+SMOKE |= {"skip_reference": True}  # the reference needs flask, flask-restful, kafka-python
 HERE = Path(__file__).resolve().parent
 WARMUP_S = 2.0
 Run = tuple[str, str, object, int, str]  # kind, url, JSON body, events per request, topic
@@ -185,7 +184,7 @@ def bench_server(
 
 
 def bench_collector(workers: int, server: str, args: Namespace, side: Side) -> list[Result]:
-    base = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    base = f"http://127.0.0.1:{free_port()}"
     argv = [side.python, "-m", "clickstream", "collector", "--port", base.rsplit(":", 1)[1]]
     batch = [seed_payload(eventId=str(uuid.uuid4())) for _ in range(args.events_per_batch)]
     runs: list[Run] = [("single", f"{base}/api/webeventspub", seed_payload(), 1, args.topic)]
@@ -200,7 +199,7 @@ def bench_collector(workers: int, server: str, args: Namespace, side: Side) -> l
 
 def bench_ceiling(workers: int, args: Namespace) -> list[Result]:
     """bare_asgi.py: the same server doing nothing but answer, with the same request."""
-    base = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    base = f"http://127.0.0.1:{free_port()}"
     argv = [sys.executable, str(HERE / "bare_asgi.py"), "--port", base.rsplit(":", 1)[1]]
     argv += ["--workers", str(workers)]
     runs: list[Run] = [("single", f"{base}/api/webeventspub", seed_payload(), 1, args.topic)]
@@ -209,7 +208,7 @@ def bench_ceiling(workers: int, args: Namespace) -> list[Result]:
 
 
 def bench_reference(args: Namespace) -> list[Result]:
-    base = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    base = f"http://127.0.0.1:{free_port()}"
     ensure_topics(args.settings, ["webevent"])  # the seed's topic
     argv = [sys.executable, str(HERE / "flask_reference.py"), "--port", base.rsplit(":", 1)[1]]
     argv += ["--bootstrap", args.bootstrap, "--topic", "webevent"]
@@ -232,15 +231,7 @@ def report(results: list[Result], args: Namespace) -> None:
             cells[-1], extra = "-", "(answers only)"
         rows.append([r.name, *cells, extra, f"{cost:,.0f}", cores])
     title = f"{args.generator}, {args.connections} connections, {args.duration:g} s per row"
-    table = Table(title=title)
-    for head in heads:
-        table.add_column(head, justify="left" if head == "scenario" else "right")
-    for row in rows:
-        table.add_row(*row)
-    Console(width=max(Console().width, 200)).print(table)
-    if args.markdown:
-        print("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads))
-        print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+    print_table(heads, rows, markdown=args.markdown, title=title)
     print(NOTES, f"{os.cpu_count()} cores, shared by server, broker, load generator and others.")
     ref = next((r.events_s for r in results if r.name.startswith("reference")), None)
 
@@ -284,8 +275,7 @@ def main() -> int:
         help="also measure bare_asgi.py (answers without doing anything) per worker count",
     )
     add_compare_option(parser)
-    parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
-    args = parser.parse_args()
+    args = options(parser, SMOKE)
     args.wrk = shutil.which("wrk") is not None
     args.generator = "wrk" if args.wrk else "asyncio + httpx (wrk not installed)"
     results: list[Result] = []

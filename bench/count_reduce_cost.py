@@ -3,6 +3,7 @@ the plays to the driver and counting them there (the version before e4f6d12) aga
 ``mapInArrow`` reduction on the executors (now), on a cached DataFrame of N plays, local[2].
 
     .venv/bin/python bench/count_reduce_cost.py [--sizes 500,10000,100000] [--runs 12]
+        [--markdown] [--smoke]
 
 Prints the median milliseconds per batch of each (the first two runs of each are warm-up). No
 Kafka read: this is the fixed cost each way, the part that matters for small, frequent batches.
@@ -15,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +24,7 @@ from pyspark.sql import SparkSession
 
 from clickstream.streaming.reduce import REDUCED, Reduced, TallyPart, reduce_partition
 from clickstream.streaming.tally import window_partials
+from common import options, print_table
 
 T0 = 1_793_577_600_000
 DAY_MS = 86_400_000
@@ -30,9 +33,10 @@ PARTS = [
     TallyPart(("_key",), 3_600_000, 3_600_000, T0 - 40 * DAY_MS),
     TallyPart(("_key",), 1000, 1000, 0, at_zero=True),
 ]
+SMOKE = {"sizes": "500", "runs": 3}
 
 
-def collect_and_count(df) -> None:  # type: ignore[no-untyped-def]
+def collect_and_count(df: Any) -> None:
     rows = df.toArrow()
     ok = rows.filter(pc.is_valid(rows["_time"]))
     for p in PARTS:
@@ -40,16 +44,16 @@ def collect_and_count(df) -> None:  # type: ignore[no-untyped-def]
         window_partials(times, [("m", ok["_key"])], p.size_ms, p.slide_ms, p.watermark_ms)
 
 
-def reduce_on_executors(df) -> None:  # type: ignore[no-untyped-def]
+def reduce_on_executors(df: Any) -> None:
     reduced = Reduced(df.mapInArrow(reduce_partition(PARTS), REDUCED).toArrow())
     reduced.partials(["minute", "hour", "all"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,10000,100000")
-    parser.add_argument("--runs", type=int, default=12)
-    args = parser.parse_args()
+    parser.add_argument("--runs", type=int, default=12, help="per side; the first two warm up")
+    args = options(parser, SMOKE)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
         SparkSession.builder.master("local[2]")
@@ -58,8 +62,7 @@ def main() -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    print("| plays/batch | collect + count (ms) | mapInArrow (ms) | ratio |")
-    print("|---:|---:|---:|---:|")
+    rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         df = spark.range(n, numPartitions=2).selectExpr(
             f"{T0} + id * 37 % 3600000 as _time",
@@ -76,9 +79,11 @@ def main() -> None:
                 (collect_and_count if side == "old" else reduce_on_executors)(df)
                 times[side].append((time.perf_counter() - start) * 1000)
         old, new = (statistics.median(times[s][2:]) for s in ("old", "new"))
-        print(f"| {n:,} | {old:.0f} | {new:.0f} | {new / old:.2f} |", flush=True)
+        rows.append((f"{n:,}", f"{old:.0f}", f"{new:.0f}", f"{new / old:.2f}"))
         df.unpersist()
     spark.stop()
+    heads = ("plays/batch", "collect + count (ms)", "mapInArrow (ms)", "ratio")
+    print_table(heads, rows, markdown=args.markdown, left=())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ dashboard's WebSocket, p50/p99, at steady rates.
 
     .venv/bin/python bench/dashboard_latency.py [--rates 1000,5000] [--seconds 30] [--markdown]
         [--job shop|web-live] [--variant NAME:SETTING=VALUE,...]... [--compare LABEL=DIR]...
+        [--warmup 15] [--smoke]
 
 ``--job web-live`` measures the web scenario's count job instead: enriched pageviews (as the
 collector writes them) counted in ``web.pageviews``, 5% of them sent a second time 200 ms later
@@ -20,9 +21,9 @@ produces shop events at a fixed rate (event time = produce time), listens on the
 WebSocket, and for each (window, gender) matches counts to events: when an update says the
 window holds c events, the first c produced in it (by produce time) are visible from that
 moment. An event's latency is that moment minus its produce time. Events never seen within
-10 s after the run are reported as missing. Before measuring, each rate runs 15 s of the same
-traffic as warm-up (the job's first batches compile code and start Python workers) and 15 s of
-quiet to catch up; those events are not measured.
+10 s after the run are reported as missing. Before measuring, each rate runs ``--warmup`` (15) s
+of the same traffic as warm-up (the job's first batches compile code and start Python workers)
+and as long of quiet to catch up; those events are not measured.
 """
 
 from __future__ import annotations
@@ -38,21 +39,21 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
 
-from clickstream.broker.embedded import free_port
 from clickstream.children import spawn, stop
 from clickstream.events.shop import GENDERS, ShopEvent
 from clickstream.events.web import EnrichedWebEvent
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
+from common import console, free_port, options, paced, print_table
 from sides import add_compare_option, side_broker, sides
 
-console = Console(stderr=True)
-WARMUP_S = 15.0
+SMOKE = {"rates": "200", "seconds": 3.0, "warmup": 5.0}
+Row = dict[str, Any]
+"""A dashboard update (or a table row), as JSON."""
 
 
 class Produced:
@@ -78,25 +79,19 @@ def produce(
     producer = make_producer(settings, **{"linger.ms": 5})
     rng = random.Random(1)
     encode = msgspec.json.Encoder().encode
-    chunk = max(rate // 100, 1)  # send every 10 ms
     retries: list[tuple[float, bytes, bytes]] = []  # (when, key, value)
     run = uuid.uuid4().hex[:8]  # event ids unique across calls (warm-up, measure)
-    start = time.monotonic()
     sent = 0
-    while sent < rate * seconds:
-        due = start + sent / rate
-        pause = due - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        for _ in range(chunk):
+    for chunk in paced(rate, seconds):
+        for _ in chunk:
             now = time.time()
             at_ms = int(now * 1000)
+            event: ShopEvent | EnrichedWebEvent
             if job == "shop":
                 gender = rng.choice([0, 0, 0, 1, 1, 2])
-                event = ShopEvent(
-                    user_id=rng.randrange(100_000), action=0, gender=gender, timestamp=at_ms
-                )
-                key, label = str(event.user_id).encode(), GENDERS[gender]
+                user = rng.randrange(100_000)
+                event = ShopEvent(user_id=user, action=0, gender=gender, timestamp=at_ms)
+                key, label = str(user).encode(), GENDERS[gender]
             else:
                 visitor = rng.randrange(100_000)
                 event = EnrichedWebEvent(
@@ -109,7 +104,7 @@ def produce(
                     pageUrl=f"https://shop.example.com/p/{rng.randrange(50)}",
                     referrer=None,
                 )
-                key, label = event.uiud.encode(), "Pageview"
+                key, label = f"visitor-{visitor}".encode(), "Pageview"
             value = encode(event)
             producer.produce(topic, value, key=key)
             if job != "shop" and rng.random() < RETRY_SHARE:
@@ -129,7 +124,7 @@ def produce(
 
 
 async def listen(
-    url: str, updates: list[tuple[float, dict]], done: asyncio.Event, metric: str = "shop.gender"
+    url: str, updates: list[tuple[float, Row]], done: asyncio.Event, metric: str = "shop.gender"
 ) -> None:
     import websockets
 
@@ -147,7 +142,7 @@ async def listen(
 
 
 def latencies(
-    produced: Produced, updates: list[tuple[float, dict]], since: float
+    produced: Produced, updates: list[tuple[float, Row]], since: float
 ) -> tuple[list[float], int, int]:
     """Latency of each event seen; events never seen; events counted beyond those produced."""
     visible: dict[tuple[int, str], int] = defaultdict(int)  # events already matched
@@ -174,18 +169,18 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def run_rate(
-    bootstrap: str, port: int, rate: int, seconds: float, tag: str, job: str = "shop"
-) -> dict:
+    bootstrap: str, port: int, rate: int, seconds: float, tag: str, job: str, warmup: float
+) -> Row:
     topic = f"{job}-{tag}"
     produced = Produced()
-    updates: list[tuple[float, dict]] = []
+    updates: list[tuple[float, Row]] = []
     done = asyncio.Event()
 
     async def main() -> int:
         # Warm the job up with the same traffic (its first batches compile code and start
         # Python workers), let it catch up, then measure.
-        await asyncio.to_thread(produce, bootstrap, topic, rate, WARMUP_S, Produced(), job)
-        await asyncio.sleep(15)
+        await asyncio.to_thread(produce, bootstrap, topic, rate, warmup, Produced(), job)
+        await asyncio.sleep(warmup)
         listener = asyncio.create_task(
             listen(f"ws://127.0.0.1:{port}/ws", updates, done, JOBS[job])
         )
@@ -212,7 +207,7 @@ def run_rate(
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     """``NAME:KEY=VALUE,KEY=VALUE`` -> (name, environment)."""
     name, _, assignments = text.partition(":")
-    extra = {}
+    extra: dict[str, str] = {}
     for item in filter(None, assignments.split(",")):
         key, sep, value = item.partition("=")
         if not sep or not key.startswith("CLICKSTREAM_"):
@@ -241,15 +236,17 @@ def main() -> None:
     )
     parser.add_argument("--rates", default="1000,5000")
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--job", choices=sorted(JOBS), default="shop")
     parser.add_argument("--variant", action="append", default=[], type=parse_variant)
+    parser.add_argument(
+        "--warmup", type=float, default=15.0, help="seconds of warm-up traffic, then of quiet"
+    )
     add_compare_option(parser)
-    args = parser.parse_args()
+    args = options(parser, SMOKE)
     rates = [int(r) for r in args.rates.split(",")]
     variants = args.variant or [("defaults", {})]
 
-    rows = []
+    rows: list[Row] = []
     for side in sides(parser, args.compare):
         with (
             tempfile.TemporaryDirectory(prefix="clickstream-bench-") as tmp,
@@ -292,49 +289,21 @@ def main() -> None:
                     console.print(
                         f"{name}, rate {rate}/s: job warm-up, then {args.seconds:g} s of events"
                     )
-                    time.sleep(10)  # the job's JVM
-                    row = run_rate(bootstrap, port, rate, args.seconds, tag, args.job)
+                    time.sleep(min(10.0, args.warmup))  # the job's JVM
+                    row = run_rate(bootstrap, port, rate, args.seconds, tag, args.job, args.warmup)
                     rows.append({"variant": name, **row})
                 finally:
                     for proc in procs:
                         stop(proc)
 
-    table = Table(
-        "variant",
-        "events/s",
-        "sent",
-        "measured",
-        "p50 (s)",
-        "p99 (s)",
-        "max (s)",
-        "missing",
-        "extra",
-        title=f"{args.job}: produce -> dashboard",
-    )
-    for row in rows:
-        table.add_row(
-            row["variant"],
-            str(row["rate"]),
-            str(row["sent"]),
-            str(row["measured"]),
-            f"{row['p50']:.2f}",
-            f"{row['p99']:.2f}",
-            f"{row['max']:.2f}",
-            str(row["missing"]),
-            str(row["extra"]),
-        )
-    Console().print(table)
-    if args.markdown:
-        print(
-            "| variant | events/s | sent | measured | p50 (s) | p99 (s) | max (s) | missing "
-            "| extra |"
-        )
-        print("|---|---|---|---|---|---|---|---|---|")
-        for row in rows:
-            cells = [row[k] for k in ("variant", "rate", "sent", "measured")]
-            cells += [f"{row[k]:.2f}" for k in ("p50", "p99", "max")]
-            cells += [row["missing"], row["extra"]]
-            print("| " + " | ".join(str(c) for c in cells) + " |")
+    heads = ("variant", "events/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)",
+             "missing", "extra")  # fmt: skip
+    cells = [
+        [*(row[k] for k in ("variant", "rate", "sent", "measured")),
+         *(f"{row[k]:.2f}" for k in ("p50", "p99", "max")), row["missing"], row["extra"]]
+        for row in rows
+    ]  # fmt: skip
+    print_table(heads, cells, markdown=args.markdown, title=f"{args.job}: produce -> dashboard")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,10 @@ async def run_httpx(url: str, body: bytes, seconds: float, connections: int) -> 
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
     latencies.sort()
-    at = lambda q: latencies[int(q * (len(latencies) - 1))] if latencies else 0.0  # noqa: E731
+
+    def at(q: float) -> float:
+        return latencies[int(q * (len(latencies) - 1))] if latencies else 0.0
+
     sent = counts["ok"] + counts["bad"]  # every request is waited for: none left in flight
     return {**counts, "sent": sent, "seconds": elapsed, "p50": at(0.5), "p99": at(0.99)}
 

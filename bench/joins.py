@@ -1,7 +1,7 @@
 """Benchmark: the joins job (seed 003) on N users + events, and the seed's way on 5,000 messages.
 
     .venv/bin/python bench/joins.py [--sizes 50000,500000] [--reference 5000]
-        [--master local[2]] [--batch N] [--markdown]
+        [--master local[2]] [--batch N] [--markdown] [--smoke]
 
 For each size N, produces N records to fresh topics of this checkout's own embedded broker:
 users (Faker-free, stable ids) and 1-10 page events each (about 5.5 per user), event times
@@ -38,20 +38,18 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
-from rich.table import Table
 
 from clickstream.events.joins import EVENTS, user_id_of
 from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
-from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings, load_settings
+from common import Record, console, options, print_table, produce
 from sides import child_args, print_result, run_child, side_broker, this_side
 
-console = Console(stderr=True)
+SMOKE = {"sizes": "3000", "reference": 200}
 T0 = int(time.time()) // 3600 * 3600 - 86_400  # a day ago (event times ahead of Kafka's clock
 # by more than jobs.max_future_s are dead-lettered), seconds
 
@@ -60,10 +58,9 @@ def stamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 + seconds))
 
 
-def produce(settings: Settings, records: int) -> tuple[int, int]:
-    """About ``records`` users + events; returns (users, events)."""
+def users_and_events(settings: Settings, records: int, counts: list[int]) -> Iterator[Record]:
+    """About ``records`` users + events; ``counts`` gets [users, events]."""
     rng = random.Random(3)
-    producer = make_producer(settings, **{"linger.ms": 50, "batch.num.messages": 10000})
     joins = settings.joins
     users = events = 0
     clock = 0.0
@@ -76,7 +73,7 @@ def produce(settings: Settings, records: int) -> tuple[int, int]:
             "email": email,
             "name": f"U {users}",
         }
-        producer.produce(joins.users_topic, json.dumps(user).encode(), uid)
+        yield joins.users_topic, uid, json.dumps(user).encode()
         users += 1
         for _ in range(min(rng.randint(1, 10), records - users - events)):
             event = {
@@ -85,14 +82,10 @@ def produce(settings: Settings, records: int) -> tuple[int, int]:
                 "page": f"https://site.example/{rng.randrange(100)}",
                 "event": rng.choice(EVENTS),
             }
-            producer.produce(joins.events_topic, json.dumps(event).encode(), uid)
+            yield joins.events_topic, uid, json.dumps(event).encode()
             events += 1
         clock += 0.01  # 100 users per simulated second
-        if users % 20_000 == 0:
-            producer.poll(0)
-            console.print(f"  produced {users + events:,}/{records:,}")
-    producer.flush(600)
-    return users, events
+    counts += [users, events]
 
 
 def run_job(spark: Any, settings: Settings) -> dict[str, Any]:
@@ -110,8 +103,10 @@ def run_job(spark: Any, settings: Settings) -> dict[str, Any]:
         if p.get("numInputRows", 0) > 1000
     ]
     with connect(settings.duckdb_path, read_only=True) as con:
-        matched = con.execute("SELECT sum(event_count) FROM user_event_counts").fetchone()[0]
-        typed = con.execute("SELECT sum(count) FROM event_type_counts").fetchone()[0]
+        (matched,) = con.execute("SELECT sum(event_count) FROM user_event_counts").fetchone() or (
+            0,
+        )
+        (typed,) = con.execute("SELECT sum(count) FROM event_type_counts").fetchone() or (0,)
     third = max(1, len(costs) // 3)
     return {
         "seconds": elapsed,
@@ -180,7 +175,7 @@ def reference(settings: Settings, messages: int) -> dict[str, Any]:
         if message is None or message.error() is not None:
             continue
         t = time.perf_counter()
-        data = json.loads(message.value().decode("utf-8"))
+        data = json.loads((message.value() or b"").decode("utf-8"))
         (users if message.topic() == joins.users_topic else events).append(data)
         df_users, df_events = pd.DataFrame(users), pd.DataFrame(events)
         if "user_id" in df_users.columns and "user_id" in df_events.columns:
@@ -231,7 +226,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             partitions=args.partitions,
         )
         console.print(f"producing {n:,} users + events")
-        users, events = produce(settings, n)
+        counts: list[int] = []
+        produce(settings, users_and_events(settings, n, counts), total=n)
+        users, events = counts
         console.print(f"running the joins job on {n:,}")
         result = run_job(spark, settings)
         result |= {"records": n, "users": users, "events": events}
@@ -260,19 +257,16 @@ def main() -> int:
     )
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--bootstrap", help="measure on this broker (internal)")
-    parser.add_argument("--markdown", action="store_true")
-    args = parser.parse_args()
+    args = options(parser, SMOKE)
     if args.bootstrap:
         print_result(measure(args))
         return 0
     side = this_side()
     with side_broker(side) as bootstrap:
         result = run_child(side, Path(__file__), child_args(sys.argv[1:], bootstrap), side.env())
-    table = Table(title=f"joins job, {args.master}, {args.partitions} partitions")
+    title = f"joins job, {args.master}, {args.partitions} partitions"
     heads = ("run", "records", "seconds", "records/s", "µs/record first", "µs/record last",
              "matched", "typed")  # fmt: skip
-    for column in heads:
-        table.add_column(column, justify="right")
     rows = []
     ok = True
     for r in result["sizes"]:
@@ -290,14 +284,7 @@ def main() -> int:
     rows.append((f"seed's way (pandas), {ref['messages']:,}", f"{ref['messages']:,}",
                  f"{ref['seconds']:.1f}", f"{ref['messages'] / ref['seconds']:,.0f}",
                  f"{ref['first_us']:.0f}", f"{ref['last_us']:.0f}", "-", "-"))  # fmt: skip
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
-    if args.markdown:
-        print("| " + " | ".join(heads) + " |")
-        print("|---|" + "---:|" * (len(heads) - 1))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+    print_table(heads, rows, markdown=args.markdown, title=title)
     return 0 if ok else 1
 
 

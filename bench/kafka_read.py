@@ -1,7 +1,7 @@
 """Benchmark: read_kafka -> count, against librdkafka's raw consume rate in the same run.
 
     .venv/bin/python bench/kafka_read.py [--records 1000000] [--partitions 4] [--runs 2]
-        [--sources native,python] [--compare LABEL=DIR]... [--markdown]
+        [--sources native,python] [--compare LABEL=DIR]... [--markdown] [--smoke]
 
 For each side (this checkout, and each ``--compare`` checkout: see ``bench/sides.py``), starts
 that side's embedded broker, produces small JSON records to a fresh topic, then measures (1) a
@@ -21,17 +21,16 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from rich.console import Console
-from rich.table import Table
 
 from clickstream.kafka.admin import ensure_topics
-from clickstream.kafka.clients import make_producer
 from clickstream.kafka.config import consumer_config
 from clickstream.settings import Settings, load_settings
+from common import Record, console, options, print_table, produce, time_count
 from sides import (
     add_compare_option,
     child_args,
@@ -40,23 +39,14 @@ from sides import (
     side_broker,
     sides,
 )
-from streams import time_count
 
-console = Console(stderr=True)
+SMOKE = {"records": 2000, "runs": 1}
 
 
-def produce(settings: Settings, topic: str, records: int, partitions: int) -> float:
-    producer = make_producer(settings, **{"linger.ms": 50, "batch.num.messages": 10000})
-    start = time.perf_counter()
+def records_of(topic: str, records: int) -> Iterator[Record]:
     for i in range(records):
         value = json.dumps({"i": i, "page": f"/p/{i % 100}", "ts": 1_700_000_000_000 + i})
-        producer.produce(topic, value, key=str(i % 1000), partition=i % partitions)
-        if i % 10_000 == 0:
-            producer.poll(0)
-            if i % 200_000 == 0:
-                console.print(f"  produced {i:,}/{records:,}")
-    producer.flush(300)
-    return time.perf_counter() - start
+        yield topic, str(i % 1000), value
 
 
 def raw_consume(settings: Settings, topic: str, records: int, partitions: int) -> float:
@@ -69,13 +59,13 @@ def raw_consume(settings: Settings, topic: str, records: int, partitions: int) -
         for msg in consumer.consume(10_000, timeout=1.0):
             if msg.error() is None:
                 seen += 1
-                size += len(msg.value())
+                size += len(msg.value() or b"")
     elapsed = time.perf_counter() - start
     consumer.close()
     return elapsed
 
 
-def spark_count(spark, settings: Settings, topic: str) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def spark_count(spark: Any, settings: Settings, topic: str) -> tuple[float, int]:
     from clickstream.spark.io import read_kafka
 
     return time_count(read_kafka(spark, topic, settings=settings, starting_offsets="earliest"))
@@ -93,7 +83,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     topic = f"bench-read-{uuid.uuid4().hex[:8]}"
     ensure_topics(settings, [topic], partitions=args.partitions)
     console.print(f"producing {args.records:,} records to {topic} ({args.partitions} partitions)")
-    result: dict[str, Any] = {"produce_s": produce(settings, topic, args.records, args.partitions)}
+    produced = produce(
+        settings, records_of(topic, args.records), total=args.records, partitions=args.partitions
+    )
+    result: dict[str, Any] = {"produce_s": produced}
     result["raw_s"] = raw_consume(settings, topic, args.records, args.partitions)
     from clickstream.spark.session import get_spark
 
@@ -120,14 +113,13 @@ def main() -> int:
     parser.add_argument("--sources", default="native,python", help="this checkout's sources")
     parser.add_argument("--bootstrap", help="measure one side on this broker (internal)")
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--markdown", action="store_true")
     add_compare_option(parser)
-    args = parser.parse_args()
+    args = options(parser, SMOKE)
     if args.bootstrap:
         print_result(measure(args))
         return 0
 
-    rows = []
+    rows: list[tuple[str, str, float, float | None]] = []
     for side in sides(parser, args.compare):
         sources = args.sources if side.label == "this" else "auto"
         with side_broker(side) as bootstrap:
@@ -141,24 +133,16 @@ def main() -> int:
                 label = f"read_kafka ({source}) -> count" + (" (cold)" if run == 0 else " (warm)")
                 rows.append((side.label, label, elapsed, args.records / elapsed / raw_rate))
 
-    table = Table(
-        title=f"Kafka read, {args.records:,} JSON records, "
-        f"{args.partitions} partitions, {args.master}"
+    title = (
+        f"Kafka read, {args.records:,} JSON records, {args.partitions} partitions, {args.master}"
     )
-    for column in ("side", "reader", "seconds", "events/s", "vs raw librdkafka"):
-        table.add_column(column, justify="left" if column in ("side", "reader") else "right")
-    for label, reader, seconds, ratio in rows:
-        rate = f"{args.records / seconds:,.0f}"
-        table.add_row(
-            label, reader, f"{seconds:.2f}", rate, "" if ratio is None else f"{ratio:.2f}"
-        )
-    Console().print(table)
-    if args.markdown:
-        print("| side | reader | seconds | events/s | vs raw librdkafka |")
-        print("|---|---|---:|---:|---:|")
-        for label, reader, seconds, ratio in rows:
-            cells = [label, reader, f"{seconds:.2f}", f"{args.records / seconds:,.0f}"]
-            print("| " + " | ".join([*cells, "" if ratio is None else f"{ratio:.2f}"]) + " |")
+    heads = ("side", "reader", "seconds", "events/s", "vs raw librdkafka")
+    cells = [
+        (label, reader, f"{seconds:.2f}", f"{args.records / seconds:,.0f}",
+         "" if ratio is None else f"{ratio:.2f}")
+        for label, reader, seconds, ratio in rows
+    ]  # fmt: skip
+    print_table(heads, cells, markdown=args.markdown, title=title, left=heads[:2])
     return 0
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/scale.py [--batches 10000,100000,1000000]
         [--masters local[1],local[2],cluster:1,cluster:2] [--partitions 4] [--max-events N]
-        [--job shop|web-live] [--compare LABEL=DIR]... [--markdown]
+        [--job shop|web-live] [--compare LABEL=DIR]... [--markdown] [--smoke]
 
 ``--job web-live`` runs the web scenario's count job instead, on enriched pageviews of which
 every 20th record is a client's retry of the event sent 50 records before (same ``eventId``,
@@ -32,30 +32,38 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
 
 from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
-from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings, load_settings
+from common import Record, console, options, print_table, produce
 from sides import add_compare_option, child_args, print_result, run_child, side_broker, sides
 from standalone import standalone
 
-console = Console(stderr=True)
 T0 = 1_767_225_600_000
 RATE = 10_000
 """Event times: this many a second."""
 
 
 MAX_EVENTS = 1_000_000
+SMOKE = {"batches": "1000", "masters": "local[1]", "max_events": 2000, "partitions": 2}
 
 
 def size_for(batch: int) -> int:
     return min(max(5 * batch, 50_000), MAX_EVENTS)
+
+
+def records_of(job: str, topic: str, events: int) -> Iterator[Record]:
+    encode = msgspec.json.Encoder().encode
+    rng = random.Random(3)
+    for i in range(events):
+        value, key = record(job, i, rng)
+        yield topic, key, encode(value)
 
 
 RETRY_EVERY, RETRY_BACK = 20, 50
@@ -106,34 +114,23 @@ def base_settings(bootstrap: str, data_dir: Path, master: str) -> Settings:
     return load_settings(environ=environ).with_bootstrap(bootstrap)
 
 
-def produce(args: argparse.Namespace) -> dict[str, str]:
+def produce_topics(args: argparse.Namespace) -> dict[str, str]:
     """One topic per batch size; returns batch size -> topic."""
     settings = base_settings(args.bootstrap, Path(tempfile.mkdtemp()), "local[1]")
-    producer = make_producer(settings, **{"linger.ms": 50, "batch.num.messages": 10000})
-    encode = msgspec.json.Encoder().encode
-    rng = random.Random(3)
     topics = {}
     for batch in args.batches:
         topic = f"bench-{args.job}-{uuid.uuid4().hex[:8]}"
         ensure_topics(settings, [topic], partitions=args.partitions)
         events = size_for(batch)
         console.print(f"producing {events:,} {args.job} records to {topic}")
-        for i in range(events):
-            value, key = record(args.job, i, rng)
-            while True:
-                try:
-                    producer.produce(topic, encode(value), key=key)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.flush()
+        produce(settings, records_of(args.job, topic, events), total=events)
         topics[str(batch)] = topic
     return topics
 
 
 def run_once(
-    spark, settings: Settings, topic: str, batch: int, work: Path, job_name: str
-) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    spark: Any, settings: Settings, topic: str, batch: int, work: Path, job_name: str
+) -> dict[str, float]:
     from clickstream.sinks.duckdb_table import connect
     from clickstream.streaming.runner import start_job
 
@@ -167,7 +164,7 @@ def run_once(
     with connect(s.duckdb_path, read_only=True) as con:
         (total,) = con.execute(
             "SELECT coalesce(sum(count), 0) FROM window_counts WHERE metric = ?", [metric]
-        ).fetchone()  # type: ignore[misc]
+        ).fetchone() or (0,)
     return {
         "seconds": elapsed,
         "rows": stats.input_rows,
@@ -176,7 +173,7 @@ def run_once(
     }
 
 
-def measure(args: argparse.Namespace) -> dict[str, object]:
+def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """One master of one side, on the broker at ``--bootstrap``."""
     from clickstream.spark.java import find_java_home
     from clickstream.spark.session import get_spark
@@ -186,7 +183,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     master = args.master
     java_home = find_java_home(None, os.environ)
 
-    def go(url: str) -> dict[str, object]:
+    def go(url: str) -> dict[str, dict[str, float]]:
         settings = base_settings(args.bootstrap, scratch, url)
         spark = get_spark(settings)
         first = str(min(args.batches))
@@ -218,14 +215,13 @@ def main() -> int:
     parser.add_argument("--produce", action="store_true", help="(internal)")
     parser.add_argument("--master", help="(internal) measure this master")
     parser.add_argument("--topics", help="(internal) batch=topic,...")
-    parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--job", choices=["shop", "web-live"], default="shop")
     add_compare_option(parser)
-    args = parser.parse_args()
+    args = options(parser, SMOKE)
     args.batches = [int(b) for b in args.batches.split(",")]
     MAX_EVENTS = args.max_events
     if args.bootstrap:
-        print_result(produce(args) if args.produce else measure(args))
+        print_result(produce_topics(args) if args.produce else measure(args))
         return 0
 
     masters = args.masters.split(",")
@@ -238,10 +234,7 @@ def main() -> int:
         "master", "events/batch", "side", "records", "rows read", "batches", "seconds",
         "records/s", "exact",
     )  # fmt: skip
-    table = Table(title=f"{args.job} count job, {args.partitions} partitions")
-    for column in heads:
-        table.add_column(column, justify="right")
-    results: dict[tuple[str, str, int], dict[str, object]] = {}
+    results: dict[tuple[str, str, int], dict[str, float]] = {}
     labels = []
     base = child_args(sys.argv[1:], "", drop=("--masters", "--bootstrap"))[:-2]
     for side in sides(parser, args.compare):
@@ -266,7 +259,7 @@ def main() -> int:
         for batch in args.batches:
             for label in labels:
                 run = results[master, label, batch]
-                seconds, events = float(run["seconds"]), int(run["rows"])  # type: ignore[arg-type]
+                seconds, events = float(run["seconds"]), int(run["rows"])
                 records = size_for(batch)
                 exact = "yes" if run["counted"] == distinct_for(records, args.job) else "NO"
                 rows.append(
@@ -282,14 +275,8 @@ def main() -> int:
                         exact,
                     )
                 )
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
-    if args.markdown:
-        print("| " + " | ".join(heads) + " |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+    title = f"{args.job} count job, {args.partitions} partitions"
+    print_table(heads, rows, markdown=args.markdown, title=title, left=("master", "side", "exact"))
     return 0 if all(row[-1] == "yes" for row in rows) else 1
 
 

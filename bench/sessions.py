@@ -1,7 +1,7 @@
 """Benchmark: the sessionization job on N pageviews (local Spark), events/s end to end.
 
     .venv/bin/python bench/sessions.py [--events 1000000] [--master local[2]] [--partitions 4]
-        [--compare LABEL=DIR]... [--markdown]
+        [--compare LABEL=DIR]... [--markdown] [--smoke]
 
 For each side (this checkout, and each ``--compare`` checkout, with its own embedded broker:
 see ``bench/sides.py``), produces N enriched pageviews (as the collector writes them) for
@@ -25,40 +25,39 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
 
 from clickstream.events.web import EnrichedWebEvent
 from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
-from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings, load_settings
+from common import Record, console, options, print_table, produce, time_count
 from sides import add_compare_option, child_args, print_result, run_child, side_broker, sides
-from streams import time_count
 
-console = Console(stderr=True)
 T0 = 1_767_225_600_000
+SMOKE = {"events": 2000, "runs": 1, "partitions": 2}
 
 
-def produce(settings: Settings, events: int) -> int:
-    """N pageviews in sessions; returns how many sessions they make."""
+def pageviews(topic: str, events: int, sessions: list[int]) -> Iterator[Record]:
+    """N pageviews in sessions, then one far later that closes them; ``sessions`` gets how
+    many sessions they make."""
     rng = random.Random(7)
-    producer = make_producer(settings, **{"linger.ms": 50, "batch.num.messages": 10000})
     encode = msgspec.json.Encoder().encode
-    topic = settings.topics.web_events
-    sent = sessions = 0
+    sent = 0
     clock = T0
+    sessions.append(0)
     while sent < events:
         visitor = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         session = f"{rng.getrandbits(64):016x}"
-        sessions += 1
+        sessions[0] += 1
         at = clock + rng.randrange(0, 60_000)
         for page in range(min(rng.randint(1, 12), events - sent)):
             event = EnrichedWebEvent(
-                eventId=f"{sessions}-{page}",
+                eventId=f"{sessions[0]}-{page}",
                 eventType="Pageview",
                 timestamp=at,
                 receivedAt=at,
@@ -68,23 +67,18 @@ def produce(settings: Settings, events: int) -> int:
                 referrer="direct",
                 landingPage=int(page == 0),
             )
-            producer.produce(topic, encode(event), key=visitor)
+            yield topic, visitor, encode(event)
             at += rng.randrange(5_000, 120_000)
             sent += 1
         clock += 40  # about 25 new sessions per simulated second
-        if sessions % 20_000 == 0:
-            producer.poll(0)
-            console.print(f"  produced {sent:,}/{events:,}")
     closing = EnrichedWebEvent(
         eventId="close", eventType="Pageview", timestamp=clock + 10 * 3_600_000,
         receivedAt=clock, uiud="closer", sessionId="closer", pageUrl="https://shop.example.com/",
     )  # fmt: skip
-    producer.produce(topic, encode(closing), key="closer")
-    producer.flush(300)
-    return sessions
+    yield topic, "closer", encode(closing)
 
 
-def run_job(spark, settings: Settings, data_dir: Path) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+def run_job(spark: Any, settings: Settings, data_dir: Path) -> tuple[float, int, int]:
     from clickstream.sinks.duckdb_table import connect
     from clickstream.streaming.runner import start_job
 
@@ -94,12 +88,12 @@ def run_job(spark, settings: Settings, data_dir: Path) -> tuple[float, int, int]
     job.await_all()
     elapsed = time.perf_counter() - started
     with connect(ours.duckdb_path, read_only=True) as con:
-        (rows,) = con.execute("SELECT count(*) FROM sessions").fetchone()  # type: ignore[misc]
+        (rows,) = con.execute("SELECT count(*) FROM sessions").fetchone() or (0,)
     stats = job.stats["sessions.sessions"]
     return elapsed, int(rows), stats.input_rows
 
 
-def ceiling(spark, settings: Settings, parse: bool) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def ceiling(spark: Any, settings: Settings, parse: bool) -> tuple[float, int]:
     """Seconds to read (and parse) the whole topic with ``availableNow``, and rows seen."""
     from clickstream.jobs.sessions import parse as parse_pageviews
     from clickstream.spark.io import read_kafka
@@ -124,7 +118,9 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     settings = settings.model_copy(update={"topics": topics})
     ensure_topics(settings, [topic, topics.dead_letter], partitions=args.partitions)
     console.print(f"producing {args.events:,} pageviews to {topic}")
-    sessions = produce(settings, args.events)
+    counted: list[int] = []
+    produce(settings, pageviews(topic, args.events, counted), total=args.events)
+    sessions = counted[0]
 
     from clickstream.spark.session import get_spark
 
@@ -145,20 +141,14 @@ def main() -> int:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--bootstrap", help="measure one side on this broker (internal)")
-    parser.add_argument("--markdown", action="store_true")
     add_compare_option(parser)
-    args = parser.parse_args()
+    args = options(parser, SMOKE)
     if args.bootstrap:
         print_result(measure(args))
         return 0
 
-    table = Table(
-        title=f"sessions job, {args.events:,} pageviews, "
-        f"{args.partitions} partitions, {args.master}"
-    )
+    title = f"sessions job, {args.events:,} pageviews, {args.partitions} partitions, {args.master}"
     heads = ("side", "run", "seconds", "events/s", "rows read", "sessions written", "expected")
-    for column in heads:
-        table.add_column(column, justify="right", no_wrap=column == "run")
     rows: list[tuple[str, ...]] = []
     ok = True
     for side in sides(parser, args.compare):
@@ -178,14 +168,7 @@ def main() -> int:
         warm = min(elapsed for elapsed, _, _ in result["runs"])
         for label, elapsed, _ in result["ceilings"]:
             console.print(f"{side.label}: the job (best run) takes {warm / elapsed:.1f}x {label}")
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
-    if args.markdown:
-        print("| " + " | ".join(heads) + " |")
-        print("|---|---|---:|---:|---:|---:|---:|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+    print_table(heads, rows, markdown=args.markdown, title=title, left=heads[:2])
     return 0 if ok else 1
 
 

@@ -4,7 +4,8 @@
 <commit>``) or its ``src/``. A side runs with DIR's own virtualenv (``DIR/.venv/bin/python``)
 when there is one, so an older version runs with the dependencies it pinned, else with this
 interpreter and ``PYTHONPATH=DIR/src``. Each side gets the embedded broker its own code starts
-(``python -m clickstream broker``): an older version's broker is part of what is compared.
+(``python -m clickstream broker``): an older version's broker is part of what is compared;
+this checkout uses the broker of ``CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS`` when it is set.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CHECKOUT = Path(__file__).resolve().parent.parent
-JARS_DIR = CHECKOUT / ".cache" / "jars"
+from common import CHECKOUT, JARS_DIR, shared_bootstrap
+
 RESULT_PREFIX = "RESULT "
 
 
@@ -43,7 +44,7 @@ class Side:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
         env["PYTHONPATH"] = str(self.src)
         if self.kafka_broker:
-            env["CLICKSTREAM_JARS_DIR"] = os.environ.get("CLICKSTREAM_JARS_DIR", str(JARS_DIR))
+            env["CLICKSTREAM_JARS_DIR"] = str(JARS_DIR)
         env.update(extra)
         return env
 
@@ -79,7 +80,12 @@ def sides(parser: argparse.ArgumentParser, specs: list[str], label: str = "this"
 
 @contextmanager
 def side_broker(side: Side, data_dir: Path | None = None) -> Iterator[str]:
-    """The side's own embedded broker on a free port; yields its bootstrap address."""
+    """The side's own embedded broker on a free port; yields its bootstrap address. This
+    checkout takes the broker of the environment instead, when one is set (``shared_bootstrap``)."""
+    shared = shared_bootstrap()
+    if shared and side.label == "this" and side.src == CHECKOUT / "src" and data_dir is None:
+        yield shared
+        return
     with tempfile.TemporaryDirectory(prefix="bench-broker-") as scratch:
         folder = data_dir or Path(scratch)
         extra = {"CLICKSTREAM_DATA_DIR": str(folder)}

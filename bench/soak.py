@@ -3,7 +3,7 @@ each query's lag, sampled as it runs, judged against the soak's targets.
 
     .venv/bin/python bench/soak.py [--rate 500] [--shop-rate 500] [--minutes 30]
         [--warmup-minutes 5] [--sample-s 15] [--max-growth-mb-h 50] [--max-lag N]
-        [--set CLICKSTREAM_NAME=VALUE]... [--markdown]
+        [--set CLICKSTREAM_NAME=VALUE]... [--markdown] [--smoke]
 
 Starts `clickstream up --rate R --shop-rate S` in a fresh data folder on free ports, then every
 ``--sample-s`` seconds reads, for each part (broker, collector, jobs with Spark's JVM and
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from sides import JARS_DIR, this_side
+from common import JARS_DIR, console, free_port, options, print_table
+from sides import this_side
 
-console = Console(stderr=True)
+SMOKE = {"rate": 20, "shop_rate": 20, "minutes": 1.5, "warmup_minutes": 0.5, "sample_s": 5}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 PARTS = {  # part: what its root process's command line holds
@@ -50,12 +49,6 @@ PARTS = {  # part: what its root process's command line holds
     "web-sim": "clickstream simulate web",
     "shop-sim": "clickstream simulate shop",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -158,8 +151,7 @@ def main() -> int:
     parser.add_argument(
         "--set", action="append", default=[], metavar="CLICKSTREAM_NAME=VALUE", help="a setting"
     )
-    parser.add_argument("--markdown", action="store_true")
-    args = parser.parse_args()
+    args = options(parser, SMOKE)
     settings = dict(item.split("=", 1) for item in args.set)
     if any(not name.startswith("CLICKSTREAM_") for name in settings):
         parser.error("--set wants CLICKSTREAM_NAME=VALUE")
@@ -168,7 +160,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="clickstream-soak-") as data:
         env = side.env(
             CLICKSTREAM_DATA_DIR=data,
-            CLICKSTREAM_JARS_DIR=os.environ.get("CLICKSTREAM_JARS_DIR", str(JARS_DIR)),
+            CLICKSTREAM_JARS_DIR=str(JARS_DIR),
             CLICKSTREAM_BROKER_PORT=str(free_port()),
             CLICKSTREAM_BROKER_CONTROLLER_PORT=str(free_port()),
             CLICKSTREAM_COLLECTOR_PORT=str(free_port()),
@@ -242,16 +234,12 @@ def report(samples: Samples, args: argparse.Namespace) -> bool:
     title = f"up --rate {args.rate:g} --shop-rate {args.shop_rate:g}, {span / 60:.1f} min measured"
     if args.set:
         title += f" ({', '.join(args.set)})"
-    table = Table(*heads, title=title)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    print_table(heads, rows, markdown=args.markdown, title=title)
     queries = sorted({q for i in keep for q in samples.lags[i]})
     lag_heads = ("query", "largest lag", "last lag", "lag grew")
-    lag_rows = []
+    lag_rows: list[tuple[str, ...]] = []
     for query in queries:
-        values = [samples.lags[i].get(query) for i in keep]
-        known = [v for v in values if v is not None]
+        known = [v for i in keep if (v := samples.lags[i].get(query)) is not None]
         if not known:
             continue
         third = max(1, len(known) // 3)
@@ -261,18 +249,12 @@ def report(samples: Samples, args: argparse.Namespace) -> bool:
         if args.max_lag is not None and max(known) > args.max_lag:
             missed.append(f"{query}'s lag reached {max(known):,} (target: {args.max_lag:,})")
         lag_rows.append((query, f"{max(known):,}", f"{known[-1]:,}", "yes" if grew else "no"))
-    lag_table = Table(*lag_heads)
-    for row in lag_rows:
-        lag_table.add_row(*row)
-    Console().print(lag_table)
+    if args.markdown:
+        print()
+    print_table(lag_heads, lag_rows, markdown=args.markdown, left=("query", "lag grew"))
     missed.extend(f"up restarted {part} {n} time(s)" for part, n in samples.restarts.items() if n)
     for line in samples.said:
         console.print(f"up: {line}")
-    if args.markdown:
-        print(f"{title}\n\n| " + " | ".join(heads) + " |\n|---|---:|---:|---:|---:|")
-        print("\n".join("| " + " | ".join(row) + " |" for row in rows))
-        print("\n| " + " | ".join(lag_heads) + " |\n|---|---:|---:|---|")
-        print("\n".join("| " + " | ".join(row) + " |" for row in lag_rows))
     if missed:
         Console().print("[red]targets missed:[/] " + "; ".join(missed))
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,11 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from common import free_port
 
 
 def _alive_workers(ui: str) -> int:
@@ -44,7 +39,7 @@ def standalone(
     )
     if java_home:
         env["JAVA_HOME"] = java_home
-    port, ui_port = _free_port(), _free_port()
+    port, ui_port = free_port(), free_port()
     url, ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
     procs = []
 
@@ -85,7 +80,7 @@ def standalone(
                     "--host",
                     "127.0.0.1",
                     "--webui-port",
-                    str(_free_port()),
+                    str(free_port()),
                     "--cores",
                     str(cores),
                     "--memory",

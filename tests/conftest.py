@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -140,7 +140,7 @@ def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[An
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error() is not None:
                     continue
-                records.append((msg.key(), json.loads(msg.value())))
+                records.append((msg.key(), json.loads(cast(bytes, msg.value()))))
                 got += 1
     finally:
         consumer.close()

@@ -70,7 +70,7 @@ def counts(env: dict[str, str], metric: str) -> dict[tuple[int, str], int]:
         f"WHERE metric = '{metric}'",
         missing_ok=True,
     )
-    return {(int(r["s"]), str(r["key"])): int(r["count"]) for r in rows}  # type: ignore[call-overload]
+    return {(int(r["s"]), str(r["key"])): int(r["count"]) for r in rows}
 
 
 def wait_until(check: Any, timeout: float, what: str) -> None:
@@ -254,7 +254,7 @@ def test_a_jobs_process_killed_at_several_points_neither_loses_nor_double_counts
     action: Counter[tuple[int, str]] = Counter()
     for r in shop_records:
         second = r["timestamp"] // 1000 * 1000
-        gender[second, GENDERS.get(r["gender"], "unknown")] += 1  # type: ignore[arg-type]
+        gender[second, GENDERS.get(r["gender"], "unknown")] += 1
         action[second, ACTIONS[r["action"]]] += 1
     assert counts(env, "shop.gender") == dict(gender)
     assert counts(env, "shop.action") == dict(action)
@@ -288,7 +288,7 @@ def test_a_jobs_process_killed_at_several_points_neither_loses_nor_double_counts
             "SELECT visitor_id, session_id, epoch_ms(session_start) AS s, pageviews FROM sessions",
             missing_ok=True,
         )
-        return {(r["visitor_id"], r["session_id"], r["s"], r["pageviews"]) for r in rows}  # type: ignore[misc]
+        return {(r["visitor_id"], r["session_id"], r["s"], r["pageviews"]) for r in rows}
 
     wait_until(lambda: len(stored()) >= len(expected), 120, "every session")
     assert stored() == expected

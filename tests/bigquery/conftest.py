@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ class Emulator:
     """``gs://bucket/path`` is read from ``gcs_root/bucket/path``."""
     project: str = PROJECT
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> Any:
         from clickstream.sinks.bigquery import _client
 
         return _client(self.project, self.endpoint)[1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def bigquery_settings(settings: Settings, emulator: Emulator, dataset: str) -> S
     return settings.model_copy(update={"warehouse": warehouse})
 
 
-def sessions_frame(spark, rows):  # type: ignore[no-untyped-def]
+def sessions_frame(spark: Any, rows: list[Any]) -> Any:
     return spark.createDataFrame(
         rows,
         "session_key string, visitor_id string, pages array<string>, pageviews bigint, "
@@ -44,8 +45,8 @@ def sessions_frame(spark, rows):  # type: ignore[no-untyped-def]
 
 
 def test_sessions_load_and_merge_once(
-    spark, settings: Settings, bigquery_emulator: Emulator, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    spark: Any, settings: Settings, bigquery_emulator: Emulator, tmp_path: Path
+) -> None:
     client = bigquery_emulator.client()
     from google.cloud import bigquery
 

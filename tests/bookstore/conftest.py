@@ -39,10 +39,10 @@ def cassandra_settings(node: CassandraNode, **changes: object) -> CassandraSetti
         contact_points=["127.0.0.1"],
         port=node.port,
         username="cassandra",
-        password="cassandra",  # type: ignore[arg-type]
+        password="cassandra",
         consistency="ONE",
         keyspace=f"bookstore_{uuid.uuid4().hex[:8]}",
-        **changes,  # type: ignore[arg-type]
+        **changes,
     )
 
 

@@ -20,9 +20,9 @@ from tests.cassandra_node import CassandraNode
 
 def test_the_task_closure_pickles_with_plain_settings_and_hides_the_password() -> None:
     settings = CassandraSettings(
-        contact_points="10.0.0.1,10.0.0.2",  # type: ignore[arg-type]
+        contact_points="10.0.0.1,10.0.0.2",
         username="writer",
-        password="s3cret",  # type: ignore[arg-type]
+        password="s3cret",
         local_dc="dc1",
     )
     target = sink.CassandraEvents(settings).target
@@ -32,7 +32,7 @@ def test_the_task_closure_pickles_with_plain_settings_and_hides_the_password() -
     again = pickle.loads(pickle.dumps(target))
     assert again == target
     assert hash(again) == hash(target)
-    writer = cloudpickle.loads(cloudpickle.dumps(sink.partition_writer(target)))
+    writer = cloudpickle.loads(cloudpickle.dumps(sink.partition_writer(target)))  # type: ignore[no-untyped-call]
     assert [cell.cell_contents for cell in writer.__closure__] == [target]
 
 

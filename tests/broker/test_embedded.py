@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO, cast
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import ConfigResource
+from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from clickstream.broker.embedded import EmbeddedBroker, check_port_free
 from clickstream.broker.node import KAFKA_JARS, KAFKA_VERSION, java_executable, new_cluster_id
@@ -42,7 +43,7 @@ def start_cli_broker(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     )
     assert process.stdout is not None
     line = process.stdout.readline()
-    assert "broker listening on 127.0.0.1:" in line, line + process.stderr.read()
+    assert "broker listening on 127.0.0.1:" in line, line + cast(IO[str], process.stderr).read()
     return process, line.split()[3]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +110,7 @@ def busy_history(base: int, seconds: int = 300, pages: int = 50) -> list[WindowC
     return windows("web.pages", base - (seconds - 1) * 1000, counts)
 
 
-def produce_rows(settings: Settings, rows: list[WindowCount | bytes]) -> None:
+def produce_rows(settings: Settings, rows: Sequence[WindowCount | bytes]) -> None:
     """Write rows to the results topic as the jobs do (JSON, key ``metric|start|key``); bytes
     are written as they are, keyed ``bad``."""
     import msgspec

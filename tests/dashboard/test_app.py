@@ -182,7 +182,7 @@ def test_unreachable_kafka_makes_healthz_503_then_recovers_when_it_answers(
 
     # A broker appears at that address: the hub finds it, then the topic, then results.
     with own_broker(tmp_path / "kafka", port=port):
-        healthy = wait_for(lambda: (r := dashboard.get("/healthz")).status_code == 200 and r)
+        healthy: Any = wait_for(lambda: (r := dashboard.get("/healthz")).status_code == 200 and r)
         assert healthy.json()["kafka"] == "up"
         ensure_topics(nowhere, [nowhere.topics.results], partitions=1)
         produce_rows(nowhere, windows("shop.gender", now_s(), [{"female": 2}]))

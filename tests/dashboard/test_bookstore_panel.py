@@ -33,7 +33,7 @@ def test_bookstore_panel_ranks_books_with_conversion_and_updates_live(
     page.wait("document.querySelectorAll('#panel-bookstore .by-opens li').length === 3")
 
     def texts(which: str, part: str) -> list[str]:
-        return page.page.locator(f"#panel-bookstore .{which} .{part}").all_inner_texts()
+        return list(page.page.locator(f"#panel-bookstore .{which} .{part}").all_inner_texts())
 
     assert texts("by-opens", "label") == ["b-0002", "b-0001", "b-0003"]
     assert texts("by-opens", "value") == [

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import httpx
 import pytest
@@ -268,7 +268,9 @@ def start_cli_dashboard(settings: Settings, port: int) -> subprocess.Popen[str]:
     )
     assert process.stdout is not None
     first = process.stdout.readline()
-    assert f"dashboard on http://127.0.0.1:{port}/" in first, first + process.stderr.read()
+    assert f"dashboard on http://127.0.0.1:{port}/" in first, (
+        first + cast(IO[str], process.stderr).read()
+    )
 
     def healthy() -> bool:
         try:

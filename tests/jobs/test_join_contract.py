@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import random
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from jsonschema import Draft7Validator
@@ -100,6 +100,6 @@ def test_rules_of_our_own(spark: Any, settings: Settings) -> None:
     ]
     reasons = verdicts(spark, settings, PageEvent, docs)
     assert reasons[:2] == [None, None]
-    assert "event_timestamp is not a time" in reasons[2]
+    assert "event_timestamp is not a time" in cast(str, reasons[2])
     assert reasons[3] == f"field page is longer than {MAX_CHARS} characters"
-    assert "ahead of its arrival" in reasons[4]
+    assert "ahead of its arrival" in cast(str, reasons[4])

@@ -9,7 +9,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -225,9 +225,9 @@ def avro_array_items(url: str) -> dict[str, Any]:
     fs, path = fsspec.core.url_to_fs(url)
     first = sorted(fs.glob(f"{path}/**/*.avro"))[0]
     with fs.open(first, "rb") as fh:
-        schema = fastavro.reader(fh).writer_schema
+        schema = cast(dict[str, Any], fastavro.reader(fh).writer_schema)
     items = {}
-    for field in schema["fields"]:  # type: ignore[index]
+    for field in schema["fields"]:
         kind = field["type"][1]
         if isinstance(kind, dict) and kind.get("type") == "array":
             items[field["name"]] = kind["items"]

@@ -80,7 +80,7 @@ def test_simulator_sends_the_seed_payload_and_counts_delivery_reports(
 
 
 def test_failed_deliveries_are_counted(settings: Settings, tmp_path: Path) -> None:
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     from clickstream.kafka.admin import admin_client
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_queries_start_after_the_first_batch_of_the_one_before(
-    spark, settings: Settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
     ours = count_settings(settings, tmp_path)
     ours = ours.model_copy(
         update={"jobs": ours.jobs.model_copy(update={"trigger_s": 1.0, "staggered_start_s": 60})}

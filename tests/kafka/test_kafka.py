@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from confluent_kafka import Consumer
@@ -33,7 +34,7 @@ def test_watermarks_are_the_true_log_end(
     """Batched produce makes multi-record batches; the end must count every record."""
     topic = new_topic(partitions=2)
     produce(topic, 1_001, partitions=2)
-    consumer = Consumer(consumer_config(settings, **{"enable.partition.eof": True}))
+    consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
     try:
         keys = partitions_of(consumer, [topic], 5)
         assert keys == [(topic, 0), (topic, 1)]
@@ -49,7 +50,10 @@ def test_producer_reports_deliveries(settings: Settings, new_topic: Callable[...
     seen: list[int] = []
     for i in range(50):
         producer.produce(
-            topic, f"v{i}", key="k", on_delivery=lambda err, msg: seen.append(msg.offset())
+            topic,
+            f"v{i}",
+            key="k",
+            on_delivery=lambda err, msg: seen.append(cast(int, msg.offset())),
         )
     stats = producer.flush()
     assert stats.delivered == 50
@@ -60,7 +64,7 @@ def test_producer_reports_deliveries(settings: Settings, new_topic: Callable[...
         from confluent_kafka import TopicPartition
 
         consumer.assign([TopicPartition(topic, 0, 0)])
-        got = []
+        got: list[bytes | None] = []
         while len(got) < 50:
             msg = consumer.poll(5)
             assert msg is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -93,7 +94,7 @@ def secure_properties(host: str, ports: dict[str, int], certs: Certificates) -> 
 
 def create_scram_users(bootstrap: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    upserts = [
+    upserts: list[Any] = [  # the client takes any alteration; upserts are one kind
         UserScramCredentialUpsertion(
             user,
             ScramCredentialInfo(getattr(ScramMechanism, mech.replace("-", "_")), 4096),

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_admin_producer_consumer(
     while len(got) < 5 and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
         if msg is not None and msg.error() is None:
-            got.append(msg.value())
+            got.append(cast(bytes, msg.value()))
     consumer.close()
     assert got == [f"v{i}".encode() for i in range(5)]
     assert {t.name: t.records for t in describe_topics(settings)}[topic] == 5

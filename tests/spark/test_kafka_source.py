@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from tests.spark.streams import run_available_now
 pytestmark = pytest.mark.slow
 
 
-def run_to_table(spark, df, out: Path, checkpoint: Path) -> list[dict]:  # type: ignore[no-untyped-def]
+def run_to_table(spark: Any, df: Any, out: Path, checkpoint: Path) -> list[dict[str, Any]]:
     """Run ``df`` with availableNow into parquet; return the progress of each batch."""
     query = (
         df.writeStream.format("parquet")
@@ -214,8 +215,8 @@ def test_include_headers(  # type: ignore[no-untyped-def]
 
 
 def test_small_batches_are_read_by_one_task_large_ones_per_partition(
-    spark, settings: Settings, new_topic: Callable[..., str], produce: Callable[..., int]
-) -> None:  # type: ignore[no-untyped-def]
+    spark: Any, settings: Settings, new_topic: Callable[..., str], produce: Callable[..., int]
+) -> None:
     from clickstream.kafka.config import client_config
     from clickstream.spark.kafka_source import (
         SMALL_BATCH,

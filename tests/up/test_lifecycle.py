@@ -71,7 +71,7 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
         assert later <= metrics, metrics
         # The bookstore's events in the warehouse (no Cassandra configured), and its pages.
         booked = sql(env, "SELECT count(*) AS n FROM bookstore_events")
-        assert int(booked[0]["n"]) > 0  # type: ignore[call-overload]
+        assert int(booked[0]["n"]) > 0
         shop = httpx.get(f"http://127.0.0.1:{ports['BOOKSTORE']}/books/b-0001", timeout=5)
         assert shop.status_code == 200
         assert "Show description" in shop.text
@@ -165,12 +165,12 @@ def test_a_second_up_on_the_same_data_folder_refuses_and_deletes_nothing(
         f"(pid {running_up.process.pid}): stop it first"
     )
     # The same checkpoints, beside the running up, are refused too.
-    jobs = subprocess.run(
+    refused = subprocess.run(
         [sys.executable, "-m", "clickstream", "jobs", "run", "shop"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert jobs.returncode == 1
-    assert f"(pid {jobs_pid}): stop it first" in jobs.stderr
+    assert refused.returncode == 1
+    assert f"(pid {jobs_pid}): stop it first" in refused.stderr
     # Nothing of the first one was touched.
     assert before <= committed()
     assert alive(jobs_pid)
