@@ -1,17 +1,19 @@
 """Benchmark: the joins job (seed 003) on N users + events, and the seed's way on 5,000 messages.
 
     .venv/bin/python bench/joins.py [--sizes 50000,500000] [--reference 5000]
-        [--master local[2]] [--batch N] [--markdown] [--smoke]
+        [--master local[2]] [--batch N] [--compare LABEL=DIR]... [--markdown] [--smoke]
 
 For each size N, produces N records to fresh topics of this checkout's own embedded broker:
 users (Faker-free, stable ids) and 1-10 page events each (about 5.5 per user), event times
 increasing with shuffling within a few seconds (out of order), then runs the `joins` job with
-`trigger(availableNow=True)` from the start: parse, validation, dead letters, the stream-stream
-join with watermarks, the DuckDB upserts and the result topic. Reported: wall time, records/s
-(users + events read by the job), and the cost per record of the job's micro-batches (its one
-query, `joins.all`), first third of the run against the last third: the job's cost must stay
-flat as history grows (``--batch 50000`` gives enough batches to see it; the job's own batch
-size, 500,000 a topic, reads 500,000 records in one).
+`trigger(availableNow=True)` from the start: parse, validation, dead letters, the aggregation
+(or, in versions before it, the stream-stream join), the DuckDB writes and the result topic.
+Reported: wall time, records/s (users + events read by the job), the cost per record of the
+job's micro-batches (its one query), first third of the run against the last third: the job's
+cost must stay flat as history grows (``--batch 50000`` gives ten batches on 500,000; the job's
+own batch size, 500,000 a topic, reads 500,000 records in one), and where the time goes by
+Spark's progress reports: in the batch function (``addBatch``: reading, parsing, reducing and
+writing) and in the engine around it (offsets, commit log, planning).
 
 On the largest size, two floors: Spark alone reading both topics from the start and handing
 them to Python (the values; then the records checked against their schemas as the job checks
@@ -23,8 +25,10 @@ appends each message to lists, builds pandas DataFrames of all of them and merge
 message, on the first ``--reference`` messages of the smallest size. Its cost per message grows
 with the history.
 
+``--compare before=DIR`` runs the same sizes with another checkout (``git worktree add
+/tmp/before main``; see ``bench/sides.py``), on its own broker, in the same run.
+
 Absolute figures on a shared 2-core machine are noisy; the ratios in one run are what to read.
-There is no ``--compare``: checkouts before this job have nothing to compare.
 """
 
 from __future__ import annotations
@@ -43,11 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from clickstream.events.joins import EVENTS, user_id_of
-from clickstream.jobs import builder
 from clickstream.kafka.admin import ensure_topics
 from clickstream.settings import Settings, load_settings
 from common import Record, console, options, print_table, produce
-from sides import child_args, print_result, run_child, side_broker, this_side
+from sides import add_compare_option, child_args, print_result, run_child, side_broker, sides
 
 SMOKE = {"sizes": "3000", "reference": 200}
 T0 = int(time.time()) // 3600 * 3600 - 86_400  # a day ago (event times ahead of Kafka's clock
@@ -88,20 +91,36 @@ def users_and_events(settings: Settings, records: int, counts: list[int]) -> Ite
     counts += [users, events]
 
 
+def start_joins(spark: Any, settings: Settings) -> Any:
+    """The joins job started with ``availableNow``, by this checkout's API or, for a compared
+    checkout from before the engine moved to ``clickstream.streaming``, by the one it had."""
+    import importlib
+
+    try:
+        jobs = importlib.import_module("clickstream.jobs")
+        runner = importlib.import_module("clickstream.streaming.runner")
+        return runner.start_job(spark, settings, jobs.builder("joins"), available_now=True)
+    except (ImportError, AttributeError):
+        runner = importlib.import_module("clickstream.jobs.runner")
+        return runner.start_job(spark, settings, "joins", available_now=True)
+
+
 def run_job(spark: Any, settings: Settings) -> dict[str, Any]:
     from clickstream.sinks.duckdb_table import connect
-    from clickstream.streaming.runner import start_job
 
     started = time.perf_counter()
-    job = start_job(spark, settings, builder("joins"), available_now=True)
+    job = start_joins(spark, settings)
     job.await_all()
     elapsed = time.perf_counter() - started
-    join_query = next(q for q in job.queries if q.name == "joins.all")  # the only one
+    (query,) = job.queries  # one query, in this version and the one before
+    progress = [p for p in query.recentProgress if p.get("numInputRows", 0) > 0]
     costs = [
         p["durationMs"]["triggerExecution"] * 1000 / p["numInputRows"]
-        for p in join_query.recentProgress
-        if p.get("numInputRows", 0) > 1000
+        for p in progress
+        if p["numInputRows"] > 1000
     ]
+    total_ms = sum(p["durationMs"].get("triggerExecution", 0) for p in progress)
+    batch_ms = sum(p["durationMs"].get("addBatch", 0) for p in progress)
     with connect(settings.duckdb_path, read_only=True) as con:
         (matched,) = con.execute("SELECT sum(event_count) FROM user_event_counts").fetchone() or (
             0,
@@ -115,6 +134,8 @@ def run_job(spark: Any, settings: Settings) -> dict[str, Any]:
         "batches": len(costs),
         "first_us": statistics.median(costs[:third]) if costs else 0.0,
         "last_us": statistics.median(costs[-third:]) if costs else 0.0,
+        "batch_s": batch_ms / 1000,
+        "engine_s": (total_ms - batch_ms) / 1000,
     }
 
 
@@ -257,33 +278,43 @@ def main() -> int:
     )
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--bootstrap", help="measure on this broker (internal)")
+    add_compare_option(parser)
     args = options(parser, SMOKE)
     if args.bootstrap:
         print_result(measure(args))
         return 0
-    side = this_side()
-    with side_broker(side) as bootstrap:
-        result = run_child(side, Path(__file__), child_args(sys.argv[1:], bootstrap), side.env())
+    results = []
+    for side in sides(parser, args.compare):
+        with side_broker(side) as bootstrap:
+            argv = child_args(sys.argv[1:], bootstrap)
+            results.append((side.label, run_child(side, Path(__file__), argv, side.env())))
     title = f"joins job, {args.master}, {args.partitions} partitions"
-    heads = ("run", "records", "seconds", "records/s", "µs/record first", "µs/record last",
-             "matched", "typed")  # fmt: skip
+    heads = ("run", "records", "seconds", "records/s", "of floor", "µs/record first",
+             "µs/record last", "in batch s", "engine s", "matched", "typed")  # fmt: skip
     rows = []
     ok = True
-    for r in result["sizes"]:
-        ok = ok and r["matched"] == r["events"] == r["typed"]
-        rows.append((f"joins job, {r['records']:,}", f"{r['users']:,} + {r['events']:,}",
-                     f"{r['seconds']:.1f}", f"{r['records'] / r['seconds']:,.0f}",
-                     f"{r['first_us']:.1f}", f"{r['last_us']:.1f}",
-                     f"{r['matched']:,}", f"{r['typed']:,}"))  # fmt: skip
-    low = result["floor"]
-    for what, key in (("read", "read"), ("read + schema check", "check")):
-        rows.append((f"Spark alone: {what}, {low['records']:,}", f"{low['records']:,}",
-                     f"{low[key]:.1f}", f"{low['records'] / low[key]:,.0f}", "-", "-", "-",
-                     "-"))  # fmt: skip
-    ref = result["reference"]
+    for label, result in results:
+        low = result["floor"]
+        check_rate = low["records"] / low["check"]
+        for r in result["sizes"]:
+            ok = ok and r["matched"] == r["events"] == r["typed"]
+            rate = r["records"] / r["seconds"]
+            share = f"{rate / check_rate:.2f}" if r["records"] == low["records"] else "-"
+            rows.append((f"{label}: joins job, {r['records']:,}",
+                         f"{r['users']:,} + {r['events']:,}", f"{r['seconds']:.1f}",
+                         f"{rate:,.0f}", share, f"{r['first_us']:.1f}", f"{r['last_us']:.1f}",
+                         f"{r['batch_s']:.1f}", f"{r['engine_s']:.1f}",
+                         f"{r['matched']:,}", f"{r['typed']:,}"))  # fmt: skip
+        for what, key in (("read", "read"), ("read + schema check", "check")):
+            rows.append((f"{label}: Spark alone, {what}, {low['records']:,}",
+                         f"{low['records']:,}", f"{low[key]:.1f}",
+                         f"{low['records'] / low[key]:,.0f}", "-", "-", "-", "-", "-", "-",
+                         "-"))  # fmt: skip
+    ref = results[0][1]["reference"]
     rows.append((f"seed's way (pandas), {ref['messages']:,}", f"{ref['messages']:,}",
-                 f"{ref['seconds']:.1f}", f"{ref['messages'] / ref['seconds']:,.0f}",
-                 f"{ref['first_us']:.0f}", f"{ref['last_us']:.0f}", "-", "-"))  # fmt: skip
+                 f"{ref['seconds']:.1f}", f"{ref['messages'] / ref['seconds']:,.0f}", "-",
+                 f"{ref['first_us']:.0f}", f"{ref['last_us']:.0f}", "-", "-", "-",
+                 "-"))  # fmt: skip
     print_table(heads, rows, markdown=args.markdown, title=title)
     return 0 if ok else 1
 

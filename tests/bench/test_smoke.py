@@ -44,8 +44,9 @@ EXPECT: dict[str, list[Expect]] = {
                ("seconds", "events/s", "rows read"))
     ],
     "joins": [
-        Expect(("run", "records", "seconds", "records/s", "µs/record first", "µs/record last",
-                "matched", "typed"), ("seconds", "records/s"))
+        Expect(("run", "records", "seconds", "records/s", "of floor", "µs/record first",
+                "µs/record last", "in batch s", "engine s", "matched", "typed"),
+               ("seconds", "records/s"))
     ],
     "scale": [
         Expect(("master", "events/batch", "side", "records", "rows read", "batches", "seconds",
