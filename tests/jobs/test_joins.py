@@ -75,8 +75,11 @@ def topic_totals(settings: Settings) -> dict[str, Any]:
 
 @pytest.fixture
 def joined(spark: Any, settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, Any]]:
-    """The job run over shuffled input in micro-batches of 40 records."""
+    """The job run over shuffled input in micro-batches of 40 records, each aggregated by Spark
+    on the executors (``jobs.driver_reduce_max`` 0; the other tests reduce their small batches
+    on the driver)."""
     job = join_settings(settings, tmp_path, max_offsets_per_trigger=40)
+    job = job.model_copy(update={"jobs": job.jobs.model_copy(update={"driver_reduce_max": 0})})
     data = make_input(seed=3, users=40)
     send(job, data)
     run(spark, job)
