@@ -35,7 +35,7 @@ from clickstream.errors import ConfigError
 from clickstream.events.joins import MAX_CHARS, PageEvent, User, fields
 from clickstream.events.results import WindowCount, counts_table
 from clickstream.settings import Settings
-from clickstream.sinks import join_tables
+from clickstream.sinks import join_store
 from clickstream.sinks.join_tables import AGGREGATES, COUNT, TABLES, USER, BatchChange
 from clickstream.sinks.kafka_topic import KafkaTopic
 from clickstream.sinks.results_topic import ResultsTopic
@@ -257,7 +257,7 @@ class JoinWriter:
         self.driver_max = settings.jobs.driver_reduce_max
         self.dead = KafkaTopic.dead_letters(settings)
         self.results = ResultsTopic.topic_only(settings)
-        self.tables = join_tables(
+        self.tables = join_store(
             settings, query=QUERY, checkpoint_id=self.checkpoint_id, on_change=self.send
         )
         self._checkpoint_id = ""

@@ -22,7 +22,7 @@ def warehouse_table(settings: Settings, table: str, key: str, columns: str | Non
     return DuckDBTable.from_settings(settings, table, key=key, columns=columns)
 
 
-def join_tables(
+def join_store(
     settings: Settings,
     *,
     query: str,
