@@ -1,5 +1,6 @@
-"""A real Spark standalone cluster: one master and one worker started from PySpark's own
-launcher (``spark-class``), on 127.0.0.1 and free ports, the worker in its own folder."""
+"""A real Spark standalone cluster: one master and two workers (a core each) started from
+PySpark's own launcher (``spark-class``), on 127.0.0.1 and free ports, each worker in its own
+folder: a job's tasks run in two executor processes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from clickstream.broker.embedded import free_port
 from clickstream.spark.java import find_java_home
 
 BIN = Path(sys.executable).parent
+WORKERS = 2
 
 
 @dataclass
@@ -68,7 +70,7 @@ def alive_workers(ui: str) -> int:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("spark-cluster")
     env = spark_env(root / "logs")
-    port, ui_port, worker_ui = free_port(), free_port(), free_port()
+    port, ui_port = free_port(), free_port()
     url, ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
     master = launch(
         "org.apache.spark.deploy.master.Master",
@@ -76,30 +78,35 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         env,
         root / "master.log",
     )
-    work = root / "worker"
-    work.mkdir()
-    worker = launch(
-        "org.apache.spark.deploy.worker.Worker",
-        [url, "--host", "127.0.0.1", "--webui-port", str(worker_ui), "--cores", "2",
-         "--memory", "1g", "--work-dir", str(work)],
-        env,
-        root / "worker.log",
-    )  # fmt: skip
+    workers = []
+    for n in range(WORKERS):
+        work = root / f"worker-{n}"
+        work.mkdir()
+        workers.append(
+            launch(
+                "org.apache.spark.deploy.worker.Worker",
+                [url, "--host", "127.0.0.1", "--webui-port", str(free_port()), "--cores", "1",
+                 "--memory", "1g", "--work-dir", str(work)],
+                env,
+                root / f"worker-{n}.log",
+            )
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while alive_workers(ui) < 1:
-            for name, proc in (("master", master), ("worker", worker)):
+        while alive_workers(ui) < WORKERS:
+            named = [("master", master), *((f"worker-{n}", w) for n, w in enumerate(workers))]
+            for name, proc in named:
                 if proc.poll() is not None:
                     log = (root / f"{name}.log").read_text()[-2000:]
                     pytest.fail(f"the Spark {name} exited: {log}")
             if time.monotonic() > deadline:
-                pytest.fail(f"no worker registered with {url} in 120 s")
+                pytest.fail(f"{WORKERS} workers did not register with {url} in 120 s")
             time.sleep(0.5)
         yield Cluster(url, ui, env)
     finally:
-        for proc in (worker, master):
+        for proc in (*workers, master):
             proc.terminate()
-        for proc in (worker, master):
+        for proc in (*workers, master):
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
