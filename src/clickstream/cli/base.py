@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -87,52 +83,9 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
 def show_config(ctx: Context) -> None:
     """Print the settings in effect as TOML (secrets and write keys masked): saved to a file,
     it reads back as the same settings."""
-    data: dict[str, Any] = ctx.settings.model_dump(mode="json")  # SecretStr: "**********"
-    collector = data.get("collector", {})
-    collector["write_keys"] = {site: MASK for site in collector.get("write_keys", {})}
-    for key, value in data.items():
-        if not isinstance(value, dict):
-            click.echo(_toml_line(key, value))
-    for section, values in data.items():
-        if isinstance(values, dict):
-            click.echo(f"\n[{section}]")
-            for key, value in values.items():
-                click.echo(_toml_line(key, value))
+    from clickstream.settings.dump import settings_toml
 
-
-MASK = "**********"
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_line(key: str, value: Any) -> str:
-    """``key = value``; an unset (None) setting as a comment, which reads back as unset."""
-    if value is None:
-        return f"# {_toml_key(key)} = (unset)"
-    return f"{_toml_key(key)} = {_toml(value)}"
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _toml_string(key)
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)  # inf, -inf, nan
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    if isinstance(value, dict):
-        pairs = (f"{_toml_key(str(k))} = {_toml(v)}" for k, v in value.items())
-        return "{" + ", ".join(pairs) + "}"
-    return _toml_string(str(value))
-
-
-def _toml_string(text: str) -> str:
-    """A TOML basic string: JSON's escapes are TOML's, except that TOML also escapes DEL."""
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+    click.echo(settings_toml(ctx.settings), nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:
