@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import click
 
 from clickstream import __version__
-from clickstream.errors import ClickstreamError, KafkaUnavailableError
+from clickstream.errors import ClickstreamError
 from clickstream.settings import Settings, load_settings
 
 
@@ -21,27 +20,10 @@ class Context:
 
     def client_settings(self) -> Settings:
         """Settings for a command that talks to Kafka: the configured cluster, or the embedded
-        broker at its configured address (started elsewhere with ``clickstream broker``)."""
-        if self.settings.kafka.bootstrap_servers:
-            if self.settings.kafka.security_protocol != "PLAINTEXT":
-                _check_credentials(self.settings)
-            return self.settings
-        broker = self.settings.broker
-        if broker.port == 0:
-            raise ClickstreamError(
-                "no Kafka address: set CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS to the broker's address"
-            )
-        settings = self.settings.with_bootstrap(f"{broker.host}:{broker.port}")
-        from clickstream.kafka.admin import wait_for_cluster
+        broker at its configured address."""
+        from clickstream.kafka.discovery import client_settings
 
-        try:
-            wait_for_cluster(settings, timeout=min(3.0, settings.kafka.timeout_s))
-        except KafkaUnavailableError:
-            raise KafkaUnavailableError(
-                f"no broker at {broker.host}:{broker.port}: start one with `clickstream broker` "
-                "(or `clickstream up`), or set CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"
-            ) from None
-        return settings
+        return client_settings(self.settings)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -114,12 +96,3 @@ def main(argv: list[str] | None = None) -> None:
             fg="red",
         )
         sys.exit(1)
-
-
-def _check_credentials(settings: Settings) -> None:
-    """Stop at once, in one line, on a wrong password or an untrusted certificate (a cluster
-    that does not answer yet is left to the command, which may wait for it)."""
-    from clickstream.kafka.admin import wait_for_cluster
-
-    with contextlib.suppress(KafkaUnavailableError):
-        wait_for_cluster(settings, timeout=min(5.0, settings.kafka.timeout_s))
