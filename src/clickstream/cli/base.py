@@ -14,9 +14,11 @@ from clickstream.settings import Settings, load_settings
 
 
 class Context:
-    def __init__(self, settings: Settings, debug: bool) -> None:
+    def __init__(self, settings: Settings, debug: bool, config_file: Path | None = None) -> None:
         self.settings = settings
         self.debug = debug
+        self.config_file = config_file
+        """``--config``, as given (``up`` hands it to its children)."""
 
     def client_settings(self) -> Settings:
         """Settings for a command that talks to Kafka: the configured cluster, or the embedded
@@ -57,7 +59,7 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
     """Real-time user-event analytics: Kafka in, Spark in the middle, dashboards out."""
     ctx.meta["debug"] = debug
     _setup_logging(debug)
-    ctx.obj = Context(load_settings(config_file), debug)
+    ctx.obj = Context(load_settings(config_file), debug, config_file)
 
 
 @cli.command("config")
