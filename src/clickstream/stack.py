@@ -14,7 +14,6 @@ and what the supervisor needs to restart it when its process exits.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -261,9 +260,9 @@ class Stack:
         settings: Settings,
         plan: Sequence[PartSpec] = (),
         *,
+        environ: Mapping[str, str],
         reset: bool = False,
         config_file: Path | None = None,
-        environ: Mapping[str, str] | None = None,
         say: Callable[[str], None] = print,
         warn: Callable[[str], None] = print,
     ) -> None:
@@ -271,7 +270,7 @@ class Stack:
         self.plan = list(plan)
         self.reset = reset
         self.config_file = config_file
-        self.environ = os.environ if environ is None else environ
+        self.environ = environ
         self.say, self.warn = say, warn
         self.parts: list[Part] = []
         self._kafka: Part | None = None
@@ -281,17 +280,17 @@ class Stack:
         cls,
         settings: Settings,
         *,
+        environ: Mapping[str, str],
         demo: bool = True,
         rates: Rates = Rates(),
         reset: bool = False,
         config_file: Path | None = None,
-        environ: Mapping[str, str] | None = None,
         say: Callable[[str], None] = print,
         warn: Callable[[str], None] = print,
     ) -> Stack:
         """The stack of ``clickstream up`` (:func:`layout`). ``reset`` deletes the jobs'
-        checkpoints first. The children get ``environ`` (default: this process's) and
-        ``config_file``, which the settings were read from."""
+        checkpoints first. The children get ``environ`` and ``config_file``, which the
+        settings were read from (the CLI's: its process's environment and ``--config``)."""
         plan = layout(settings, demo, rates)
         return cls(settings, plan, reset=reset, config_file=config_file, environ=environ,
                    say=say, warn=warn)  # fmt: skip

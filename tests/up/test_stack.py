@@ -25,7 +25,7 @@ def test_the_layout_runs_the_jobs_first_and_the_simulators_at_their_rates(tmp_pa
     settings = load_settings(environ=up_env(tmp_path))
     plain = [spec.name for spec in layout(settings, demo=False)]
     assert plain == ["jobs", "collector", "dashboard", "bookstore"]
-    plan = Stack.from_settings(settings, rates=Rates(web=7, shop=3.5, users=0.5)).plan
+    plan = Stack.from_settings(settings, environ={}, rates=Rates(web=7, shop=3.5, users=0.5)).plan
     specs = {spec.name: spec for spec in plan}
     assert [spec.name for spec in plan][:4] == plain
     assert [spec.name for spec in plan if spec.before_kafka] == ["jobs"]
