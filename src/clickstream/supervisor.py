@@ -250,9 +250,6 @@ class Supervisor:
         os.replace(temporary, self.state_file)
         self._written = text
 
-    def states(self) -> dict[str, PartStatus]:
-        return dict(self._state)
-
 
 def log_size(path: Path | None) -> int:
     try:

@@ -14,9 +14,8 @@ from clickstream.settings import Settings, load_settings
 
 
 class Context:
-    def __init__(self, settings: Settings, debug: bool, config_file: Path | None = None) -> None:
+    def __init__(self, settings: Settings, config_file: Path | None = None) -> None:
         self.settings = settings
-        self.debug = debug
         self.config_file = config_file
         """``--config``, as given (``up`` hands it to its children)."""
 
@@ -57,9 +56,8 @@ def warn(message: str) -> None:
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
     """Real-time user-event analytics: Kafka in, Spark in the middle, dashboards out."""
-    ctx.meta["debug"] = debug
     _setup_logging(debug)
-    ctx.obj = Context(load_settings(config_file), debug, config_file)
+    ctx.obj = Context(load_settings(config_file), config_file)
 
 
 @cli.command("config")
