@@ -11,8 +11,13 @@ import pytest
 
 from clickstream.errors import ClickstreamError
 from clickstream.settings import Settings
-from clickstream.simulators.shop import MalformedRowError, read_shop_csv
-from clickstream.simulators.shop_run import run_replay, write_synthetic_log
+from clickstream.simulators.shop import (
+    MalformedRowError,
+    ShopLogError,
+    count_rows,
+    read_shop_csv,
+)
+from clickstream.simulators.shop_run import ShopSource, run_replay, write_synthetic_log
 from tests.conftest import read_topic
 from tests.simulators.shop_logs import BAD, GOOD, LOG, START_MS, as_event, events_of
 
@@ -26,9 +31,13 @@ def test_a_log_is_replayed_with_its_skips_shown_and_a_strict_one_stops_at_the_ba
     log = tmp_path / "log.csv"
     log.write_text(LOG)
     topic = new_topic(create=False)
-    stats = run_replay(
-        settings, log, stop=threading.Event(), topic=topic, rate=10, start_ms=START_MS
-    )
+    with ShopSource(log) as source:
+        assert source.total(None) == count_rows(log)  # the progress's total: the file's rows
+        assert source.total(3) == 3
+        stats = run_replay(
+            settings, source, stop=threading.Event(), topic=topic, rate=10, start_ms=START_MS
+        )
+    assert source.rows._file.closed  # type: ignore[union-attr]
     assert (stats.sent, stats.delivered, stats.skipped, stats.interrupted) == (5, 5, 3, False)
     err = capsys.readouterr().err
     for message in BAD.values():
@@ -36,10 +45,17 @@ def test_a_log_is_replayed_with_its_skips_shown_and_a_strict_one_stops_at_the_ba
     assert [value for _, value in events_of(settings, topic)] == [
         as_event(row, START_MS + k * 100) for k, row in enumerate(GOOD)
     ]
-    with pytest.raises(MalformedRowError) as raised:
-        run_replay(settings, log, stop=threading.Event(), topic=topic, rate=0, strict=True)
+    with pytest.raises(MalformedRowError) as raised, ShopSource(log) as source:
+        run_replay(settings, source, stop=threading.Event(), topic=topic, rate=0, strict=True)
     assert (raised.value.stats.sent, raised.value.stats.delivered) == (2, 2)
     assert len(read_topic(settings, topic)) == 7
+
+
+def test_a_bad_header_is_refused_when_the_source_opens(tmp_path: Path) -> None:
+    log = tmp_path / "short.csv"
+    log.write_text("user_id,item_id\n1,2\n")
+    with pytest.raises(ShopLogError, match=r"short\.csv: the header"):
+        ShopSource(log)
 
 
 def test_synthetic_rows_stop_when_told(settings: Settings, new_topic: Callable[..., str]) -> None:
@@ -47,7 +63,9 @@ def test_synthetic_rows_stop_when_told(settings: Settings, new_topic: Callable[.
     stop = threading.Event()
     timer = threading.Timer(1.0, stop.set)
     timer.start()
-    stats = run_replay(settings, None, stop=stop, topic=topic, rate=50, seed=3)
+    with ShopSource(None, seed=3) as source:
+        assert source.total(None) is None  # endless
+        stats = run_replay(settings, source, stop=stop, topic=topic, rate=50)
     timer.join()
     assert stats.interrupted
     assert 10 <= stats.sent == stats.delivered <= 200

@@ -167,7 +167,7 @@ def simulate_shop(
     from clickstream.errors import ConfigError
     from clickstream.signals import stop_signals
     from clickstream.simulators.shop import MalformedRowError, parse_start
-    from clickstream.simulators.shop_run import run_replay, write_synthetic_log
+    from clickstream.simulators.shop_run import ShopSource, run_replay, write_synthetic_log
 
     if generate is not None or out is not None:
         if generate is None or out is None:
@@ -187,16 +187,17 @@ def simulate_shop(
             raise ConfigError("--start needs --rate > 0 (event times are 1000/rate ms apart)")
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--start") from None
-    settings = ctx.client_settings()
-    with stop_signals() as stop:
-        try:
-            stats = run_replay(
-                settings, path, stop=stop, topic=topic, rate=rate, start_ms=start_ms,
-                strict=strict, count=count, duration_s=duration, seed=seed,
-            )  # fmt: skip
-        except MalformedRowError as exc:
-            click.echo(exc.stats.summary())
-            raise
+    with ShopSource(path, seed) as source:  # a bad header stops us before Kafka is asked
+        settings = ctx.client_settings()
+        with stop_signals() as stop:
+            try:
+                stats = run_replay(
+                    settings, source, stop=stop, topic=topic, rate=rate, start_ms=start_ms,
+                    strict=strict, count=count, duration_s=duration,
+                )  # fmt: skip
+            except MalformedRowError as exc:
+                click.echo(exc.stats.summary())
+                raise
     click.echo(stats.summary())
     if stats.interrupted:
         warn("stopped early: what was sent is in the topic")

@@ -21,6 +21,7 @@ from clickstream.simulators.shop import (
     replay_shop,
     write_shop_csv,
 )
+from clickstream.simulators.shop_log import Numbered
 
 
 def write_synthetic_log(
@@ -43,9 +44,34 @@ def write_synthetic_log(
     return written, len(users)
 
 
+class ShopSource:
+    """The rows to replay: the log at ``path`` (opened, its header read, now) or synthetic rows
+    from ``seed``. As a context manager, it closes the file at the end."""
+
+    def __init__(self, path: str | Path | None, seed: int | None = None) -> None:
+        self.path = path
+        self.rows: Iterable[ShopRow | Numbered] = (
+            read_shop_csv(path) if path is not None else generate_shop_rows(seed)
+        )
+
+    def total(self, count: int | None) -> int | None:
+        """How many rows the replay will go through, for its progress (None: endless)."""
+        return count if count or self.path is None else count_rows(self.path)
+
+    def close(self) -> None:
+        if isinstance(self.rows, ShopCsv):
+            self.rows.close()
+
+    def __enter__(self) -> ShopSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_replay(
     settings: Settings,
-    path: str | Path | None,
+    source: ShopSource,
     *,
     stop: threading.Event,
     topic: str | None = None,
@@ -54,31 +80,23 @@ def run_replay(
     strict: bool = False,
     count: int | None = None,
     duration_s: float | None = None,
-    seed: int | None = None,
 ) -> ShopStats:
-    """Replay the log at ``path`` (synthetic rows from ``seed`` without one) to ``topic``
-    (default ``topics.shop``) until its end, ``count``, ``duration_s`` or ``stop``, showing the
-    progress (against the file's row count) and the first malformed rows on stderr. A strict
-    replay raises :class:`~clickstream.simulators.shop.MalformedRowError`, whose ``stats`` say
-    what was sent before the bad row."""
+    """Replay ``source`` to ``topic`` (default ``topics.shop``) until its end, ``count``,
+    ``duration_s`` or ``stop``, showing the progress and the first malformed rows on stderr. A
+    strict replay raises :class:`~clickstream.simulators.shop.MalformedRowError`, whose
+    ``stats`` say what was sent before the bad row."""
     name = topic or settings.topics.shop
-    source = read_shop_csv(path) if path is not None else generate_shop_rows(seed)
-    try:
-        total = count if count or path is None else count_rows(path)
-        with ReplayProgress(name, total) as progress:
-            return replay_shop(
-                settings,
-                source,
-                topic=name,
-                rate=rate,
-                start=start_ms,
-                strict=strict,
-                count=count,
-                duration_s=duration_s,
-                progress=progress,
-                on_skip=progress.skipped,
-                stop=stop,
-            )
-    finally:
-        if isinstance(source, ShopCsv):
-            source.close()
+    with ReplayProgress(name, source.total(count)) as progress:
+        return replay_shop(
+            settings,
+            source.rows,
+            topic=name,
+            rate=rate,
+            start=start_ms,
+            strict=strict,
+            count=count,
+            duration_s=duration_s,
+            progress=progress,
+            on_skip=progress.skipped,
+            stop=stop,
+        )
