@@ -188,3 +188,28 @@ def test_config_prints_toml_that_reads_back_as_the_same_settings(tmp_path: Path)
     }
     assert again.model_dump(mode="json") == expected
     assert again.kafka.client_id == original.kafka.client_id
+
+
+def test_settings_toml_masks_secrets_and_comments_out_unset_settings(tmp_path: Path) -> None:
+    from clickstream.settings.dump import MASK, settings_toml
+
+    settings = load_settings(
+        environ={
+            "CLICKSTREAM_KAFKA_SASL_PASSWORD": SECRETS[0],
+            "CLICKSTREAM_KAFKA_CLIENT_ID": 'tab\t "quote" del\x7f',
+            "CLICKSTREAM_COLLECTOR_WRITE_KEYS": f"a.example:{SECRETS[3]}",
+        }
+    )
+    text = settings_toml(settings)
+    assert SECRETS[0] not in text
+    assert SECRETS[3] not in text
+    assert "# ssl_key_password = (unset)" in text.splitlines()
+    assert tomllib.loads(text)["collector"]["write_keys"] == {"a.example": MASK}
+    saved = tmp_path / "saved.toml"
+    saved.write_text(text)
+    again = load_settings(config_file=saved, environ={})
+    assert again.kafka.client_id == 'tab\t "quote" del\x7f'
+    assert again.kafka.sasl_password is not None
+    assert again.kafka.sasl_password.get_secret_value() == MASK
+    assert again.kafka.ssl_key_password is None
+    assert again.collector.write_keys == {"a.example": MASK}

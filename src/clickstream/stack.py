@@ -1,39 +1,42 @@
-"""``clickstream up``: start every part in order, watch them, stop them in reverse order.
+"""``clickstream up`` as a service: the parts of the stack, started in order, kept running,
+stopped in reverse order.
 
-A part is anything with ``name``, ``start()``, ``stop()``, ``healthy()`` and ``url``, and what
-:mod:`clickstream.supervisor` needs to restart it when its process exits. The embedded broker is
-the first. Its process is launched before anything else, and the jobs (whose
-Spark session takes longest to build) start while it boots; the other parts (collector,
-dashboard, simulators) start once it answers and the topics exist. All receive the settings
-that point at the running broker, and are stopped in reverse order.
+:meth:`Stack.from_settings` lays the stack out (:func:`layout`: the jobs, the collector, the
+dashboard, the bookstore and, for the demo, the simulators at their rates); :meth:`Stack.run`
+takes the data folder's lock, starts the embedded broker first (unless a cluster is
+configured), the jobs while it boots (their Spark session takes longest to build), the other
+parts once it answers and the topics exist, hands them to the
+:class:`~clickstream.supervisor.Supervisor` until ``stop`` is set, then stops them in reverse
+order. The parts run ``clickstream`` in child processes whose environment points at the running
+broker. A part is anything with ``name``, ``start(stop)``, ``stop()``, ``healthy()`` and ``url``,
+and what the supervisor needs to restart it when its process exits.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-
 from clickstream.broker.embedded import EmbeddedBroker
-from clickstream.children import child_pid, spawn, stop
 from clickstream.errors import TerminalError
 from clickstream.kafka.admin import ensure_topics, standard_topics, wait_for_cluster
-from clickstream.lock import checkpoints_lock
+from clickstream.lock import checkpoints_lock, up_lock
 from clickstream.settings import Settings
 from clickstream.streaming import checkpoint
+from clickstream.supervisor import ProcessPart, Supervisor, lines_since, log_size, state_path
+
+JOBS = ("shop", "web-live", "bookstore", "songs", "joins", "sessions")
+"""The jobs ``up`` runs, in one Spark session: the dashboard's first, for the first data point."""
 
 
 class Part(Protocol):
     name: str
 
-    def start(self) -> None: ...
+    def start(self, stop: threading.Event | None = None) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -55,26 +58,6 @@ class Part(Protocol):
     def log(self) -> Path | None: ...
 
 
-def _log_size(path: Path | None) -> int:
-    try:
-        return path.stat().st_size if path is not None else 0
-    except OSError:
-        return 0
-
-
-def _lines_since(path: Path | None, offset: int, limit: int = 65_536) -> list[str]:
-    """The lines of ``path`` after byte ``offset`` (at most the last ``limit`` bytes)."""
-    if path is None:
-        return []
-    try:
-        with path.open("rb") as fh:
-            size = fh.seek(0, 2)
-            fh.seek(max(offset, size - limit))
-            return fh.read().decode(errors="replace").splitlines()
-    except OSError:
-        return []
-
-
 @dataclass
 class BrokerPart:
     """The embedded broker as a part of the stack."""
@@ -92,12 +75,13 @@ class BrokerPart:
             progress=self.progress,
         )
 
-    def start(self) -> None:
-        self.launch()
+    def start(self, stop: threading.Event | None = None) -> None:
+        self.launch(stop)
         self.broker.wait_ready()
 
-    def launch(self) -> None:
-        self._log_offset = _log_size(self.log)
+    def launch(self, stop: threading.Event | None = None) -> None:
+        """Start the broker's process (fetching its jars first, if needed)."""
+        self._log_offset = log_size(self.log)
         self.broker.launch()
 
     def relaunch(self) -> None:
@@ -108,7 +92,7 @@ class BrokerPart:
         return self.broker.exit_code()
 
     def new_output(self) -> list[str]:
-        return _lines_since(self.log, self._log_offset)
+        return lines_since(self.log, self._log_offset)
 
     @property
     def pid(self) -> int | None:
@@ -140,7 +124,7 @@ class ExternalKafkaPart:
     settings: Settings
     name: str = "kafka"
 
-    def start(self) -> None:
+    def start(self, stop: threading.Event | None = None) -> None:
         wait_for_cluster(self.settings)
 
     def stop(self) -> None:
@@ -170,114 +154,209 @@ class ExternalKafkaPart:
     log = None
 
 
-@dataclass
-class ProcessPart:
-    """``clickstream <args>`` in a child process, with its output in ``log_file``."""
+@dataclass(frozen=True)
+class Rates:
+    """Events per second of the demo's simulators."""
+
+    web: float = 5.0
+    shop: float = 10.0
+    """The seed's pace."""
+    bookstore: float = 5.0
+    songs: float = 5.0
+    users: float = 2.0
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """A part that runs ``clickstream ARGS`` in a child process, logged to ``<name>.log``."""
 
     name: str
-    args: list[str]
-    env: Mapping[str, str]
-    log_file: Path
+    args: tuple[str, ...]
     url: str = ""
+    """What it serves or sends, as ``up`` shows it."""
     health_url: str | None = None
-    ready_timeout_s: float = 90.0
-    keep_fds: tuple[int, ...] = ()
-    """Descriptors its watchdog keeps open (``up``'s lock on the data folder)."""
-    process: subprocess.Popen[bytes] | None = None
-    _log_offset: int = 0
+    before_kafka: bool = False
+    """Started while the broker boots: it waits for Kafka itself."""
 
-    def start(self) -> None:
-        self.relaunch()
-        assert self.process is not None
-        if self.health_url is None:
-            return
-        deadline = time.monotonic() + self.ready_timeout_s
-        while not self._answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise TerminalError(f"{self.name} did not start: {self._last_log_line()}")
-            time.sleep(0.2)
 
-    def _answers(self) -> bool:
-        assert self.health_url is not None
-        try:
-            return httpx.get(self.health_url, timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+def layout(settings: Settings, demo: bool = True, rates: Rates = Rates()) -> list[PartSpec]:
+    """The child processes of ``up``, in start order; the simulators (endless) with ``demo``."""
+    collector = f"http://{settings.collector.host}:{settings.collector.port}"
+    board = f"http://{settings.dashboard.host}:{settings.dashboard.port}"
+    shop = f"http://{settings.bookstore.host}:{settings.bookstore.port}"
+    wait = f"--wait-for-kafka={settings.broker.startup_timeout_s:g}"
+    jobs = f"Spark: {', '.join(JOBS)} -> {settings.duckdb_path} (clickstream sql)"
+    parts = [
+        PartSpec("jobs", ("jobs", "run", *JOBS, wait), jobs, before_kafka=True),
+        PartSpec(
+            "collector",
+            ("collector",),
+            f"{collector} (tracker: {collector}/clickstream.js, API: {collector}/docs)",
+            f"{collector}/healthz",
+        ),
+        PartSpec("dashboard", ("dashboard",), f"{board}/", f"{board}/healthz"),
+        PartSpec("bookstore", ("bookstore",), f"{shop}/", f"{shop}/healthz"),
+    ]
+    if not demo:
+        return parts
+    topics, joins, songs = settings.topics, settings.joins, settings.songs
+    # Simulated web time runs 60x so sessions close (30 min idle + watermark) within a minute;
+    # songs of several artists, stamped now, so the minute and hour rankings move live.
+    simulators = [
+        (
+            "web-sim",
+            ("web", f"--rate={rates.web:g}", f"--collector={collector}", "--time-scale=60"),
+            f"{rates.web:g} events/s",
+        ),
+        (
+            "shop-sim",
+            ("shop", f"--rate={rates.shop:g}"),
+            f"{rates.shop:g} events/s to topic {topics.shop}",
+        ),
+        (
+            "bookstore-sim",
+            ("bookstore", f"--rate={rates.bookstore:g}"),
+            f"{rates.bookstore:g} events/s to topic {topics.bookstore}",
+        ),
+        (
+            "songs-sim",
+            ("songs", f"--rate={rates.songs:g}", "--all-artists", "--times=now"),
+            f"{rates.songs:g} plays/s to topic {songs.topic}",
+        ),
+        (
+            "users-sim",
+            ("users", f"--rate={rates.users:g}"),
+            f"{rates.users:g} users/s to topic {joins.users_topic}",
+        ),
+        (
+            "page-events-sim",
+            ("page-events",),
+            f"1-10 events per user to topic {joins.events_topic}",
+        ),
+    ]
+    for name, (kind, *args), sends in simulators:
+        parts.append(PartSpec(name, ("simulate", kind, "--endless", *args), sends))
+    return parts
 
-    def _last_log_line(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            lines = []
-        return f"{lines[-1]} (log: {self.log_file})" if lines else f"see {self.log_file}"
 
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-    def healthy(self) -> bool:
-        alive = self.process is not None and self.process.poll() is None
-        return alive and (self.health_url is None or self._answers())
-
-    def relaunch(self) -> None:
-        """Start the process (again), without waiting for it to answer."""
-        self.stop()
-        self._log_offset = _log_size(self.log_file)
-        self.process = spawn(
-            [sys.executable, "-m", "clickstream", *self.args],
-            log_file=self.log_file,
-            env=self.env,
-            pass_fds=self.keep_fds,
-        )
-
-    def exit_code(self) -> int | None:
-        return self.process.poll() if self.process is not None else None
-
-    def new_output(self) -> list[str]:
-        return _lines_since(self.log_file, self._log_offset)
-
-    @property
-    def pid(self) -> int | None:
-        """The PID of the ``clickstream`` process (its watchdog's, while it starts)."""
-        return child_pid(self.process) if self.process is not None else None
-
-    @property
-    def log(self) -> Path | None:
-        return self.log_file
+def child_env(
+    settings: Settings, config_file: Path | None, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment of ``up``'s children: ``environ`` (the one the settings were read from),
+    pointed at the running Kafka and at the data folder, with the same settings file."""
+    env = dict(environ)
+    env["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
+    env["CLICKSTREAM_DATA_DIR"] = str(settings.data_dir.absolute())
+    if config_file is not None:
+        env["CLICKSTREAM_CONFIG"] = str(Path(config_file).absolute())
+    return env
 
 
 class Stack:
-    """The running parts of one ``clickstream up``."""
+    """The parts of one ``clickstream up``: a plan, and the parts started from it."""
 
-    def __init__(self, settings: Settings, on_event: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        plan: Sequence[PartSpec] = (),
+        *,
+        environ: Mapping[str, str],
+        reset: bool = False,
+        config_file: Path | None = None,
+        say: Callable[[str], None] = print,
+        warn: Callable[[str], None] = print,
+    ) -> None:
         self.settings = settings
+        self.plan = list(plan)
+        self.reset = reset
+        self.config_file = config_file
+        self.environ = environ
+        self.say, self.warn = say, warn
         self.parts: list[Part] = []
-        self.say = on_event
+        self._kafka: Part | None = None
 
-    def launch_kafka(self, reset: bool = False) -> Settings:
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str],
+        demo: bool = True,
+        rates: Rates = Rates(),
+        reset: bool = False,
+        config_file: Path | None = None,
+        say: Callable[[str], None] = print,
+        warn: Callable[[str], None] = print,
+    ) -> Stack:
+        """The stack of ``clickstream up`` (:func:`layout`). ``reset`` deletes the jobs'
+        checkpoints first. The children get ``environ`` and ``config_file``, which the
+        settings were read from (the CLI's: its process's environment and ``--config``)."""
+        plan = layout(settings, demo, rates)
+        return cls(settings, plan, reset=reset, config_file=config_file, environ=environ,
+                   say=say, warn=warn)  # fmt: skip
+
+    def run(self, stop: threading.Event) -> None:
+        """Start every part, keep them running until ``stop`` is set, then stop them in reverse
+        order. Each stage that waits hears ``stop``. Another ``up`` on the data folder stops it
+        (:class:`~clickstream.lock.FolderInUseError`) before anything is touched."""
+        lock = up_lock(self.settings.data_dir).acquire()
+        state_file = state_path(self.settings.data_dir)
+        try:
+            settings = self.launch_kafka(stop)
+            if stop.is_set():
+                return
+            logs = settings.data_dir.absolute() / "logs"
+            env = child_env(settings, self.config_file, self.environ)
+            keep = (lock.fd,) if lock.fd is not None else ()  # until the last part has exited
+            parts = [
+                (spec, ProcessPart(spec.name, list(spec.args), env, logs / f"{spec.name}.log",
+                                   spec.url, spec.health_url, keep_fds=keep))
+                for spec in self.plan
+            ]  # fmt: skip
+            for spec, part in parts:
+                if spec.before_kafka:  # Spark builds its session while the broker starts
+                    self.add(part, stop)
+            self.await_kafka(stop)
+            for spec, part in parts:
+                if stop.is_set():
+                    return
+                if not spec.before_kafka:
+                    self.add(part, stop)
+            if stop.is_set():
+                return
+            board = settings.dashboard
+            self.say(
+                f"clickstream is up: open http://{board.host}:{board.port}/ "
+                f"(logs in {logs}; `clickstream status` for details); press Ctrl-C to stop"
+            )
+            Supervisor(self.parts, say=self.say, warn=self.warn, state_file=state_file).run(stop)
+        finally:
+            self.stop()
+            state_file.unlink(missing_ok=True)
+            lock.release()
+
+    def launch_kafka(self, stop: threading.Event | None = None) -> Settings:
         """Start the embedded broker's process (unless a cluster is configured) without waiting
         for it; return the settings the other parts must use. Parts that take long to start
-        (Spark) can be added before :meth:`await_kafka`. ``reset`` deletes the jobs'
-        checkpoints first, so they read the topics again from the start."""
+        (Spark) can be added before :meth:`await_kafka`. With ``reset``, the jobs' checkpoints
+        are deleted first, so they read the topics again from the start."""
         checkpoints = checkpoint.local_root(self.settings)
         if checkpoints is None:
-            if reset:
+            if self.reset:
                 raise TerminalError(
                     "--reset deletes local checkpoints only: delete "
                     f"{checkpoint.root(self.settings)} with the tools of its storage"
                 )
-        elif reset and checkpoints.exists():
+        elif self.reset and checkpoints.exists():
             # Not while a jobs process (of another `up`, or `clickstream jobs run`) uses them.
             with checkpoints_lock(checkpoints, "clickstream up --reset"):
                 shutil.rmtree(checkpoints)
             self.say(f"deleted stream checkpoints in {checkpoints} (--reset)")
         if not self.settings.embedded_broker:
-            self._kafka: Part = ExternalKafkaPart(self.settings)
+            self._kafka = ExternalKafkaPart(self.settings)
             return self.settings
         part = BrokerPart(self.settings, progress=self.say)
-        part.launch()
+        part.launch(stop)
         self.parts.append(part)
         self._kafka = part
         if part.broker.formatted_now and checkpoints and checkpoint.has_files(checkpoints):
@@ -288,33 +367,27 @@ class Stack:
         self.settings = self.settings.with_bootstrap(part.broker.bootstrap)
         return self.settings
 
-    def await_kafka(self) -> None:
+    def await_kafka(self, stop: threading.Event | None = None) -> None:
         """Wait until Kafka answers, then create the topics."""
         kafka = self._kafka
+        assert kafka is not None, "launch_kafka first"
         if isinstance(kafka, BrokerPart):
             kafka.broker.wait_ready()
         else:
-            kafka.start()
+            kafka.start(stop)
             self.parts.insert(0, kafka)
         self.say(f"{kafka.name:<10} up   {kafka.url}")
         created = ensure_topics(self.settings, standard_topics(self.settings))
         if created:
             self.say(f"created topics: {', '.join(created)}")
 
-    def start(self, reset: bool = False) -> Settings:
-        """Start Kafka and create the topics; return the settings the other parts must use."""
-        settings = self.launch_kafka(reset)
-        self.await_kafka()
-        return settings
-
-    def _start(self, part: Part) -> None:
-        part.start()
+    def add(self, part: Part, stop: threading.Event | None = None) -> None:
+        """Start one more part (its wait for an answer ends early once ``stop`` is set); it
+        will be stopped before the ones started earlier."""
+        part.start(stop)
         self.parts.append(part)
-        self.say(f"{part.name:<10} up   {part.url}")
-
-    def add(self, part: Part) -> None:
-        """Start one more part; it will be stopped before the ones started earlier."""
-        self._start(part)
+        if stop is None or not stop.is_set():
+            self.say(f"{part.name:<10} up   {part.url}")
 
     def stop(self) -> None:
         while self.parts:

@@ -6,6 +6,8 @@ last error. A part that runs but does not answer its health check is reported, n
 
 The state of every part is written to ``<data_dir>/up-state.json`` whenever it changes, for
 ``clickstream status``; the file is trusted only while ``up`` holds its lock on the data folder.
+
+:class:`ProcessPart` is the supervised part of ``up`` that is a ``clickstream`` child process.
 """
 
 from __future__ import annotations
@@ -14,13 +16,20 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import httpx
+
+from clickstream.children import child_pid, spawn
+from clickstream.children import stop as stop_child
+from clickstream.errors import TerminalError
 from clickstream.lock import is_locked, up_lock_path
 
 HEALTH_EVERY_S = 5.0
@@ -241,5 +250,104 @@ class Supervisor:
         os.replace(temporary, self.state_file)
         self._written = text
 
-    def states(self) -> dict[str, PartStatus]:
-        return dict(self._state)
+
+def log_size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def lines_since(path: Path | None, offset: int, limit: int = 65_536) -> list[str]:
+    """The lines of ``path`` after byte ``offset`` (at most the last ``limit`` bytes)."""
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(offset, size - limit))
+            return fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+@dataclass
+class ProcessPart:
+    """``clickstream <args>`` in a child process, with its output in ``log_file``."""
+
+    name: str
+    args: list[str]
+    env: Mapping[str, str]
+    log_file: Path
+    url: str = ""
+    health_url: str | None = None
+    ready_timeout_s: float = 90.0
+    keep_fds: tuple[int, ...] = ()
+    """Descriptors its watchdog keeps open (``up``'s lock on the data folder)."""
+    process: subprocess.Popen[bytes] | None = None
+    _log_offset: int = 0
+
+    def start(self, stop: threading.Event | None = None) -> None:
+        """Start the process and wait until it answers its health check (if it has one), or
+        until ``stop`` is set (the process is left running: stop it with :meth:`stop`)."""
+        self.relaunch()
+        assert self.process is not None
+        if self.health_url is None:
+            return
+        deadline = time.monotonic() + self.ready_timeout_s
+        while not self._answers():
+            if stop is not None and stop.is_set():
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise TerminalError(f"{self.name} did not start: {self._last_log_line()}")
+            time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        assert self.health_url is not None
+        try:
+            return httpx.get(self.health_url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return f"{lines[-1]} (log: {self.log_file})" if lines else f"see {self.log_file}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_child(self.process)
+            self.process = None
+
+    def healthy(self) -> bool:
+        alive = self.process is not None and self.process.poll() is None
+        return alive and (self.health_url is None or self._answers())
+
+    def relaunch(self) -> None:
+        """Start the process (again), without waiting for it to answer."""
+        self.stop()
+        self._log_offset = log_size(self.log_file)
+        self.process = spawn(
+            [sys.executable, "-m", "clickstream", *self.args],
+            log_file=self.log_file,
+            env=self.env,
+            pass_fds=self.keep_fds,
+        )
+
+    def exit_code(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def new_output(self) -> list[str]:
+        return lines_since(self.log_file, self._log_offset)
+
+    @property
+    def pid(self) -> int | None:
+        """The PID of the ``clickstream`` process (its watchdog's, while it starts)."""
+        return child_pid(self.process) if self.process is not None else None
+
+    @property
+    def log(self) -> Path | None:
+        return self.log_file

@@ -1,5 +1,6 @@
 """``clickstream collector --server``: the same app on uvicorn (default) and granian, as the
-command runs it (its own process, settings from the environment)."""
+command runs it (its own process, settings from the environment). The command finds the
+embedded broker at its configured port; worker processes get that address from it."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from tests.conftest import cli_env, read_topic, wait_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+@pytest.mark.parametrize(("server", "workers"), [("uvicorn", 1), ("granian", 1), ("uvicorn", 2)])
 def test_collector_command_serves_on_each_server(
-    broker: EmbeddedBroker, settings: Settings, server: str
+    broker: EmbeddedBroker, settings: Settings, server: str, workers: int
 ) -> None:
     port = free_port("127.0.0.1")
     topic = f"web-{uuid.uuid4().hex[:8]}"
@@ -33,13 +34,14 @@ def test_collector_command_serves_on_each_server(
     )
     ensure_topics(ours, [topic])
     env = cli_env(
-        CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+        CLICKSTREAM_BROKER_PORT=str(broker.port),  # found there, not configured
         CLICKSTREAM_TOPICS_WEB_EVENTS=topic,
         CLICKSTREAM_COLLECTOR_SERVER=server,
         CLICKSTREAM_COLLECTOR_HEADER_TIMEOUT_S="1",
     )
+    args = ["collector", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "clickstream", "collector", "--port", str(port)],
+        [sys.executable, "-m", "clickstream", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -76,4 +78,4 @@ def test_collector_command_serves_on_each_server(
             process.kill()
             raise
     output = process.stdout.read().decode()  # type: ignore[union-attr]
-    assert f"({server}, 1 worker)" in output
+    assert f"({server}, {workers} worker{'s' if workers > 1 else ''})" in output

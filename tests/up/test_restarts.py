@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from clickstream.lock import up_lock
-from clickstream.stack import ProcessPart
-from clickstream.supervisor import RestartPolicy, Supervisor, read_state, state_path
+from clickstream.supervisor import ProcessPart, RestartPolicy, Supervisor, read_state, state_path
 from tests.conftest import alive, cli_env
 from tests.up.support import (
     RunningUp,

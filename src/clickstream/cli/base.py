@@ -2,50 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import math
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from clickstream import __version__
-from clickstream.errors import ClickstreamError, KafkaUnavailableError
+from clickstream.errors import ClickstreamError
 from clickstream.settings import Settings, load_settings
 
 
 class Context:
-    def __init__(self, settings: Settings, debug: bool) -> None:
+    def __init__(self, settings: Settings, config_file: Path | None = None) -> None:
         self.settings = settings
-        self.debug = debug
+        self.config_file = config_file
+        """``--config``, as given (``up`` hands it to its children)."""
 
     def client_settings(self) -> Settings:
         """Settings for a command that talks to Kafka: the configured cluster, or the embedded
-        broker at its configured address (started elsewhere with ``clickstream broker``)."""
-        if self.settings.kafka.bootstrap_servers:
-            if self.settings.kafka.security_protocol != "PLAINTEXT":
-                _check_credentials(self.settings)
-            return self.settings
-        broker = self.settings.broker
-        if broker.port == 0:
-            raise ClickstreamError(
-                "no Kafka address: set CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS to the broker's address"
-            )
-        settings = self.settings.with_bootstrap(f"{broker.host}:{broker.port}")
-        from clickstream.kafka.admin import wait_for_cluster
+        broker at its configured address."""
+        from clickstream.kafka.discovery import client_settings
 
-        try:
-            wait_for_cluster(settings, timeout=min(3.0, settings.kafka.timeout_s))
-        except KafkaUnavailableError:
-            raise KafkaUnavailableError(
-                f"no broker at {broker.host}:{broker.port}: start one with `clickstream broker` "
-                "(or `clickstream up`), or set CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"
-            ) from None
-        return settings
+        return client_settings(self.settings)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -77,9 +56,8 @@ def warn(message: str) -> None:
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
     """Real-time user-event analytics: Kafka in, Spark in the middle, dashboards out."""
-    ctx.meta["debug"] = debug
     _setup_logging(debug)
-    ctx.obj = Context(load_settings(config_file), debug)
+    ctx.obj = Context(load_settings(config_file), config_file)
 
 
 @cli.command("config")
@@ -87,52 +65,9 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
 def show_config(ctx: Context) -> None:
     """Print the settings in effect as TOML (secrets and write keys masked): saved to a file,
     it reads back as the same settings."""
-    data: dict[str, Any] = ctx.settings.model_dump(mode="json")  # SecretStr: "**********"
-    collector = data.get("collector", {})
-    collector["write_keys"] = {site: MASK for site in collector.get("write_keys", {})}
-    for key, value in data.items():
-        if not isinstance(value, dict):
-            click.echo(_toml_line(key, value))
-    for section, values in data.items():
-        if isinstance(values, dict):
-            click.echo(f"\n[{section}]")
-            for key, value in values.items():
-                click.echo(_toml_line(key, value))
+    from clickstream.settings.dump import settings_toml
 
-
-MASK = "**********"
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_line(key: str, value: Any) -> str:
-    """``key = value``; an unset (None) setting as a comment, which reads back as unset."""
-    if value is None:
-        return f"# {_toml_key(key)} = (unset)"
-    return f"{_toml_key(key)} = {_toml(value)}"
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _toml_string(key)
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)  # inf, -inf, nan
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    if isinstance(value, dict):
-        pairs = (f"{_toml_key(str(k))} = {_toml(v)}" for k, v in value.items())
-        return "{" + ", ".join(pairs) + "}"
-    return _toml_string(str(value))
-
-
-def _toml_string(text: str) -> str:
-    """A TOML basic string: JSON's escapes are TOML's, except that TOML also escapes DEL."""
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+    click.echo(settings_toml(ctx.settings), nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,12 +96,3 @@ def main(argv: list[str] | None = None) -> None:
             fg="red",
         )
         sys.exit(1)
-
-
-def _check_credentials(settings: Settings) -> None:
-    """Stop at once, in one line, on a wrong password or an untrusted certificate (a cluster
-    that does not answer yet is left to the command, which may wait for it)."""
-    from clickstream.kafka.admin import wait_for_cluster
-
-    with contextlib.suppress(KafkaUnavailableError):
-        wait_for_cluster(settings, timeout=min(5.0, settings.kafka.timeout_s))

@@ -164,41 +164,18 @@ def simulate_shop(
     merchant_id, brand_id, month, day, action, age_range, gender and province (any order), then
     one row per line. Malformed rows are skipped and counted (--strict: stop at the first).
     """
-    import itertools
-    from collections.abc import Iterable, Iterator
-    from pathlib import Path
-
     from clickstream.errors import ConfigError
-    from clickstream.simulators.shop import (
-        MalformedRowError,
-        ReplayProgress,
-        ShopCsv,
-        ShopRow,
-        count_rows,
-        generate_shop_rows,
-        parse_start,
-        read_shop_csv,
-        replay_shop,
-        write_shop_csv,
-    )
+    from clickstream.signals import stop_signals
+    from clickstream.simulators.shop import MalformedRowError, parse_start
+    from clickstream.simulators.shop_run import ShopSource, run_replay, write_synthetic_log
 
     if generate is not None or out is not None:
         if generate is None or out is None:
             raise click.UsageError("--generate N and --out FILE go together")
         if path is not None or count or duration or endless:
             raise click.UsageError("--generate takes no PATH, --count, --duration or --endless")
-        if Path(out).exists() and not force:
-            raise ClickstreamError(f"{out} already exists: pass --force to overwrite it")
-        users: set[int] = set()
-
-        def noted(rows: Iterable[ShopRow]) -> Iterator[ShopRow]:
-            for row in rows:
-                users.add(row.user_id)
-                yield row
-
-        rows = itertools.islice(generate_shop_rows(seed), generate)
-        written = write_shop_csv(out, noted(rows), overwrite=True)
-        click.echo(f"wrote {written} rows ({len(users)} users) to {out}")
+        written, users = write_synthetic_log(out, generate, seed, force)
+        click.echo(f"wrote {written} rows ({users} users) to {out}")
         return
     if path is not None and (endless or seed is not None):
         raise click.UsageError("--endless and --seed are for synthetic rows (without PATH)")
@@ -210,37 +187,18 @@ def simulate_shop(
             raise ConfigError("--start needs --rate > 0 (event times are 1000/rate ms apart)")
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--start") from None
-    from clickstream.signals import stop_signals
-
-    source = read_shop_csv(path) if path is not None else generate_shop_rows(seed)
-    try:
+    with ShopSource(path, seed) as source:  # a bad header stops us before Kafka is asked
         settings = ctx.client_settings()
-        name = topic or settings.topics.shop
-        total = count if count or path is None else count_rows(path)
-        failure = None
-        with stop_signals() as stop, ReplayProgress(name, total) as progress:
+        with stop_signals() as stop:
             try:
-                stats = replay_shop(
-                    settings,
-                    source,
-                    topic=name,
-                    rate=rate,
-                    start=start_ms,
-                    strict=strict,
-                    count=count,
-                    duration_s=duration,
-                    progress=progress,
-                    on_skip=progress.skipped,
-                    stop=stop,
-                )
+                stats = run_replay(
+                    settings, source, stop=stop, topic=topic, rate=rate, start_ms=start_ms,
+                    strict=strict, count=count, duration_s=duration,
+                )  # fmt: skip
             except MalformedRowError as exc:
-                failure, stats = exc, exc.stats
-    finally:
-        if isinstance(source, ShopCsv):
-            source.close()
+                click.echo(exc.stats.summary())
+                raise
     click.echo(stats.summary())
-    if failure is not None:
-        raise failure
     if stats.interrupted:
         warn("stopped early: what was sent is in the topic")
     if stats.failed:

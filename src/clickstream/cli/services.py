@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any
+from typing import Literal
 
 import click
 
 from clickstream.cli.base import Context, cli, pass_context
-from clickstream.errors import ConfigError
-from clickstream.settings import Settings
 
 
 @cli.command()
@@ -24,9 +21,15 @@ from clickstream.settings import Settings
 )
 @pass_context
 def collector(
-    ctx: Context, host: str | None, port: int | None, workers: int | None, server: str | None
+    ctx: Context,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    server: Literal["uvicorn", "granian"] | None,
 ) -> None:
     """Run the HTTP collector (events in, Kafka out)."""
+    from clickstream.collector.server import serve
+
     settings = ctx.client_settings()
     section = settings.collector
     workers = workers or section.workers
@@ -38,48 +41,7 @@ def collector(
         f"collector on http://{bind_host}:{bind_port} -> {settings.kafka.bootstrap_servers} "
         f"({server}, {workers} worker{plural})"
     )
-    if server == "granian":
-        serve_granian(settings, bind_host, bind_port, workers)
-        return
-    from clickstream.collector.server import serve_uvicorn
-
-    if workers > 1:
-        app: Any = worker_app(settings)
-    else:
-        from clickstream.collector.app import create_app
-
-        app = create_app(settings)
-    serve_uvicorn(settings, app, bind_host, bind_port, workers)
-
-
-def worker_app(settings: Settings) -> str:
-    """The app's import string for server worker processes, which load the settings from the
-    environment: the Kafka address resolved here (the embedded broker's) is passed on there."""
-    os.environ["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = str(settings.kafka.bootstrap_servers)
-    return "clickstream.collector.app:app_from_env"
-
-
-def serve_granian(settings: Settings, host: str, port: int, workers: int) -> None:
-    """The collector on granian (a Rust HTTP server), always in worker processes."""
-    try:
-        from granian import Granian
-        from granian.constants import Interfaces
-    except ImportError:
-        raise ConfigError(
-            "collector.server = 'granian' needs granian: pip install 'clickstream[granian]'"
-        ) from None
-    from clickstream.collector.server import granian_options
-
-    Granian(
-        worker_app(settings),
-        factory=True,
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=workers,
-        log_access=False,
-        **granian_options(settings),
-    ).serve()
+    serve(settings, bind_host, bind_port, workers=workers, server=server)
 
 
 @cli.group()

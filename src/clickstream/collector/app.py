@@ -104,13 +104,6 @@ def create_app(settings: Settings, producer: AsyncProducer | None = None) -> ASG
     return AllowlistCORS(IngestRoutes(app, collector), collector.config.allowed_origins)
 
 
-def app_from_env() -> ASGIApp:
-    """For ``uvicorn --factory`` with several worker processes: settings from the environment."""
-    from clickstream.settings import load_settings
-
-    return create_app(load_settings())
-
-
 def _tracker_source() -> bytes:
     return (
         resources.files("clickstream.collector").joinpath("static", "clickstream.js").read_bytes()

@@ -9,17 +9,23 @@ second) after its headers; the collector's POST endpoints answer 408 at ``body_t
 itself (:mod:`clickstream.collector.ingest`). granian has a header deadline of its own
 (``header_read_timeout``), set from the same setting.
 
-``serve_uvicorn`` and ``serve_granian`` are what ``clickstream collector`` runs.
+:func:`serve` is what ``clickstream collector`` runs. Worker processes (uvicorn's with several
+workers, granian's always) build the app from the settings they are handed (pickled with the
+app's factory), so the Kafka address found by the parent (the embedded broker's) reaches them
+without going through the environment.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from clickstream.collector.app import create_app
+from clickstream.errors import ConfigError
 from clickstream.settings import Settings
 
 BODY_GRACE_S = 1.0
@@ -110,16 +116,53 @@ def uvicorn_config(settings: Settings, app: Any, host: str, port: int, **kwargs:
     )
 
 
-def serve_uvicorn(settings: Settings, app: Any, host: str, port: int, workers: int) -> None:
-    """Serve until interrupted; ``workers`` > 1 needs ``app`` as a factory's import string."""
-    config = uvicorn_config(settings, app, host, port, workers=workers, factory=workers > 1)
-    server = uvicorn.Server(config)
-    if workers > 1:
-        from uvicorn.supervisors import Multiprocess
-
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    server: Literal["uvicorn", "granian"] = "uvicorn",
+) -> None:
+    """Serve the collector on ``server`` until interrupted."""
+    if server == "granian":
+        serve_granian(settings, host, port, workers)
     else:
-        server.run()
+        serve_uvicorn(settings, host, port, workers)
+
+
+def serve_uvicorn(settings: Settings, host: str, port: int, workers: int) -> None:
+    """The collector on uvicorn: in this process, or in ``workers`` > 1 worker processes."""
+    if workers == 1:
+        uvicorn.Server(uvicorn_config(settings, create_app(settings), host, port)).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    factory = partial(create_app, settings)
+    config = uvicorn_config(settings, factory, host, port, workers=workers, factory=True)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def serve_granian(settings: Settings, host: str, port: int, workers: int) -> None:
+    """The collector on granian (a Rust HTTP server), always in worker processes."""
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces
+    except ImportError:
+        raise ConfigError(
+            "collector.server = 'granian' needs granian: pip install 'clickstream[granian]'"
+        ) from None
+    server = Granian(
+        "clickstream.collector.app:create_app",  # named in granian's log; the loader builds it
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        log_access=False,
+        **granian_options(settings),
+    )
+    server.serve(target_loader=partial(create_app, settings), wrap_loader=False)
 
 
 def granian_options(settings: Settings) -> dict[str, Any]:
