@@ -37,7 +37,7 @@ def test_a_log_is_replayed_with_its_skips_shown_and_a_strict_one_stops_at_the_ba
         stats = run_replay(
             settings, source, stop=threading.Event(), topic=topic, rate=10, start_ms=START_MS
         )
-    assert source.rows._file.closed  # type: ignore[union-attr]
+    assert source.rows._file.closed  # type: ignore[attr-defined]
     assert (stats.sent, stats.delivered, stats.skipped, stats.interrupted) == (5, 5, 3, False)
     err = capsys.readouterr().err
     for message in BAD.values():
