@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import errno
-import socket
-
 import click
 
 from clickstream.cli.base import Context, cli, pass_context
-from clickstream.errors import ConfigError
 
 
 @cli.command()
@@ -19,13 +15,13 @@ def dashboard(ctx: Context, host: str | None, port: int | None) -> None:
     """Serve the live dashboard (results topic in, browsers out) until Ctrl-C."""
     import uvicorn
 
-    from clickstream.dashboard.app import create_app
+    from clickstream.dashboard.app import create_app, listen
     from clickstream.signals import stop_signals
 
     settings = ctx.client_settings()
     bind_host = host or settings.dashboard.host
     bind_port = settings.dashboard.port if port is None else port
-    sock = _listen(bind_host, bind_port)
+    sock = listen(bind_host, bind_port)
     shown_host = f"[{bind_host}]" if ":" in bind_host else bind_host
     url = f"http://{shown_host}:{sock.getsockname()[1]}/"
     click.echo(
@@ -43,22 +39,3 @@ def dashboard(ctx: Context, host: str | None, port: int | None) -> None:
     with stop_signals():
         uvicorn.Server(config).run(sockets=[sock])
     click.echo("dashboard stopped")
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind before serving: a clear error for a busy port, and the real port when 0."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                f"port {port} on {host} is in use: pass --port or set CLICKSTREAM_DASHBOARD_PORT"
-            ) from None
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock

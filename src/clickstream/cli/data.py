@@ -17,20 +17,12 @@ from clickstream.errors import ClickstreamError
 @pass_context
 def sql(ctx: Context, query: str, fmt: str) -> None:
     """Run a SQL QUERY on the warehouse (DuckDB), e.g. "select * from sessions limit 5"."""
-    from clickstream.sinks.duckdb_table import connect
+    from clickstream.sinks.duckdb_table import read_query
 
-    path = ctx.settings.duckdb_path
-    if not path.exists():
-        raise ClickstreamError(f"no warehouse at {path} yet: run a job first (clickstream up)")
-    import duckdb
-
-    with connect(path, read_only=True, timeout=ctx.settings.warehouse.lock_timeout_s) as con:
-        try:
-            cursor = con.execute(query)
-        except duckdb.Error as exc:
-            raise ClickstreamError(f"query failed: {str(exc).splitlines()[0]}") from None
-        columns = [d[0] for d in cursor.description or []]
-        rows = cursor.fetchall()
+    warehouse = ctx.settings
+    columns, rows = read_query(
+        warehouse.duckdb_path, query, timeout=warehouse.warehouse.lock_timeout_s
+    )
     _print_rows(columns, rows, fmt)
 
 

@@ -59,17 +59,13 @@ def simulate_songs(
 ) -> None:
     """Song plays to Kafka, as the seed's producer: song_completed events of one artist's ten
     songs (or several artists'), with delivery reports counted; the totals at the end."""
-    from clickstream.events.songs import CATALOG, DEFAULT_ARTIST
     from clickstream.signals import stop_signals
-    from clickstream.simulators.songs import check_artists, generate_plays, open_log, play_songs
+    from clickstream.simulators.songs import generate_plays, open_log, pick_artists, play_songs
 
     if not (count or duration or endless):
         raise click.UsageError("plays never end: give --count, --duration or --endless")
-    if all_artists and artists:
-        raise click.UsageError("--all-artists and --artist do not go together")
-    names = list(CATALOG) if all_artists else list(artists) or [DEFAULT_ARTIST]
     try:
-        check_artists(names)
+        names = pick_artists(artists, all_artists)
     except ClickstreamError as exc:
         raise click.BadParameter(str(exc), param_hint="--artist") from None
     settings = ctx.client_settings()

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -44,6 +46,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from clickstream.dashboard.access import Access, AccessGate
 from clickstream.dashboard.hub import MAX_MESSAGE_BYTES, Hub, Subscriber, now_ms
 from clickstream.dashboard.metrics import DashboardMetrics
+from clickstream.errors import ConfigError
 from clickstream.settings import Settings
 
 # The page loads nothing from elsewhere; counts are keyed by user-supplied strings (page
@@ -174,3 +177,22 @@ def _json(body: object, status_code: int = 200) -> Response:
 
 def _index_html() -> bytes:
     return resources.files("clickstream.dashboard").joinpath("static", "index.html").read_bytes()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind before serving: a clear error for a busy port, and the real port when 0."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use: pass --port or set CLICKSTREAM_DASHBOARD_PORT"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock

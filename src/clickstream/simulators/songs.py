@@ -25,7 +25,15 @@ import msgspec
 from confluent_kafka import KafkaError, Message
 
 from clickstream.errors import ConfigError, KafkaUnavailableError
-from clickstream.events.songs import CATALOG, EVENT_TYPE, MAX_USER, MIN_USER, TIME_FORMAT, SongPlay
+from clickstream.events.songs import (
+    CATALOG,
+    DEFAULT_ARTIST,
+    EVENT_TYPE,
+    MAX_USER,
+    MIN_USER,
+    TIME_FORMAT,
+    SongPlay,
+)
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
@@ -34,6 +42,14 @@ log = logging.getLogger("clickstream.simulate.songs")
 Times = Literal["month", "now"]
 CHUNK_S = 0.01
 _encode = msgspec.json.Encoder().encode
+
+
+def pick_artists(given: Sequence[str], all_artists: bool = False) -> list[str]:
+    """The artists to play: every one of :data:`CATALOG` with ``all_artists``, else those
+    ``given`` (default: the seed's), each checked (:func:`check_artists`)."""
+    if all_artists and given:
+        raise ConfigError("--all-artists and --artist do not go together")
+    return check_artists(list(CATALOG) if all_artists else list(given) or [DEFAULT_ARTIST])
 
 
 def check_artists(names: Sequence[str]) -> list[str]:

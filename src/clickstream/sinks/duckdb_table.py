@@ -16,9 +16,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from clickstream.errors import TransientError
+from clickstream.errors import ClickstreamError, TransientError
 from clickstream.settings import Settings
 from clickstream.sinks.base import BaseSink, Replay
 
@@ -47,6 +47,24 @@ def connect(
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise TransientError(f"cannot open the warehouse {path}: {exc}") from None
             time.sleep(0.1)
+
+
+def read_query(
+    path: Path, query: str, timeout: float = 30.0
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The columns and rows of ``query`` on the warehouse at ``path``, read-only (``clickstream
+    sql``); :class:`ClickstreamError` with DuckDB's first line when it fails."""
+    import duckdb
+
+    if not path.exists():
+        raise ClickstreamError(f"no warehouse at {path} yet: run a job first (clickstream up)")
+    with connect(path, read_only=True, timeout=timeout) as con:
+        try:
+            cursor = con.execute(query)
+        except duckdb.Error as exc:
+            raise ClickstreamError(f"query failed: {str(exc).splitlines()[0]}") from None
+        columns = [d[0] for d in cursor.description or []]
+        return columns, cursor.fetchall()
 
 
 @contextmanager
