@@ -308,8 +308,8 @@ class Stack:
         return settings
 
     def _start(self, part: Part) -> None:
+        self.parts.append(part)  # first: a stop while it starts (Stopped) must stop it too
         part.start()
-        self.parts.append(part)
         self.say(f"{part.name:<10} up   {part.url}")
 
     def add(self, part: Part) -> None:

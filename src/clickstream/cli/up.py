@@ -39,7 +39,7 @@ def up(click_ctx: click.Context, demo: bool, rate: float, shop_rate: float, rese
     started again (after 1 s, then 2 s, 4 s... at most 60 s); after 5 failures within 10
     minutes it is left stopped, with its last error in `clickstream status`."""
     from clickstream.lock import up_lock
-    from clickstream.signals import stop_signals
+    from clickstream.signals import Stopped, stop_signals
     from clickstream.stack import Stack
     from clickstream.supervisor import Supervisor, state_path
 
@@ -50,26 +50,28 @@ def up(click_ctx: click.Context, demo: bool, rate: float, shop_rate: float, rese
     with stop_signals() as stop:
         stack = Stack(ctx.settings, on_event=click.echo)
         try:
-            settings = stack.launch_kafka(reset=reset)
-            env = _child_env(
-                settings, click_ctx.parent.params.get("config_file") if click_ctx.parent else None
-            )
-            logs = settings.data_dir.absolute() / "logs"
-            jobs, *others = _parts(settings, env, logs, demo, rate, shop_rate)
-            for part in (jobs, *others):  # the lock lasts until the last part has exited
-                part.keep_fds = (lock.fd,) if lock.fd is not None else ()
-            stack.add(jobs)  # Spark builds its session while the broker starts
-            stack.await_kafka()
-            for part in others:
-                if stop.is_set():
-                    return
-                stack.add(part)
+            with stop.raising():  # a stop while a part starts raises Stopped where `up` waits
+                settings = stack.launch_kafka(reset=reset)
+                env = _child_env(
+                    settings,
+                    click_ctx.parent.params.get("config_file") if click_ctx.parent else None,
+                )
+                logs = settings.data_dir.absolute() / "logs"
+                jobs, *others = _parts(settings, env, logs, demo, rate, shop_rate)
+                for part in (jobs, *others):  # the lock lasts until the last part has exited
+                    part.keep_fds = (lock.fd,) if lock.fd is not None else ()
+                stack.add(jobs)  # Spark builds its session while the broker starts
+                stack.await_kafka()
+                for part in others:
+                    stack.add(part)
             dashboard = settings.dashboard
             click.echo(
                 f"clickstream is up: open http://{dashboard.host}:{dashboard.port}/ "
                 f"(logs in {logs}; `clickstream status` for details); press Ctrl-C to stop"
             )
             Supervisor(stack.parts, say=click.echo, warn=warn, state_file=state_file).run(stop)
+        except Stopped:
+            click.echo("stopped while starting")
         finally:
             stack.stop()
             state_file.unlink(missing_ok=True)
