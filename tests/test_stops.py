@@ -20,6 +20,7 @@ import pytest
 
 from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.broker.node import KAFKA_JARS, java_executable
+from clickstream.children import descendants, ended_on_failure
 from clickstream.maven import JarsUnavailableError, resolve
 from tests.conftest import alive, broker_settings, child_pids, cli_env, wait_for
 from tests.up.support import up_env
@@ -227,3 +228,27 @@ def test_a_fetch_clears_what_a_killed_fetch_left(tmp_path: Path) -> None:
         )
     assert not stale.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{KAFKA_JARS.folder}-")] == []
+
+
+def test_an_interrupted_call_leaves_nothing_it_started() -> None:
+    """``ended_on_failure`` kills what a call started and gave us no handle to, children of
+    children included, and nothing that ran before."""
+    before = subprocess.Popen(["sleep", "60"])
+    started: list[subprocess.Popen[bytes]] = []
+
+    def interrupted_call() -> None:
+        with ended_on_failure():
+            started.append(subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & wait"]))
+            wait_for(lambda: len(descendants(started[0].pid)) == 2)
+            raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interrupted_call()
+        assert not alive(started[0].pid)
+        assert descendants(started[0].pid) == set()
+        assert alive(before.pid)
+        assert started[0].wait(5) == -9  # killed, reaped here
+    finally:
+        before.kill()
+        before.wait()

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -117,7 +118,8 @@ def descendants(pid: int | None = None) -> set[int]:
 
 def kill_all(pids: set[int]) -> None:
     """SIGKILL ``pids`` and whatever they start meanwhile: each is stopped first (SIGSTOP), so
-    none can start a process that escapes, then all are killed."""
+    none can start a process that escapes, then all are killed; returns once they are gone
+    (at most 5 s)."""
     stopped: set[int] = set()
     while pids - stopped:
         for pid in pids - stopped:
@@ -129,6 +131,18 @@ def kill_all(pids: set[int]) -> None:
     for pid in stopped:
         with suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0  # a JVM takes a moment to give its memory back
+    while any(_running(pid) for pid in stopped) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    """False once ``pid`` is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @contextmanager
