@@ -13,18 +13,20 @@ import clickstream
 
 LAYERS: list[set[str]] = [
     {"errors", "__version__"},
-    {"settings", "lock", "maven", "children", "watchdog", "signals"},
+    {"children"},
+    {"settings", "lock", "maven", "watchdog", "signals"},
     {"events", "kafka"},
     {"spark"},
     {"broker", "sinks"},
     {"streaming"},
     {"jobs", "collector", "dashboard", "bookstore", "supervisor"},
-    {"simulators", "status"},
+    {"simulators", "status", "parts"},
     {"stack"},
     {"cli"},
     {"__main__"},
 ]
-"""``bookstore`` (the app) sits below ``simulators``, whose bookstore visitors use its pages."""
+"""``bookstore`` (the app) sits below ``simulators``, whose bookstore visitors use its pages;
+``children`` below ``maven`` and ``watchdog``, whose children die with them through it."""
 
 PACKAGE = Path(clickstream.__file__).parent
 

@@ -6,6 +6,10 @@ resolved with their runtime dependencies by Apache Ivy, whose jar ships inside P
 once into its own folder of the jar cache (``jars.dir``) with a ``classpath.txt`` listing its
 files; later runs read that list and start no Ivy at all. A folder filled on another machine
 (``clickstream jars fetch --dir DIR``) and copied here works the same way.
+
+Ivy runs in a JVM child that never outlives the download: an exception in the waiting thread
+(:class:`clickstream.signals.Stopped` on a Ctrl-C or SIGTERM) kills it, and on Linux it dies
+with its parent even when the parent is killed (SIGKILL).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from clickstream.children import die_with_parent
 from clickstream.errors import ConfigError, TerminalError
 
 Progress = Callable[[str], None]
@@ -122,6 +127,8 @@ def _download(
 ) -> list[Path]:
     say = progress or (lambda _line: None)
     target = jars_dir / jar_set.folder
+    for stale in jars_dir.glob(f".{jar_set.folder}-*"):  # left by a killed fetch (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=f".{jar_set.folder}-", dir=jars_dir) as scratch:
         work = Path(scratch)
         (work / "ivy.xml").write_text(_ivy_module(jar_set))
@@ -166,13 +173,21 @@ _DOWNLOADING = re.compile(r"^downloading (\S+) \.\.\.")
 
 
 def _run_ivy(command: list[str], title: str, say: Progress, timeout_s: float) -> _IvyOutput:
-    """Run Ivy, saying every few seconds how far the download is."""
+    """Run Ivy, saying every few seconds how far the download is. Any exception on the way
+    (a stop signal turned into :class:`~clickstream.signals.Stopped`) kills Ivy first."""
     lines: list[str] = []
     started = last = time.monotonic()
     modules = downloads = 0
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as process:
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        preexec_fn=die_with_parent(),
+    )
+    try:
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.rstrip()
@@ -194,6 +209,13 @@ def _run_ivy(command: list[str], title: str, say: Progress, timeout_s: float) ->
                 lines.append(f"no answer within {timeout_s:g} s")
                 break
         returncode = process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        if process.stdout is not None:
+            process.stdout.close()
     return _IvyOutput(returncode, lines)
 
 

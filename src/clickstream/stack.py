@@ -17,141 +17,21 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.errors import TerminalError
-from clickstream.kafka.admin import ensure_topics, standard_topics, wait_for_cluster
+from clickstream.kafka.admin import ensure_topics, standard_topics
 from clickstream.lock import checkpoints_lock, up_lock
+from clickstream.parts import BrokerPart, ExternalKafkaPart, Part
 from clickstream.settings import Settings
+from clickstream.signals import StopEvent, Stopped
 from clickstream.streaming import checkpoint
-from clickstream.supervisor import ProcessPart, Supervisor, lines_since, log_size, state_path
+from clickstream.supervisor import ProcessPart, Supervisor, state_path
 
 JOBS = ("shop", "web-live", "bookstore", "songs", "joins", "sessions")
 """The jobs ``up`` runs, in one Spark session: the dashboard's first, for the first data point."""
-
-
-class Part(Protocol):
-    name: str
-
-    def start(self, stop: threading.Event | None = None) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def healthy(self) -> bool: ...
-
-    @property
-    def url(self) -> str: ...
-
-    def exit_code(self) -> int | None: ...
-
-    def relaunch(self) -> None: ...
-
-    def new_output(self) -> list[str]: ...
-
-    @property
-    def pid(self) -> int | None: ...
-
-    @property
-    def log(self) -> Path | None: ...
-
-
-@dataclass
-class BrokerPart:
-    """The embedded broker as a part of the stack."""
-
-    settings: Settings
-    progress: Callable[[str], None] | None = None
-    name: str = "broker"
-    broker: EmbeddedBroker = field(init=False)
-    _log_offset: int = 0
-
-    def __post_init__(self) -> None:
-        self.broker = EmbeddedBroker(
-            self.settings,
-            log_file=Path(self.settings.data_dir) / "logs" / "broker.log",
-            progress=self.progress,
-        )
-
-    def start(self, stop: threading.Event | None = None) -> None:
-        self.launch(stop)
-        self.broker.wait_ready()
-
-    def launch(self, stop: threading.Event | None = None) -> None:
-        """Start the broker's process (fetching its jars first, if needed)."""
-        self._log_offset = log_size(self.log)
-        self.broker.launch()
-
-    def relaunch(self) -> None:
-        self.broker.stop()
-        self.launch()
-
-    def exit_code(self) -> int | None:
-        return self.broker.exit_code()
-
-    def new_output(self) -> list[str]:
-        return lines_since(self.log, self._log_offset)
-
-    @property
-    def pid(self) -> int | None:
-        return self.broker.jvm_pid() or self.broker.pid
-
-    @property
-    def log(self) -> Path | None:
-        return self.broker.log_file
-
-    def stop(self) -> None:
-        self.broker.stop()
-
-    def healthy(self) -> bool:
-        return self.broker.running()
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.broker.bootstrap} (embedded Apache Kafka, data in {self.data})"
-
-    @property
-    def data(self) -> Path:
-        return self.settings.broker_dir
-
-
-@dataclass
-class ExternalKafkaPart:
-    """An external cluster: nothing to start, only checked."""
-
-    settings: Settings
-    name: str = "kafka"
-
-    def start(self, stop: threading.Event | None = None) -> None:
-        wait_for_cluster(self.settings)
-
-    def stop(self) -> None:
-        pass
-
-    def healthy(self) -> bool:
-        try:
-            wait_for_cluster(self.settings, timeout=2)
-        except Exception:
-            return False
-        return True
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.settings.kafka.bootstrap_servers}"
-
-    def exit_code(self) -> int | None:
-        return None  # not ours: never restarted, only reported when it does not answer
-
-    def relaunch(self) -> None:
-        pass
-
-    def new_output(self) -> list[str]:
-        return []
-
-    pid = None
-    log = None
 
 
 @dataclass(frozen=True)
@@ -302,26 +182,29 @@ class Stack:
         lock = up_lock(self.settings.data_dir).acquire()
         state_file = state_path(self.settings.data_dir)
         try:
-            settings = self.launch_kafka(stop)
-            if stop.is_set():
-                return
-            logs = settings.data_dir.absolute() / "logs"
-            env = child_env(settings, self.config_file, self.environ)
-            keep = (lock.fd,) if lock.fd is not None else ()  # until the last part has exited
-            parts = [
-                (spec, ProcessPart(spec.name, list(spec.args), env, logs / f"{spec.name}.log",
-                                   spec.url, spec.health_url, keep_fds=keep))
-                for spec in self.plan
-            ]  # fmt: skip
-            for spec, part in parts:
-                if spec.before_kafka:  # Spark builds its session while the broker starts
-                    self.add(part, stop)
-            self.await_kafka(stop)
-            for spec, part in parts:
+            self.reset_checkpoints()  # before the raising scope: never half deleted by a stop
+            with _raising(stop):  # a stop while a stage blocks raises Stopped where it waits
+                settings = self.launch_kafka(stop)
                 if stop.is_set():
                     return
-                if not spec.before_kafka:
-                    self.add(part, stop)
+                logs = settings.data_dir.absolute() / "logs"
+                env = child_env(settings, self.config_file, self.environ)
+                keep = (lock.fd,) if lock.fd is not None else ()  # until the last part exits
+                parts = [
+                    (spec, ProcessPart(spec.name, list(spec.args), env,
+                                       logs / f"{spec.name}.log", spec.url, spec.health_url,
+                                       keep_fds=keep))
+                    for spec in self.plan
+                ]  # fmt: skip
+                for spec, part in parts:
+                    if spec.before_kafka:  # Spark builds its session while the broker starts
+                        self.add(part, stop)
+                self.await_kafka(stop)
+                for spec, part in parts:
+                    if stop.is_set():
+                        return
+                    if not spec.before_kafka:
+                        self.add(part, stop)
             if stop.is_set():
                 return
             board = settings.dashboard
@@ -330,16 +213,16 @@ class Stack:
                 f"(logs in {logs}; `clickstream status` for details); press Ctrl-C to stop"
             )
             Supervisor(self.parts, say=self.say, warn=self.warn, state_file=state_file).run(stop)
+        except Stopped:
+            self.say("stopped while starting")
         finally:
             self.stop()
             state_file.unlink(missing_ok=True)
             lock.release()
 
-    def launch_kafka(self, stop: threading.Event | None = None) -> Settings:
-        """Start the embedded broker's process (unless a cluster is configured) without waiting
-        for it; return the settings the other parts must use. Parts that take long to start
-        (Spark) can be added before :meth:`await_kafka`. With ``reset``, the jobs' checkpoints
-        are deleted first, so they read the topics again from the start."""
+    def reset_checkpoints(self) -> None:
+        """With ``reset``, delete the jobs' checkpoints, so they read the topics again from the
+        start."""
         checkpoints = checkpoint.local_root(self.settings)
         if checkpoints is None:
             if self.reset:
@@ -352,6 +235,11 @@ class Stack:
             with checkpoints_lock(checkpoints, "clickstream up --reset"):
                 shutil.rmtree(checkpoints)
             self.say(f"deleted stream checkpoints in {checkpoints} (--reset)")
+
+    def launch_kafka(self, stop: threading.Event | None = None) -> Settings:
+        """Start the embedded broker's process (unless a cluster is configured) without waiting
+        for it; return the settings the other parts must use. Parts that take long to start
+        (Spark) can be added before :meth:`await_kafka`."""
         if not self.settings.embedded_broker:
             self._kafka = ExternalKafkaPart(self.settings)
             return self.settings
@@ -359,6 +247,7 @@ class Stack:
         part.launch(stop)
         self.parts.append(part)
         self._kafka = part
+        checkpoints = checkpoint.local_root(self.settings)
         if part.broker.formatted_now and checkpoints and checkpoint.has_files(checkpoints):
             raise TerminalError(
                 f"the stream checkpoints in {checkpoints} point into a broker whose data is "
@@ -384,8 +273,8 @@ class Stack:
     def add(self, part: Part, stop: threading.Event | None = None) -> None:
         """Start one more part (its wait for an answer ends early once ``stop`` is set); it
         will be stopped before the ones started earlier."""
+        self.parts.append(part)  # first: a stop while it starts (Stopped) must stop it too
         part.start(stop)
-        self.parts.append(part)
         if stop is None or not stop.is_set():
             self.say(f"{part.name:<10} up   {part.url}")
 
@@ -396,3 +285,10 @@ class Stack:
                 part.stop()
             finally:
                 self.say(f"{part.name:<10} stopped")
+
+
+def _raising(stop: threading.Event) -> AbstractContextManager[None]:
+    """``stop.raising()`` for the event of :func:`~clickstream.signals.stop_signals` (a stop
+    raises :class:`~clickstream.signals.Stopped` in the main thread); nothing for a plain event,
+    which the stages poll."""
+    return stop.raising() if isinstance(stop, StopEvent) else nullcontext()

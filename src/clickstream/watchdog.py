@@ -9,7 +9,6 @@ that it dies with the watchdog if the watchdog itself is killed.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -17,15 +16,9 @@ import sys
 import threading
 from types import FrameType
 
+from clickstream.children import die_with_parent
+
 GRACE_S = 5.0
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGKILL us when the watchdog dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def terminate(child: subprocess.Popen[bytes], grace: float = GRACE_S) -> int:
@@ -52,7 +45,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

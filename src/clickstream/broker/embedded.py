@@ -68,6 +68,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     )
 
 
+def port_free(host: str, port: int) -> bool:
+    """True if nothing listens on ``host:port`` (a port in TIME_WAIT counts as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def check_port_free(host: str, port: int, setting: str = "CLICKSTREAM_BROKER_PORT") -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -135,7 +146,10 @@ class EmbeddedBroker:
         if self._node is None:
             broker = self.settings.broker
             host = broker.host
-            controller_port = broker.controller_port or free_port(host)
+            controller_port = broker.controller_port
+            if not controller_port or not port_free(host, controller_port):
+                # Only this node uses it, and it is listed in no stored state: any port will do.
+                controller_port = free_port(host)
             self._node = Node(
                 node_id=1,
                 host=host,
@@ -202,6 +216,9 @@ class EmbeddedBroker:
             last = self._last_log_line()
             self.stop()
             raise BrokerError(f"{exc}{f': {last}' if last else ''}") from None
+        except BaseException:  # a stop (Stopped) while it starts: it does not outlive the wait
+            self.stop()
+            raise
 
     def _last_log_line(self) -> str:
         if self.log_file is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from clickstream.children import die_with_parent
 from clickstream.errors import BrokerError
 from clickstream.maven import Artifact, JarSet, Progress, resolve
 from clickstream.settings import Settings
@@ -195,7 +196,15 @@ def format_storage(
         "256m",
         [STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "--config", str(config)],
     )
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    # subprocess.run kills the tool on any exception (a stop while starting); it dies with us.
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=die_with_parent(),
+    )
     if result.returncode != 0 or not node.formatted():
         lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
         raise BrokerError(

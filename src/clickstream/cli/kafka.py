@@ -17,7 +17,7 @@ def broker(ctx: Context, port: int | None) -> None:
     """Run the embedded broker (Apache Kafka, one node, data in DATA_DIR/kafka) until Ctrl-C."""
     from clickstream.broker.embedded import EmbeddedBroker
     from clickstream.kafka.admin import wait_for_cluster
-    from clickstream.signals import stop_signals
+    from clickstream.signals import Stopped, stop_signals
 
     settings = ctx.settings
     if not settings.embedded_broker:
@@ -34,8 +34,9 @@ def broker(ctx: Context, port: int | None) -> None:
         embedded = EmbeddedBroker(
             settings, settings.data_dir / "logs" / "broker.log", progress=click.echo
         )
-        embedded.start()
         try:
+            with stop.raising():  # the jar download and the start hear a stop too
+                embedded.start()
             click.echo(
                 f"broker listening on {embedded.bootstrap} (pid {embedded.pid}, "
                 f"data in {settings.broker_dir}, log in {embedded.log_file})"
@@ -45,6 +46,8 @@ def broker(ctx: Context, port: int | None) -> None:
                     raise ClickstreamError(
                         f"the broker exited unexpectedly (see {embedded.log_file})"
                     )
+        except Stopped:
+            click.echo("stopped while starting")
         finally:
             embedded.stop()
             click.echo("broker stopped")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clickstream.children import ended_on_failure
 from clickstream.errors import ConfigError
 from clickstream.maven import Artifact, JarSet, JarsUnavailableError, Progress, resolve
 from clickstream.settings import Settings
@@ -129,7 +134,8 @@ def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSess
     workers use this interpreter. Spark's Kafka connector is put on the classpath (see
     :func:`connector_jars`: resolved once like ``spark.jars.packages`` would, then given to
     Spark as ``spark.jars``, so no start resolves it again), and the project's own Kafka
-    source is registered on the session.
+    source is registered on the session. An exception while the session is built (a stop:
+    :class:`clickstream.signals.Stopped`) kills the JVM it started.
     """
     java_home = find_java_home(settings.spark.java_home, os.environ)
     if java_home is not None:
@@ -154,10 +160,28 @@ def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSess
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(settings.spark.log_level)
-    register_sources(session)
+    # Interrupted (a stop while the JVM starts, before PySpark hands us anything to stop), the
+    # JVM it launched is killed: it would otherwise run on until it noticed we had gone.
+    with ended_on_failure(), _own_sigint():
+        session = builder.getOrCreate()
+        session.sparkContext.setLogLevel(settings.spark.log_level)
+        register_sources(session)
     return session
+
+
+@contextmanager
+def _own_sigint() -> Iterator[None]:
+    """Keep the caller's SIGINT handler: a new SparkContext replaces it with one that raises
+    KeyboardInterrupt, which would end a command that stops on its own terms."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if handler is not None:  # None: set outside Python, which we cannot put back
+            signal.signal(signal.SIGINT, handler)
 
 
 def register_sources(session: SparkSession) -> None:

@@ -240,7 +240,7 @@ def run_jobs(
     The loop of ``clickstream jobs run`` and of ``spark-submit`` (:mod:`clickstream.jobs.submit`);
     ``master`` overrides ``spark.master`` (spark-submit's ``--master`` is already the session's);
     ``locked``: the caller holds :func:`lock_checkpoints` already."""
-    from clickstream.signals import stop_signals
+    from clickstream.signals import Stopped, stop_signals
     from clickstream.spark.session import get_spark
 
     if not locked:
@@ -249,8 +249,20 @@ def run_jobs(
         settings = settings.model_copy(
             update={"spark": settings.spark.model_copy(update={"master": master})}
         )
-    spark = get_spark(settings, progress=say)
-    prepare_kafka(settings, wait_for_kafka)
+    # Spark's start (the connector's download, the JVM) and the wait for Kafka block for up to
+    # minutes: a stop there raises Stopped, and what was started is ended on the way out.
+    with stop_signals() as stop:
+        try:
+            with stop.raising():
+                spark = get_spark(settings, progress=say)
+                try:
+                    prepare_kafka(settings, wait_for_kafka)
+                except BaseException:
+                    spark.stop()
+                    raise
+        except Stopped:
+            say("stopped while starting: no job ran")
+            return
     running: list[RunningJob] = []
     on = spark.sparkContext.master
     try:
