@@ -19,7 +19,7 @@ import pyarrow as pa
 from clickstream.jobs.songs import RankingView
 from clickstream.settings import load_settings
 from clickstream.sinks.duckdb_table import DuckDBTable, connect
-from clickstream.sinks.join_tables import JoinTables
+from clickstream.sinks.join_tables import AGGREGATES, COUNT, USER, JoinTables
 
 SECONDS = 8.0
 """How long the writers run together: without turns, the error shows within 1-3 s here."""
@@ -61,22 +61,18 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
         RankingView(settings)(1)  # a view made anew each time, as after a restart
 
     def users(i: int) -> None:
-        joins.add_batch(
+        uid = f"u{i % 7}"
+        joins.write(
+            pa.Table.from_pylist(
+                [
+                    {"kind": COUNT, "user_id": uid, "event": "click", "count": 1},
+                    {"kind": USER, "user_id": uid, "name": f"N {i}", "email": f"{uid}@x.org",
+                     "time": i, "partition": 0, "offset": i},
+                ],
+                schema=AGGREGATES,
+            ),
             i,
-            users=pa.table(
-                {
-                    "user_id": [f"u{i % 7}"],
-                    "name": [f"N {i}"],
-                    "email": [f"u{i % 7}@example.org"],
-                    "event_timestamp": pa.array([i], pa.timestamp("ms", tz="UTC")),
-                    "source_partition": pa.array([0], pa.int32()),
-                    "source_offset": pa.array([i], pa.int64()),
-                }
-            ),
-            counts=pa.table(
-                {"user_id": [f"u{i % 7}"], "event": ["click"], "count": pa.array([1], pa.int64())}
-            ),
-        )
+        )  # fmt: skip
 
     def count(i: int, metric: str = "m") -> None:
         counts.write(

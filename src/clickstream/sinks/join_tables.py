@@ -143,12 +143,12 @@ class JoinTables(BaseSink):
                 "source_offset": users["offset"],
             }
         )
-        change = self.add_batch(batch_id, counts=counts, users=users)
+        change = self._add_batch(batch_id, counts=counts, users=users)
         if change is not None:  # None: added before a restart
             self.on_change(change)
         return int(rows.num_rows)
 
-    def add_batch(self, batch_id: int, *, counts: pa.Table, users: pa.Table) -> BatchChange | None:
+    def _add_batch(self, batch_id: int, *, counts: pa.Table, users: pa.Table) -> BatchChange | None:
         """Add one micro-batch, once per (query, checkpoint, batch); None if it was added
         before. ``counts``: ``user_id, event, count``; ``users``: the columns of ``join_users``
         (one row per user)."""
