@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -115,8 +115,11 @@ def produce(settings: Settings) -> Callable[..., int]:
     return send
 
 
-def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[Any]:
-    """Every record of ``topic`` now, as (key, decoded JSON value), partition by partition."""
+def read_topic(
+    settings: Settings, topic: str, timeout: float = 10.0, keys: Container[bytes] | None = None
+) -> list[Any]:
+    """Every record of ``topic`` now, as (key, decoded JSON value), partition by partition;
+    with ``keys``, only the records with one of those keys (the others are not decoded)."""
     from confluent_kafka import Consumer, TopicPartition
 
     from clickstream.kafka.config import consumer_config
@@ -140,8 +143,9 @@ def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[An
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error() is not None:
                     continue
-                records.append((msg.key(), json.loads(cast(bytes, msg.value()))))
                 got += 1
+                if keys is None or msg.key() in keys:
+                    records.append((msg.key(), json.loads(cast(bytes, msg.value()))))
     finally:
         consumer.close()
     return records

@@ -18,6 +18,7 @@ from clickstream.kafka.clients import make_producer
 from clickstream.sinks.duckdb_table import connect
 from clickstream.streaming.runner import start_job
 from tests.collector.conftest import RunningCollector
+from tests.collector.test_collector import seed_payload
 from tests.conftest import read_topic
 
 pytestmark = pytest.mark.slow
@@ -167,12 +168,33 @@ def test_external_referrer_do_not_track_and_retry_queue(  # type: ignore[no-unty
         "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})"
     )
     page = dnt.new_page()
+    to_collector: list[str] = []  # every request of the page to the collector, beacons too
+
+    def seen(request: Any) -> None:
+        if request.url.startswith(c):
+            to_collector.append(request.url)
+
+    page.on("request", seen)
     page.goto(f"{site}/dnt.html")
     page.wait_for_function("window.clickstream !== undefined")
-    page.evaluate("clickstream.track('x', {}); clickstream.flush()")
-    time.sleep(1.0)
-    assert len(read_topic(settings, settings.topics.web_events)) == len(views)
+    page.evaluate("async () => { clickstream.track('x', {}); await clickstream.flush(); }")
+    # Then the page itself posts a marker event as the tracker would: once it is stored,
+    # anything the tracker had sent before it would be stored too (and seen leaving the page).
+    marker = seed_payload(eventId=str(uuid.uuid4()), pageUrl=f"{site}/dnt.html")
+    status = page.evaluate(
+        """async ([url, event]) => (await fetch(url, {method: "POST", mode: "cors",
+            headers: {"Content-Type": "text/plain;charset=UTF-8"},
+            body: JSON.stringify([event])})).status""",
+        [f"{c}/v1/events", marker],
+    )
+    assert status == 200
+    assert to_collector == [f"{c}/v1/events"]  # the marker's, and nothing before it
+    after = wait_for(lambda: read_topic(settings, settings.topics.web_events), len(views) + 1)
+    assert sorted(e["eventId"] for _, e in after) == sorted(
+        [e["eventId"] for _, e in views] + [marker["eventId"]]
+    )
     assert read_topic(settings, settings.topics.web_custom) == []
     assert dnt.cookies(site) == []
     assert page.evaluate("localStorage.getItem('Uiud')") is None
+    assert page.evaluate("localStorage.getItem('clickstream.retry')") is None  # none for later
     dnt.close()

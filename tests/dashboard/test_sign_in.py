@@ -138,12 +138,20 @@ def test_a_link_from_another_site_opens_the_dashboard_when_signed_in(
         stranger.on(
             "request", lambda r: asked.append(r.url) if r.url.startswith(dashboard.url) else None
         )
+        answers: list[Any] = []
+        stranger.on(
+            "response", lambda r: answers.append(r) if r.url.startswith(dashboard.url) else None
+        )
         stranger.goto(chat)
         stranger.click("#go")
         stranger.wait_for_selector("#sign-in-message")
-        stranger.wait_for_timeout(1000)
+        stranger.wait_for_load_state("load")
         assert stranger.url == dashboard.url + "/"
         assert asked == [dashboard.url + "/"] * 2  # the link, then one reload
+        # ... and no more: the form has nothing that could load the page again (no script, no
+        # refresh in the page or its headers).
+        assert stranger.locator("script, meta[http-equiv]").count() == 0
+        assert "refresh" not in answers[-1].all_headers()
     finally:
         signed_in.close()
         signed_out.close()

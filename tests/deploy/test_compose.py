@@ -2,11 +2,14 @@
 health check, its durable folders on volumes, and commands and settings our CLI knows.
 
 No Docker engine runs here; ``docker-compose config`` (the Python client, no daemon needed)
-checks the file too when it is installed."""
+reads the real file, with its anchors, merges and defaults resolved, and the checks run on what
+it resolved: the file as Compose would run it. A copy of the real file with one mistake put in
+is caught by the same checks."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,10 +32,30 @@ SERVICES = {
 DURABLE = {"kafka": "/var/lib/kafka/data", "cassandra": "/var/lib/cassandra", "jobs": "/data"}
 
 
+def resolved(path: Path) -> dict[str, Any]:
+    """The compose file at ``path`` as ``docker-compose config`` resolves it (fails the test
+    when the client refuses the file)."""
+    client = shutil.which("docker-compose")
+    if client is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs docker-compose to check the file: apt-get install docker-compose")
+        pytest.skip("docker-compose is not installed: apt-get install docker-compose")
+    done = subprocess.run(
+        [client, "-f", str(path), "config"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: dict[str, Any] = yaml.safe_load(done.stdout)
+    return loaded
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
-    return loaded
+    return resolved(COMPOSE)
+
+
+def test_docker_compose_config_accepts_the_file(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == SERVICES
+    assert set(compose["volumes"]) == {"kafka-data", "cassandra-data", "clickstream-data"}
 
 
 def parse_cli(args: list[str]) -> click.Context:
@@ -49,7 +72,7 @@ def parse_cli(args: list[str]) -> click.Context:
     return ctx
 
 
-def test_every_part_of_the_stack_is_a_service_with_a_health_check(compose: dict[str, Any]) -> None:
+def check_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == SERVICES
     for name, service in services.items():
@@ -61,23 +84,27 @@ def test_every_part_of_the_stack_is_a_service_with_a_health_check(compose: dict[
     # The clickstream services (and Spark, which must be exactly our PySpark) build one image.
     built = [n for n, s in services.items() if "build" in s]
     assert set(built) == SERVICES - {"kafka", "cassandra"}
-    assert (
-        ROOT / services["jobs"]["build"]["context"].replace("..", ".") / "deploy/Dockerfile"
-    ).is_file()
+    for name in built:  # the context, made absolute by Compose, is this repository
+        build = services[name]["build"]
+        assert Path(build["context"]) == ROOT, name
+        assert (ROOT / build["dockerfile"]).is_file(), name
 
 
-def test_durable_folders_are_on_named_volumes(compose: dict[str, Any]) -> None:
+def check_volumes(compose: dict[str, Any]) -> None:
     volumes = set(compose["volumes"])
+
+    def mounts(service: str) -> dict[str, str]:  # folder in the container -> volume
+        return {m.split(":")[1]: m.split(":")[0] for m in compose["services"][service]["volumes"]}
+
     for name, folder in DURABLE.items():
-        mounts = dict(m.split(":", 1)[::-1] for m in compose["services"][name]["volumes"])
-        assert folder in mounts, name
-        assert mounts[folder] in volumes
+        assert folder in mounts(name), f"{name}: {folder} is not on a volume"
+        assert mounts(name)[folder] in volumes, f"{name}: {folder} is not on a named volume"
     # Executors write the jobs' checkpoints (state stores) at the path the driver gave.
-    assert compose["services"]["spark-worker"]["volumes"] == compose["services"]["jobs"]["volumes"]
+    assert mounts("spark-worker") == mounts("jobs")
     assert compose["services"]["jobs"]["environment"]["CLICKSTREAM_DATA_DIR"] == "/data"
 
 
-def test_commands_and_settings_exist_in_our_cli(compose: dict[str, Any]) -> None:
+def check_commands(compose: dict[str, Any]) -> None:
     known = all_env_names()
     checked = 0
     for name, service in compose["services"].items():
@@ -100,21 +127,62 @@ def test_commands_and_settings_exist_in_our_cli(compose: dict[str, Any]) -> None
     assert checked == 4
 
 
-def test_a_wrong_command_or_setting_would_be_caught() -> None:
-    with pytest.raises(click.UsageError):
-        parse_cli(["jobs", "run", "--mastr", "x", "bookstore"])
-    with pytest.raises(click.UsageError):
-        parse_cli(["bookstor"])
-    assert "CLICKSTREAM_CASSANDRA_CONTACT_POINT" not in all_env_names()
+def test_every_part_of_the_stack_is_a_service_with_a_health_check(compose: dict[str, Any]) -> None:
+    check_services(compose)
 
 
-def test_docker_compose_config_accepts_the_file() -> None:
-    client = shutil.which("docker-compose")
-    if client is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs docker-compose to check the file: apt-get install docker-compose")
-        pytest.skip("docker-compose is not installed: apt-get install docker-compose")
-    done = subprocess.run(
-        [client, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
+def test_durable_folders_are_on_named_volumes(compose: dict[str, Any]) -> None:
+    check_volumes(compose)
+
+
+def test_commands_and_settings_exist_in_our_cli(compose: dict[str, Any]) -> None:
+    check_commands(compose)
+
+
+# One mistake put into a copy of the real file, and what the checks say about it.
+# fmt: off
+MISTAKES = [
+    ('"--master", "spark://', '"--mastr", "spark://', check_commands, click.UsageError, "mastr"),
+    (
+        'command: ["bookstore"]', 'command: ["bookstor"]', check_commands, click.UsageError,
+        "No such command 'bookstor'",
+    ),
+    (
+        "CLICKSTREAM_CASSANDRA_CONTACT_POINTS: cassandra",
+        "CLICKSTREAM_CASSANDRA_CONTACT_POINT: cassandra",
+        check_commands, AssertionError, "CLICKSTREAM_CASSANDRA_CONTACT_POINT'",
+    ),
+    (
+        '"web-live", "sessions"]', '"web-live"]', check_commands, AssertionError, "sessions"
+    ),  # a job left out
+    (
+        "cassandra-data:/var/lib/cassandra", "/srv/cassandra:/var/lib/cassandra", check_volumes,
+        AssertionError, "cassandra: /var/lib/cassandra is not on a named volume",
+    ),
+    (
+        'test: ["CMD", "cqlsh"', 'test: ["CMD-SHELL", "cqlsh"', check_services, AssertionError,
+        "cassandra",
+    ),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("real", "wrong", "check", "error", "words"), MISTAKES, ids=[m[1] for m in MISTAKES]
+)
+def test_a_wrong_command_or_setting_would_be_caught(
+    tmp_path: Path, real: str, wrong: str, check: Any, error: type[Exception], words: str
+) -> None:
+    text = COMPOSE.read_text()
+    assert text.count(real) == 1, f"{real!r} is no longer in {COMPOSE.name}: update this test"
+    broken = tmp_path / "deploy" / "compose.yaml"  # beside a copy of the build context
+    broken.parent.mkdir()
+    broken.write_text(text.replace(real, wrong))
+    (tmp_path / "deploy" / "Dockerfile").write_text((ROOT / "deploy" / "Dockerfile").read_text())
+    mistaken = resolved(broken)
+    for service in mistaken["services"].values():  # the copy's build context is tmp_path
+        if "build" in service:
+            assert Path(service["build"]["context"]) == tmp_path
+            service["build"]["context"] = str(ROOT)
+    with pytest.raises(error, match=re.escape(words)):
+        check(mistaken)
