@@ -230,6 +230,8 @@ T = TypeVar("T")
 
 
 # The running-collector fixture is shared by the collector and browser tests.
+# One Cassandra node per session, for the bookstore tests and the bookstore bench alike.
+from tests.cassandra_fixtures import cassandra, cassandra_certificates  # noqa: E402, F401
 from tests.collector.conftest import start_collector  # noqa: E402, F401
 
 

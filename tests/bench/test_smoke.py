@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from clickstream.settings import Settings
-from tests.bookstore.conftest import cassandra, cassandra_certificates  # noqa: F401 - fixtures
 from tests.cassandra_node import CassandraNode
 from tests.conftest import JARS_DIR
 
@@ -150,7 +149,7 @@ def test_bench_with_its_own_broker(name: str) -> None:
     check(name, run_bench(name, bench_env()))
 
 
-def test_bookstore_bench(cassandra: CassandraNode, settings: Settings) -> None:  # noqa: F811
+def test_bookstore_bench(cassandra: CassandraNode, settings: Settings) -> None:
     env = bench_env(
         CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(settings.kafka.bootstrap_servers),
         CLICKSTREAM_CASSANDRA_CONTACT_POINTS="127.0.0.1",
