@@ -125,7 +125,10 @@ def reduce_records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
     """One task's records (:func:`records`) -> events counted per (user, event), the newest
     record of each user, and the dead letters (:data:`REDUCED` rows). Also merges such rows
     (the driver's step), since it reads ``side`` or ``kind`` alike and sums ``count``."""
-    rows = pa.Table.from_batches(list(batches))
+    received = list(batches)
+    if not received:  # an empty partition, or an empty batch on the driver
+        return
+    rows = pa.Table.from_batches(received)
     if not rows.num_rows:
         return
     kind = rows["side"] if "side" in rows.column_names else rows["kind"]
