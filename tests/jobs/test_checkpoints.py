@@ -194,3 +194,21 @@ def test_a_retry_alone_in_its_window_writes_no_count(
     run(spark, s, "web-live")
     pages = {k[1:]: v for k, v in latest_counts(s).items() if k[0] == "web.pages"}
     assert pages == {(T0, "/a"): 1}
+
+
+@pytest.mark.slow
+def test_a_first_offset_write_cut_by_a_kill_does_not_stop_the_query_for_good(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """A SIGKILL while Spark writes a query's first offset leaves only its temporary file
+    (``.0.<uuid>.tmp``) in ``offsets/``; Spark 4.2 then refuses the query on every start
+    (``STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY``) unless the runner clears it first."""
+    s = count_settings(settings, tmp_path)
+    send(s, s.topics.shop, shop_events(20, seed=12))
+    offsets = checkpoint_dir(s) / "shop" / "counts" / "offsets"
+    offsets.mkdir(parents=True)
+    (offsets / ".0.7e6a6b54-84dd-4f14-ad56-e04750a038ac.tmp").write_text('v1\n{"batchW')
+    (offsets / "..0.7e6a6b54-84dd-4f14-ad56-e04750a038ac.tmp.crc").write_bytes(b"crc")
+    run(spark, s, "shop")
+    assert sorted(p.name for p in offsets.iterdir() if not p.name.startswith(".")) == ["0"]
+    assert latest_counts(s)

@@ -227,6 +227,21 @@ def state_operator(query: Store) -> str | None:
     return ""
 
 
+def clear_unfinished_writes(query: Store) -> list[str]:
+    """Delete the temporary files a killed process left in a query's offset and commit logs
+    (Spark writes ``.<batch>.<uuid>.tmp`` and renames it): Spark 4.2 refuses to start a query
+    whose offset log holds only such a file (``STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY ...
+    should be empty on batch 0``), which a SIGKILL during its first batch leaves. Returns what
+    it deleted. Only while no query runs on the checkpoint (the jobs process holds its lock)."""
+    gone = []
+    for folder in ("offsets", "commits"):
+        for name in query.list(folder):
+            if name.startswith(".") and (name.endswith(".tmp") or name.endswith(".tmp.crc")):
+                query.delete(f"{folder}/{name}")
+                gone.append(f"{folder}/{name}")
+    return gone
+
+
 def tally_store(query: Store, name: str = TALLY) -> Store:
     """A tally's files (``tally/``, or ``name`` for a query keeping several), beside Spark's
     checkpoint on the same filesystem."""

@@ -200,11 +200,13 @@ def _await_first_batch(query: StreamingQuery, timeout: float, stop: threading.Ev
 def _start_query(
     spec: JobSpec, query: QuerySpec, settings: Settings, available_now: bool
 ) -> StreamingQuery:
+    location = checkpoint.query_location(settings, spec.name, query.name)
+    checkpoint.clear_unfinished_writes(checkpoint.store(location, query.frame.sparkSession))
     writer = (
         query.frame.writeStream.queryName(f"{spec.name}.{query.name}")
         .outputMode(query.output_mode)
         .foreachBatch(query.write_batch)
-        .option("checkpointLocation", checkpoint.query_location(settings, spec.name, query.name))
+        .option("checkpointLocation", location)
     )
     interval = settings.jobs.trigger_s if query.trigger_s is None else query.trigger_s
     writer = (
