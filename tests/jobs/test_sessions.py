@@ -232,3 +232,23 @@ def avro_array_items(url: str) -> dict[str, Any]:
         if isinstance(kind, dict) and kind.get("type") == "array":
             items[field["name"]] = kind["items"]
     return items
+
+
+def test_bigquery_with_local_files_leaves_out_the_sessions_load_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from clickstream.jobs import sessions
+    from clickstream.settings import load_settings
+
+    env = {"CLICKSTREAM_DATA_DIR": str(tmp_path), "CLICKSTREAM_WAREHOUSE_BIGQUERY_PROJECT": "p"}
+    with caplog.at_level("WARNING", logger="clickstream.jobs.sessions"):
+        local = sessions.sinks(load_settings(environ=env))
+    assert [sink.name for sink in local] == [s.name for s in local if "bigquery" not in s.name]
+    assert len(local) == 2
+    (warning,) = caplog.records
+    assert "not a gs:// URL" in warning.getMessage()
+    assert "CLICKSTREAM_FILES_URL=gs://" in warning.getMessage()
+    caplog.clear()
+    on_gcs = sessions.sinks(load_settings(environ=env | {"CLICKSTREAM_FILES_URL": "gs://b/f"}))
+    assert [sink.name for sink in on_gcs][-1] == "bigquery:sessions"
+    assert caplog.records == []

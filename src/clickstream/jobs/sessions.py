@@ -15,6 +15,7 @@ by Spark; the job reports how many (``numRowsDroppedByWatermark``).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 NAME = "sessions"
+log = logging.getLogger(__name__)
 REQUIRED = ["timestamp", "uiud", "sessionId", "pageUrl"]
 
 
@@ -101,22 +103,37 @@ def parse(raw: DataFrame, settings: Settings) -> DataFrame:
     return parse_json(raw, EnrichedWebEvent, REQUIRED, checks)
 
 
+def sinks(settings: Settings) -> list[Sink]:
+    """Where sessions go: Avro files, the warehouse table, and BigQuery when
+    ``warehouse.bigquery_project`` is set. BigQuery loads the Avro files from Cloud Storage, so
+    with a ``files.url`` that is not ``gs://`` the BigQuery load is left out with one warning
+    (the other jobs' BigQuery tables need no files, and still load)."""
+    files = AvroFilesSink.from_settings(settings, "sessions")
+    found: list[Sink] = [files, DuckDBTable.from_settings(settings, "sessions", key="session_key")]
+    if not settings.warehouse.bigquery_project:
+        return found
+    if not files.url.startswith("gs://"):
+        log.warning(
+            "sessions are not loaded into BigQuery: it loads them from Cloud Storage, and "
+            "files.url (%s) is not a gs:// URL (set CLICKSTREAM_FILES_URL=gs://bucket/path)",
+            files.url,
+        )
+        return found
+    from clickstream.sinks.bigquery import BigQuerySessions
+
+    return [*found, BigQuerySessions(settings, files)]
+
+
 def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earliest") -> JobSpec:
     raw = read_kafka(
         spark, settings.topics.web_events, settings=settings, starting_offsets=starting_offsets
     )
     parsed = parse(raw, settings)
     sessions = sessionize(good(parsed), settings.jobs.watermark_s, settings.jobs.session_gap_s)
-    files = AvroFilesSink.from_settings(settings, "sessions")
-    sinks: list[Sink] = [files, DuckDBTable.from_settings(settings, "sessions", key="session_key")]
-    if settings.warehouse.bigquery_project:
-        from clickstream.sinks.bigquery import BigQuerySessions
-
-        sinks.append(BigQuerySessions(settings, files))
     return JobSpec(
         NAME,
         [
-            QuerySpec("sessions", sessions, fan_out(*sinks), output_mode="append"),
+            QuerySpec("sessions", sessions, fan_out(*sinks(settings)), output_mode="append"),
             dead_letter_query(parsed, settings, "sessions-dead-letter"),
         ],
     )
