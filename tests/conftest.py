@@ -22,6 +22,15 @@ from clickstream.settings import Settings, load_settings
 
 _counter = itertools.count()
 
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+"""Every JVM the tests start (brokers, Spark, Cassandra, `up`'s parts) compiles with C1 only:
+they live seconds to minutes on small data, where C2's compiler threads cost more CPU than they
+save (a broker and one Spark query: 32 CPU-seconds with C2, 20 without, on the 2-core
+machine), and the suite is bound by CPU. The products' own JVM options are unchanged."""
+os.environ["JAVA_TOOL_OPTIONS"] = " ".join(
+    filter(None, (os.environ.get("JAVA_TOOL_OPTIONS"), TEST_JVM_OPTIONS))
+)
+
 JARS_DIR = Path(__file__).resolve().parents[1] / ".cache" / "jars"
 """The jar cache of every test (git-ignored): Kafka's and Spark's connector jars are fetched
 from Maven once, not once per temporary data folder."""
@@ -245,3 +254,46 @@ def wait_for(check: Callable[[], T | None], timeout: float = 10.0, interval: flo
         time.sleep(interval)
         value = check()
     return value
+
+
+SHARED_BY_FOLDER = {"bigquery", "cluster", "secure", "up"}
+"""Folders whose tests share a server of the folder's own (an emulator, a cluster, a secured
+broker, one `up`): under pytest-xdist each such folder runs on one worker."""
+
+LONGEST_FIRST = (
+    "up", "test_faults.py", "bench/test_smoke.py", "cluster", "cassandra",
+    "collector/test_openapi_fuzz.py", "test_stops.py",
+)  # fmt: skip
+"""The groups that take minutes (`pytest --durations`), handed out first: a long group handed
+out last would run alone at the end while the other worker idles."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for ``--dist loadgroup`` (xdist sends a group to one worker): the tests of one
+    Cassandra node, of a folder with a server of its own, or else of one module (module
+    fixtures start once); the longest groups first, each group's tests in their own order
+    (but those of the shared `up` last). The broker and the Spark session are started once per
+    worker."""
+    tests = Path(__file__).resolve().parent
+    groups: dict[str, str] = {}
+    for item in items:
+        parts = item.path.resolve().relative_to(tests).parts
+        if "cassandra" in getattr(item, "fixturenames", ()):
+            group = "cassandra"
+        elif len(parts) > 1 and parts[0] in SHARED_BY_FOLDER:
+            group = parts[0]
+        else:
+            group = "/".join(parts)
+        groups[item.nodeid] = group
+        item.add_marker(pytest.mark.xdist_group(group))
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+
+    def order(item: pytest.Item) -> tuple[int, bool]:
+        # The tests of the shared `up` last in their group: it is started for the first of them
+        # and stopped after the last, instead of running under the group's other tests.
+        return rank.get(groups[item.nodeid], len(rank)), "running_up" in getattr(
+            item, "fixturenames", ()
+        )
+
+    items.sort(key=order)

@@ -78,7 +78,7 @@ EXPECT: dict[str, list[Expect]] = {
         Expect(("side", "first data point", "median (s)", "min (s)", "max (s)",
                 "runs with data"), ())
     ],
-    "soak": [  # a 1.5-minute soak may miss a target (exit 1): the tables are what is checked
+    "soak": [  # a 1-minute soak may miss a target (exit 1): the tables are what is checked
         Expect(("part", "cores", "MB after warm-up", "MB at the end", "growth MB/h"),
                ("cores", "MB after warm-up", "MB at the end"), (0, 1)),
         Expect(("query", "largest lag", "last lag", "lag grew"), ("largest lag", "last lag")),
