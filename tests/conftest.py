@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
+from clickstream.broker import embedded
 from clickstream.broker.embedded import EmbeddedBroker
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
@@ -30,6 +31,24 @@ machine), and the suite is bound by CPU. The products' own JVM options are uncha
 os.environ["JAVA_TOOL_OPTIONS"] = " ".join(
     filter(None, (os.environ.get("JAVA_TOOL_OPTIONS"), TEST_JVM_OPTIONS))
 )
+
+
+def _own_ports() -> None:
+    """Each pytest-xdist worker picks free ports from its own share of
+    :data:`~clickstream.broker.embedded.FREE_PORTS`: a port is free when picked but taken only
+    when its server binds it, seconds later for a JVM, and another worker could pick it
+    meanwhile."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers < 2:
+        return
+    ports = embedded.FREE_PORTS
+    share = len(ports) // workers
+    first = ports.start + int(worker[2:]) * share
+    embedded.FREE_PORTS = range(first, first + share)
+
+
+_own_ports()
 
 JARS_DIR = Path(__file__).resolve().parents[1] / ".cache" / "jars"
 """The jar cache of every test (git-ignored): Kafka's and Spark's connector jars are fetched

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -66,18 +67,34 @@ def alive_workers(ui: str) -> int:
         return 0
 
 
+def bound_port(log: Path, service: str, process: subprocess.Popen[bytes]) -> int:
+    """The port ``service`` of a Spark daemon bound, from its log: Spark takes the next port
+    up when the one asked for is taken (another test process may have just taken it)."""
+    pattern = re.compile(rf"Successfully started service '{service}' on port (\d+)")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = pattern.search(log.read_text(errors="replace")) if log.exists() else None
+        if found:
+            return int(found.group(1))
+        if process.poll() is not None:
+            pytest.fail(f"the Spark daemon exited: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"no {service} port in {log} after 120 s")
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("spark-cluster")
     env = spark_env(root / "logs")
-    port, ui_port = free_port(), free_port()
-    url, ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
     master = launch(
         "org.apache.spark.deploy.master.Master",
-        ["--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui_port)],
+        ["--host", "127.0.0.1", "--port", str(free_port()), "--webui-port", str(free_port())],
         env,
         root / "master.log",
     )
+    port = bound_port(root / "master.log", "sparkMaster", master)
+    ui_port = bound_port(root / "master.log", "MasterUI", master)
+    url, ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
     workers = []
     for n in range(WORKERS):
         work = root / f"worker-{n}"
