@@ -19,6 +19,7 @@ import pytest
 
 from clickstream.broker.embedded import free_port
 from clickstream.spark.java import find_java_home
+from tests.conftest import wait_for
 
 BIN = Path(sys.executable).parent
 WORKERS = 2
@@ -71,15 +72,14 @@ def bound_port(log: Path, service: str, process: subprocess.Popen[bytes]) -> int
     """The port ``service`` of a Spark daemon bound, from its log: Spark takes the next port
     up when the one asked for is taken (another test process may have just taken it)."""
     pattern = re.compile(rf"Successfully started service '{service}' on port (\d+)")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = pattern.search(log.read_text(errors="replace")) if log.exists() else None
-        if found:
-            return int(found.group(1))
+
+    def bound() -> int | None:
         if process.poll() is not None:
             pytest.fail(f"the Spark daemon exited: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"no {service} port in {log} after 120 s")
+        found = pattern.search(log.read_text(errors="replace")) if log.exists() else None
+        return int(found.group(1)) if found else None
+
+    return wait_for(bound, timeout=120, interval=0.2)
 
 
 @pytest.fixture(scope="session")
