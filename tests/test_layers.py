@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"broker", "sinks"},
     {"streaming"},
     {"jobs", "collector", "dashboard", "bookstore", "supervisor"},
-    {"simulators", "status", "parts"},
+    {"simulators", "status", "parts", "tail"},
     {"stack"},
     {"cli"},
     {"__main__"},

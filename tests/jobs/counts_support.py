@@ -38,6 +38,7 @@ def count_settings(settings: Settings, tmp_path: Path) -> Settings:
     tag = uuid.uuid4().hex[:8]
     names = {
         "shop": f"shop-{tag}",
+        "shop_genders": f"sex-{tag}",
         "results": f"results-{tag}",
         "dead_letter": f"dead-{tag}",
         "web_events": f"web-{tag}",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from clickstream.jobs.songs import ALL_TIME_END
 from clickstream.kafka.admin import ensure_topics
@@ -69,16 +70,17 @@ def seed_producer(bootstrap: str, topic: str, plays: int) -> list[dict[str, Any]
     return sent
 
 
-def played_ms(play: dict[str, Any]) -> int:
-    moment = datetime.fromisoformat(play["timestamp"]).replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+def played_ms(play: dict[str, Any], zone: str = "UTC") -> int:
+    """When ``play`` was played: its ``timestamp``, a local time in ``zone``."""
+    moment = datetime.fromisoformat(play["timestamp"]).replace(tzinfo=ZoneInfo(zone))
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
-def expected_counts(plays: list[dict[str, Any]]) -> Expected:
+def expected_counts(plays: list[dict[str, Any]], zone: str = "UTC") -> Expected:
     counts: Counter[tuple[str, int, str]] = Counter()
     for play in plays:
         key = f"{play['artist']}/{play['song_name']}"
-        at = played_ms(play)
+        at = played_ms(play, zone)
         counts["songs.minute", at // 60_000 * 60_000, key] += 1
         counts["songs.hour", at // 3_600_000 * 3_600_000, key] += 1
         counts["songs.all", 0, key] += 1

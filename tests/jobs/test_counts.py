@@ -219,3 +219,27 @@ def test_a_checkpoint_of_the_stateful_count_query_is_refused_with_what_to_do(
     (checkpoint_dir(s) / "shop" / "counts" / "state" / "0").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"checkpoint .*shop/counts was written by .*delete it"):
         start_job(spark, s, builder("shop"), available_now=True)
+
+
+def test_shop_times_written_as_local_times_are_read_in_the_source_time_zone(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """``jobs.source_timezone`` (here UTC-5): a shop event's ``timestamp`` written as a local
+    time counts in the window of the instant it names; epoch milliseconds are read as they
+    are; a time that is neither is dead-lettered with what was expected."""
+    s = count_settings(settings, tmp_path)
+    s = s.model_copy(
+        update={"jobs": s.jobs.model_copy(update={"source_timezone": "America/Bogota"})}
+    )
+    local = b'{"user_id": 1, "action": 2, "gender": 1, "timestamp": "2025-12-31 19:00:02"}'
+    digits = b'{"user_id": 2, "action": 2, "gender": 1, "timestamp": "1767225602500"}'
+    zoned = b'{"user_id": 3, "action": 2, "gender": 1, "timestamp": "2026-01-01 00:00:02Z"}'
+    send(s, s.topics.shop, [local, digits, zoned])
+    send(s, s.topics.shop, [ShopEvent(user_id=4, action=2, gender=1, timestamp=T0 + 2_000)])
+    run(spark, s, "shop")
+    assert latest_counts(s) == {
+        ("shop.gender", T0 + 2_000, "male"): 3,
+        ("shop.action", T0 + 2_000, "purchase"): 3,
+    }
+    reasons = [value["reason"] for _, value in read_topic(s, s.topics.dead_letter)]
+    assert reasons == ["field timestamp: expected epoch milliseconds or a time yyyy-MM-dd HH:mm:ss"]

@@ -77,7 +77,7 @@ def test_shop_dead_letters_wrong_types_bad_bytes_and_impossible_times(
     assert reasons(s) == sorted(
         [
             "field user_id: expected an integer",
-            "field timestamp: expected an integer",
+            "field timestamp: expected epoch milliseconds or a time yyyy-MM-dd HH:mm:ss",
             "field action: expected an integer",
             "value is not valid UTF-8",
             "field timestamp is more than 3600 s ahead of its arrival in Kafka",

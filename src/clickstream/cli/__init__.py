@@ -1,6 +1,16 @@
 """The ``clickstream`` command. It parses options and builds objects; the work is elsewhere."""
 
-from clickstream.cli import bookstore, dashboard, data, kafka, services, songs, status, up
+from clickstream.cli import (
+    bookstore,
+    dashboard,
+    data,
+    kafka,
+    results,
+    services,
+    songs,
+    status,
+    up,
+)
 from clickstream.cli.base import cli, main
 
 __all__ = [
@@ -10,6 +20,7 @@ __all__ = [
     "data",
     "kafka",
     "main",
+    "results",
     "services",
     "songs",
     "status",

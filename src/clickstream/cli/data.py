@@ -107,7 +107,14 @@ def simulate_web(
 
 @simulate.command("shop")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-@click.option("--topic", help="Topic to send to. Default: topics.shop.")
+@click.option(
+    "--topic", help="Topic to send to. Default: topics.shop (--seed-format: topics.shop_genders)."
+)
+@click.option(
+    "--seed-format",
+    is_flag=True,
+    help="Send what seed 001's producer sent: the gender byte alone (0, 1, 2), to topic sex.",
+)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0),
@@ -139,6 +146,7 @@ def simulate_shop(
     ctx: Context,
     path: str | None,
     topic: str | None,
+    seed_format: bool,
     rate: float,
     start: str | None,
     strict: bool,
@@ -185,7 +193,7 @@ def simulate_shop(
             try:
                 stats = run_replay(
                     settings, source, stop=stop, topic=topic, rate=rate, start_ms=start_ms,
-                    strict=strict, count=count, duration_s=duration,
+                    strict=strict, count=count, duration_s=duration, seed_format=seed_format,
                 )  # fmt: skip
             except MalformedRowError as exc:
                 click.echo(exc.stats.summary())

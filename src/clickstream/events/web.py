@@ -84,6 +84,13 @@ class Custom(_Base, tag="Custom", tag_field="eventType"):
 WebEvent = Pageview | PagePing | Custom
 
 
+TEXT_TIMES = ("timestamp",)
+"""Event times the jobs also read as a local time, ``2026-12-06 10:00:00`` (seed 000's API wrote
+them so, in its host's time zone: ``jobs.source_timezone``)."""
+TEXT_INTEGERS = ("landingPage",)
+"""Integers the jobs also read from a string (seed 000's API sent every field as one)."""
+
+
 class EnrichedWebEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
     """What lands in Kafka: the event's own fields plus what the collector knows. The bounds
     are those the jobs enforce (:func:`string_limits`); the collector keeps within them."""

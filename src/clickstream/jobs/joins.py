@@ -42,7 +42,7 @@ from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
 from clickstream.streaming import checkpoint
 from clickstream.streaming.checkpoint import Store
-from clickstream.streaming.parse import dead_letter_key, dead_letter_value
+from clickstream.streaming.parse import dead_letter_key, dead_letter_value, source_time
 from clickstream.streaming.reduce import reduce_batch
 from clickstream.streaming.spec import JobSpec, QuerySpec
 from clickstream.streaming.string_fields import parse_string_fields
@@ -64,18 +64,21 @@ assert (COUNT, USER) == (EVENT_SIDE, USER_SIDE)  # reduce_records merges its own
 REDUCED = pa.schema([*AGGREGATES, ("dead_key", pa.string()), ("dead_value", pa.string())])
 
 
-def event_time() -> Column:
-    return F.try_to_timestamp(F.col("event_timestamp"))
+def event_time(timezone: str) -> Column:
+    """``event_timestamp`` as a time: without a zone (as the seed writes it), a local time in
+    ``timezone`` (``jobs.source_timezone``)."""
+    return source_time(F.col("event_timestamp"), timezone)
 
 
 def parse(raw: DataFrame, kind: type[User] | type[PageEvent], settings: Settings) -> DataFrame:
     """Records of ``kind`` checked against its schema, with ``_time`` (the event time) and the
     dead-letter columns ``_dead_key``/``_dead_value`` (null for good records)."""
     ahead = settings.jobs.max_future_s
+    at = event_time(settings.jobs.source_timezone)
     checks = [
-        (event_time().isNull(), "field event_timestamp is not a time (yyyy-MM-dd HH:mm:ss)"),
+        (at.isNull(), "field event_timestamp is not a time (yyyy-MM-dd HH:mm:ss)"),
         (
-            event_time() > F.col("_kafka_timestamp") + F.expr(f"INTERVAL {ahead} SECONDS"),
+            at > F.col("_kafka_timestamp") + F.expr(f"INTERVAL {ahead} SECONDS"),
             f"field event_timestamp is more than {ahead} s ahead of its arrival in Kafka",
         ),
     ]
@@ -83,7 +86,7 @@ def parse(raw: DataFrame, kind: type[User] | type[PageEvent], settings: Settings
     bad = F.col("reason").isNotNull()
     return parsed.select(
         "*",
-        F.when(~bad, event_time()).alias("_time"),
+        F.when(~bad, at).alias("_time"),
         F.when(bad, dead_letter_key()).alias("_dead_key"),
         F.when(bad, dead_letter_value()).alias("_dead_value"),
     )

@@ -20,13 +20,19 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from clickstream.events.web import EnrichedWebEvent
+from clickstream.events.web import TEXT_INTEGERS, TEXT_TIMES, EnrichedWebEvent
 from clickstream.settings import Settings
 from clickstream.sinks.avro_files import AvroFilesSink
 from clickstream.sinks.base import Sink, fan_out
 from clickstream.sinks.duckdb_table import DuckDBTable
 from clickstream.spark.io import read_kafka
-from clickstream.streaming.parse import dead_letter_query, good, parse_json, time_checks
+from clickstream.streaming.parse import (
+    dead_letter_query,
+    good,
+    parse_json,
+    time_checks,
+    written_as_text,
+)
 from clickstream.streaming.spec import JobSpec, QuerySpec
 
 if TYPE_CHECKING:
@@ -98,9 +104,12 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
 
 def parse(raw: DataFrame, settings: Settings) -> DataFrame:
     """Pageview records, checked: the event time drives the watermark, so a far-future one is
-    dead-lettered (:func:`~clickstream.streaming.parse.time_checks`)."""
+    dead-lettered (:func:`~clickstream.streaming.parse.time_checks`). Records as seed 000's API
+    wrote them (every field a string, ``timestamp`` a local time ``2026-12-06 10:00:00`` in
+    ``jobs.source_timezone``) are read too."""
     checks = time_checks(["timestamp", "receivedAt"], settings.jobs.max_future_s)
-    return parse_json(raw, EnrichedWebEvent, REQUIRED, checks)
+    texts = written_as_text(TEXT_TIMES, TEXT_INTEGERS, settings.jobs.source_timezone)
+    return parse_json(raw, EnrichedWebEvent, REQUIRED, checks, from_text=texts)
 
 
 def sinks(settings: Settings) -> list[Sink]:

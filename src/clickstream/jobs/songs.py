@@ -44,7 +44,13 @@ from clickstream.sinks.base import Sink, fan_out
 from clickstream.sinks.duckdb_table import writing
 from clickstream.spark.io import read_kafka
 from clickstream.streaming.counts import Tally, Windows, count_query
-from clickstream.streaming.parse import dead_letter_key, dead_letter_value, good, parse_json
+from clickstream.streaming.parse import (
+    dead_letter_key,
+    dead_letter_value,
+    good,
+    parse_json,
+    source_time,
+)
 from clickstream.streaming.spec import JobSpec, QuerySpec
 
 if TYPE_CHECKING:
@@ -60,13 +66,15 @@ REQUIRED = ["user_id", "artist", "song_id", "song_name", "event_type", "timestam
 RANKING_VIEW = "top_songs"
 
 
-def played_at() -> Column:
-    """The play's time (UTC), null when ``timestamp`` is not ``YYYY-MM-DD HH:MM:SS[.ffffff]``."""
-    return F.try_to_timestamp(F.col("timestamp"), F.lit(SPARK_TIME_FORMAT))
+def played_at(timezone: str) -> Column:
+    """The play's time, ``timestamp`` read as a local time in ``timezone``
+    (``jobs.source_timezone``: the seed's producer stamps its host's clock); null when
+    ``timestamp`` is not ``YYYY-MM-DD HH:MM:SS[.ffffff]``."""
+    return source_time(F.col("timestamp"), timezone, SPARK_TIME_FORMAT)
 
 
 def parse(raw: DataFrame, settings: Settings) -> DataFrame:
-    at = played_at()
+    at = played_at(settings.jobs.source_timezone)
     future_ms = settings.jobs.max_future_s * 1000
     ahead = F.unix_millis(at) > F.unix_millis("_kafka_timestamp") + future_ms
     checks = [
@@ -96,7 +104,7 @@ def play_id() -> Column:
     return F.concat_ws("/", "_topic", F.col("_partition").cast("string"), "_offset")
 
 
-def plays(parsed: DataFrame) -> DataFrame:
+def plays(parsed: DataFrame, settings: Settings) -> DataFrame:
     """Good plays as ``song_plays`` rows."""
     return good(parsed.withColumn("play_id", play_id())).select(
         "play_id",
@@ -106,7 +114,7 @@ def plays(parsed: DataFrame) -> DataFrame:
         "song_name",
         "event_type",
         "timestamp",
-        played_at().alias("played_at"),
+        played_at(settings.jobs.source_timezone).alias("played_at"),
     )
 
 
@@ -151,7 +159,7 @@ def tallies(settings: Settings) -> list[Tally]:
 def counts_query(parsed: DataFrame, settings: Settings) -> QuerySpec:
     ok = F.col("reason").isNull()
     frame = parsed.select(
-        F.when(ok, F.unix_millis(played_at())).alias("_time"),
+        F.when(ok, F.unix_millis(played_at(settings.jobs.source_timezone))).alias("_time"),
         F.when(ok, F.substring(song_key(), 1, 600)).alias("_key"),
         F.when(~ok, dead_letter_key()).alias("_dead_key"),
         F.when(~ok, dead_letter_value()).alias("_dead_value"),
@@ -179,6 +187,8 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         NAME,
         [
             counts_query(parse(read(), settings), settings),
-            QuerySpec("plays", plays(parse(read(), settings)), fan_out(plays_sink(settings))),
+            QuerySpec(
+                "plays", plays(parse(read(), settings), settings), fan_out(plays_sink(settings))
+            ),
         ],
     )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from clickstream.events.web import EnrichedWebEvent
+from clickstream.events.web import TEXT_INTEGERS, TEXT_TIMES, EnrichedWebEvent
 from clickstream.settings import Settings
 from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
@@ -32,14 +32,14 @@ from clickstream.streaming.counts import (
     live_counts,
     window_distinct,
 )
-from clickstream.streaming.parse import good, parse_json, time_checks
+from clickstream.streaming.parse import good, parse_json, time_checks, written_as_text
 from clickstream.streaming.spec import JobSpec, QuerySpec
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 NAME = "web-live"
-REQUIRED = ["eventType", "receivedAt", "uiud", "sessionId", "pageUrl"]
+REQUIRED = ["eventType", "uiud", "sessionId", "pageUrl"]
 ACTIVE = Windows(size_s=300, slide_s=10)
 
 
@@ -71,6 +71,11 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         EnrichedWebEvent,
         REQUIRED,
         time_checks(["timestamp", "receivedAt"], settings.jobs.max_future_s),
+        from_text=written_as_text(TEXT_TIMES, TEXT_INTEGERS, settings.jobs.source_timezone),
+    ).withColumn(
+        # Sent straight to Kafka, not through the collector (seed 000's API): when it arrived.
+        "receivedAt",
+        F.coalesce(F.col("receivedAt"), F.unix_millis(F.col("_kafka_timestamp"))),
     )
     windows = Windows.from_settings(settings)
     counts = live_counts(

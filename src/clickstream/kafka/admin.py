@@ -106,6 +106,7 @@ def standard_topics(settings: Settings) -> list[str]:
         topics.web_pings,
         topics.web_custom,
         topics.shop,
+        topics.shop_genders,
         topics.bookstore,
         topics.results,
         topics.dead_letter,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
     SecretStr,
+    field_validator,
     model_validator,
 )
 
@@ -80,6 +82,9 @@ class TopicSettings(Section):
     dead_letter: str = Field(default="clickstream.dead-letter", min_length=1)
     shop: str = Field(default="shop", min_length=1)
     """Shopping-log events (the shop scenario)."""
+    shop_genders: str = Field(default="sex", min_length=1)
+    """Gender-only shop records, as seed 001's producer sends them (its topic name); the shop
+    job reads this topic and ``shop``, either record form on either."""
     bookstore: str = Field(default="bookstore_events", min_length=1)
     """Bookstore events (the bookstore scenario; the seed's topic name)."""
     results: str = Field(default="clickstream.results", min_length=1)
@@ -142,10 +147,28 @@ class JobSettings(Section):
     collect, which small, frequent batches feel as latency. Larger batches, and a
     checkpoint's first (its size is not in the log), are reduced on the executors, so the
     driver never holds more records than this. 0: always on the executors."""
+    source_timezone: str = "UTC"
+    """Where the producers' clocks are (an IANA name: ``Asia/Tokyo``, ``America/Bogota``): a time
+    written without a zone (``2026-12-06 10:00:00``, as the seeds' producers stamp local time) is
+    read as a time there, and a time with one (``Z``, ``+09:00``) as written. Epoch
+    milliseconds have no zone. The future-time check (``max_future_s``) compares the times so
+    read."""
     staggered_start_s: float = Field(default=30.0, ge=0)
     """Long-running jobs start their queries one at a time, each once the one before finished
     its first micro-batch (waiting at most this long); dead-letter queries start last. The
     first batches of many queries at once slowed each other down. 0 starts all at once."""
+
+    @field_validator("source_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone: give an IANA name such as UTC, Europe/Berlin or "
+                "Asia/Tokyo"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _check_slide(self) -> JobSettings:

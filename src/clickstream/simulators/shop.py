@@ -149,10 +149,13 @@ def replay_shop(
     on_skip: Callable[[RowError], None] | None = None,
     stop: threading.Event | None = None,
     create_topic: bool = True,
+    seed_format: bool = False,
 ) -> ShopStats:
     """Send ``rows`` (:class:`ShopRow`, or ``(line, row)`` from :func:`read_shop_csv`) to
     ``topic`` (default ``settings.topics.shop``, created if missing) as :class:`ShopEvent` JSON
-    keyed by ``user_id``; flush, and return the stats.
+    keyed by ``user_id``; flush, and return the stats. With ``seed_format``, each row is sent as
+    seed 001's producer sent it: the gender alone (``0``, ``1``, ``2``; empty when the row has
+    none), without a key, by default to ``settings.topics.shop_genders``.
 
     ``rate`` events/s (0: as fast as possible). Event time: the wall clock at sending, or from
     ``start`` (a datetime, UTC if naive, or epoch ms; needs ``rate > 0``) the k-th event sent
@@ -169,7 +172,7 @@ def replay_shop(
     start_ms = None if start is None else _epoch_ms(start)
     if start_ms is not None and rate == 0:
         raise ConfigError("start needs rate > 0: event times are spaced 1000/rate ms apart")
-    name = topic or settings.topics.shop
+    name = topic or (settings.topics.shop_genders if seed_format else settings.topics.shop)
     if create_topic:
         ensure_topics(settings, [name])
     producer = make_producer(settings)
@@ -178,7 +181,7 @@ def replay_shop(
     began = time.monotonic()
     try:
         error = _send(producer, rows, stats, rate, start_ms, strict, count, duration_s, progress,
-                      on_skip, stop)  # fmt: skip
+                      on_skip, stop, seed_format)  # fmt: skip
     except KeyboardInterrupt:
         stats.interrupted = True
     except BaseException:
@@ -205,6 +208,7 @@ def _send(
     progress: Callable[[ShopStats], None] | None,
     on_skip: Callable[[RowError], None] | None,
     stop: threading.Event | None,
+    seed_format: bool = False,
 ) -> RowError | None:
     """The sending loop; returns the malformed row a strict replay stopped at."""
     paced = rate > 0 and start_ms is None
@@ -246,7 +250,10 @@ def _send(
             timestamp = int(time.time() * 1000)
         else:
             timestamp = start_ms + round(stats.sent * step_ms)
-        producer.produce(topic, _encode(row.event(timestamp)), str(row.user_id).encode())
+        if seed_format:
+            producer.produce(topic, b"" if row.gender is None else str(row.gender).encode())
+        else:
+            producer.produce(topic, _encode(row.event(timestamp)), str(row.user_id).encode())
         if stats.first_timestamp is None:
             stats.first_timestamp = timestamp
         stats.last_timestamp = timestamp

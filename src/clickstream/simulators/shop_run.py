@@ -80,12 +80,14 @@ def run_replay(
     strict: bool = False,
     count: int | None = None,
     duration_s: float | None = None,
+    seed_format: bool = False,
 ) -> ShopStats:
-    """Replay ``source`` to ``topic`` (default ``topics.shop``) until its end, ``count``,
+    """Replay ``source`` to ``topic`` (default ``topics.shop``; with ``seed_format``, the gender
+    byte alone to ``topics.shop_genders``) until its end, ``count``,
     ``duration_s`` or ``stop``, showing the progress and the first malformed rows on stderr. A
     strict replay raises :class:`~clickstream.simulators.shop.MalformedRowError`, whose
     ``stats`` say what was sent before the bad row."""
-    name = topic or settings.topics.shop
+    name = topic or (settings.topics.shop_genders if seed_format else settings.topics.shop)
     with ReplayProgress(name, source.total(count)) as progress:
         return replay_shop(
             settings,
@@ -99,4 +101,5 @@ def run_replay(
             progress=progress,
             on_skip=progress.skipped,
             stop=stop,
+            seed_format=seed_format,
         )

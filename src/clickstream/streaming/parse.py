@@ -8,7 +8,8 @@ which made parsing about three times slower.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -36,11 +37,27 @@ SOURCE = {
 }
 
 
+@dataclass(frozen=True)
+class FromText:
+    """Another way to write a field: when the field is not of the contract's type, its JSON
+    text (a string's value) is converted by ``convert``; a record whose text converts to null
+    is bad, with ``field <name>: expected <expected>``. Records of the contract's type pay
+    nothing (the text is read only for records that failed the parse)."""
+
+    convert: Callable[[Column], Column]
+    expected: str
+
+
+TEXT_PREFIX = "_text_"
+"""A :class:`FromText` field's text is kept as ``_text_<name>`` until :func:`good` drops it."""
+
+
 def parse_json(
     raw: DataFrame,
     contract: type[msgspec.Struct],
     required: list[str],
     checks: Sequence[tuple[Column, str]] = (),
+    from_text: Mapping[str, FromText] | None = None,
 ) -> DataFrame:
     """Kafka rows -> the contract's fields as columns, ``reason`` (None when the record is good)
     and the source columns prefixed with ``_``, so bad records can be dead-lettered with where
@@ -50,22 +67,48 @@ def parse_json(
     UTF-8, a field of the wrong type (named, with the type expected), a value that is not a
     JSON object, a missing required field, a string longer than the contract allows (so no
     field can make a result too large for Kafka), then ``checks``: (condition true for a bad
-    record, reason) pairs."""
-    ddl = spark_ddl(contract)
+    record, reason) pairs. ``from_text`` fields may also be written as text, converted before
+    any check (an event time as epoch milliseconds or a local time: :func:`event_millis`)."""
+    from_text = dict(from_text or {})
     data = F.from_json(
         F.col("value").cast("string"),
-        f"{ddl}, `{CORRUPT}` string",
+        f"{spark_ddl(contract)}, `{CORRUPT}` string",
         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
     )
     parsed = raw.select(
         *(F.col(name).alias(alias) for name, alias in SOURCE.items()), F.inline(F.array(data))
     )
     corrupt = F.col(CORRUPT).isNotNull()
-    reason: Column = F.when(F.col("_value").isNull(), F.lit("empty value"))
+    if from_text:
+        # The parse keeps the fields it could read (partial results) and nulls the others.
+        parsed = parsed.select(
+            "*",
+            *(
+                F.when(
+                    corrupt & F.col(f"`{name}`").isNull(),
+                    F.get_json_object(F.col("_value").cast("string"), f"$.{name}"),
+                ).alias(TEXT_PREFIX + name)
+                for name in from_text
+            ),
+        ).withColumns(
+            {
+                name: F.coalesce(F.col(f"`{name}`"), way.convert(F.col(f"`{TEXT_PREFIX}{name}`")))
+                for name, way in from_text.items()
+            }
+        )
+    empty = F.col("_value").isNull() | (F.length("_value") == 0)
+    reason: Column = F.when(empty, F.lit("empty value"))
     reason = reason.when(
         ~F.is_valid_utf8(F.col("_value").cast("string")), F.lit("value is not valid UTF-8")
     )
+    for name, way in from_text.items():
+        reason = reason.when(
+            F.col(f"`{TEXT_PREFIX}{name}`").isNotNull() & F.col(f"`{name}`").isNull(),
+            F.lit(f"field {name}: expected {way.expected}"),
+        )
     for name, kind in spark_columns(contract):
+        if name in from_text:
+            continue
         # Only for records that failed to parse: a field present in the JSON but null after
         # the parse had the wrong type.
         present = F.get_json_object(F.col("_value").cast("string"), f"$.{name}").isNotNull()
@@ -73,7 +116,11 @@ def parse_json(
             corrupt & present & F.col(f"`{name}`").isNull(),
             F.lit(f"field {name}: expected {_EXPECTED.get(kind, kind)}"),
         )
-    reason = reason.when(corrupt, F.lit("not a JSON object"))
+    # A record whose only faults were fields written another way, read from their text, is
+    # not corrupt; one that is not an object at all has no text for any of them.
+    recovered = [F.col(f"`{TEXT_PREFIX}{name}`").isNotNull() for name in from_text]
+    whole = corrupt if not recovered else corrupt & ~_any(recovered)
+    reason = reason.when(whole, F.lit("not a JSON object"))
     for field in required:
         reason = reason.when(
             F.col(f"`{field}`").isNull(), F.lit(f"missing or invalid field {field}")
@@ -125,6 +172,61 @@ def time_checks(fields: Sequence[str], max_future_s: int) -> list[tuple[Column, 
     return checks
 
 
+LOCAL_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss[.SSSSSS]"
+"""A time as the seeds' producers write it: ``%Y-%m-%d %H:%M:%S`` (seed 000's API), Python's
+``str(datetime.now())`` (seeds 003 and 004), with no zone."""
+_ZONED = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d:?\d\d)$"
+_UTC = ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal")
+
+
+def source_time(text: Column, timezone: str, fmt: str | None = None) -> Column:
+    """``text`` (a time) as a timestamp: a time written with a zone (``Z``, ``+09:00``) as
+    written, one without in ``timezone`` (``jobs.source_timezone``: where the producer's clock
+    is); null when ``text`` is not a time (in ``fmt`` when given, else any form Spark reads).
+    The session's time zone is UTC."""
+    parsed = F.try_to_timestamp(text, F.lit(fmt)) if fmt else F.try_to_timestamp(text)
+    if timezone in _UTC:
+        return parsed
+    local = F.to_utc_timestamp(parsed, timezone)
+    return F.when(text.rlike(_ZONED), parsed).otherwise(local)
+
+
+def event_millis(timezone: str) -> FromText:
+    """An event time as the tracker sends it (epoch milliseconds) or as seed 000's API wrote it
+    (``2026-12-06 10:00:00``: :data:`LOCAL_TIME_FORMAT`, a local time in ``timezone``): epoch
+    milliseconds either way (digits in a string too)."""
+    return FromText(
+        lambda text: F.coalesce(
+            text.try_cast("bigint"),
+            F.unix_millis(source_time(text, timezone, LOCAL_TIME_FORMAT)),
+        ),
+        "epoch milliseconds or a time yyyy-MM-dd HH:mm:ss",
+    )
+
+
+INTEGER_TEXT = FromText(lambda text: text.try_cast("bigint"), "an integer")
+"""An integer written as a number or as a string (``"1"``: seed 000's API sends every field as
+a string)."""
+
+
+def written_as_text(
+    times: Sequence[str], integers: Sequence[str], timezone: str
+) -> dict[str, FromText]:
+    """``parse_json``'s ``from_text`` for event times (:func:`event_millis` in ``timezone``)
+    and integers (:data:`INTEGER_TEXT`)."""
+    return {
+        **{name: event_millis(timezone) for name in times},
+        **{name: INTEGER_TEXT for name in integers},
+    }
+
+
+def _any(conditions: list[Column]) -> Column:
+    found = conditions[0]
+    for condition in conditions[1:]:
+        found = found | condition
+    return found
+
+
 def _longer_than(chars: int) -> Callable[[Column], Column]:
     return lambda text: F.length(text) > chars
 
@@ -140,7 +242,8 @@ _EXPECTED = {
 
 def good(parsed: DataFrame) -> DataFrame:
     """The records that fit, with the event's columns only."""
-    return parsed.where(F.col("reason").isNull()).drop(*SOURCE.values(), CORRUPT, "reason")
+    texts = [c for c in parsed.columns if c.startswith(TEXT_PREFIX)]
+    return parsed.where(F.col("reason").isNull()).drop(*SOURCE.values(), CORRUPT, "reason", *texts)
 
 
 def dead_letter_value() -> Column:
