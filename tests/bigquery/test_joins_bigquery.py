@@ -14,8 +14,7 @@ from clickstream.jobs.joins import NAME, QUERY
 from clickstream.settings import Settings
 from clickstream.streaming.checkpoint import query_location
 from clickstream.streaming.runner import start_job
-from tests.bigquery.conftest import Emulator
-from tests.bigquery.test_sessions_loader import bigquery_settings
+from tests.bigquery.conftest import Emulator, bigquery_settings
 from tests.jobs.join_data import expected, join_settings, make_input, send
 from tests.jobs.songs_support import forget_last_batch
 from tests.jobs.test_joins import topic_totals

@@ -18,8 +18,7 @@ from clickstream.settings import Settings
 from clickstream.simulators.songs import generate_plays, play_songs
 from clickstream.streaming.checkpoint import query_location
 from clickstream.streaming.runner import start_job
-from tests.bigquery.conftest import Emulator
-from tests.bigquery.test_sessions_loader import bigquery_settings
+from tests.bigquery.conftest import Emulator, bigquery_settings
 from tests.conftest import read_topic
 from tests.jobs.songs_support import forget_last_batch, songs_settings
 

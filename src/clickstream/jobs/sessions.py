@@ -54,8 +54,10 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
             "eventId",
             F.timestamp_millis("timestamp").alias("ts"),
             "pageUrl",
-            "referrer",
-            F.col("landingPage").cast("int").alias("landingPage"),
+            # The contract's defaults for what a producer left out: no array of a session
+            # holds a null (BigQuery refuses one).
+            F.coalesce(F.col("referrer"), F.lit("direct")).alias("referrer"),
+            F.coalesce(F.col("landingPage").cast("int"), F.lit(0)).alias("landingPage"),
         )
         .withWatermark("ts", f"{watermark_s} seconds")
     )
@@ -87,7 +89,8 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
         "visitor_id",
         "session_id",
         # pageUrl and ts are never null (required fields): array_compact says so to the schema,
-        # so the Avro files get arrays of plain strings and timestamps.
+        # so the Avro files get arrays of plain strings and timestamps (referrers and landing
+        # codes are not null either, see above).
         F.array_compact("hits.pageUrl").alias("pages"),
         F.col("hits.referrer").alias("referrers"),
         F.col("hits.landingPage").alias("landing_page_codes"),

@@ -188,6 +188,10 @@ class WarehouseSettings(Section):
     bigquery_endpoint: str | None = None
     """Another BigQuery API root (an emulator, ``http://127.0.0.1:9050``); set, no credentials
     are sent. Default: Google's, with the environment's credentials."""
+    bigquery_credentials_file: Path | None = None
+    """A service account's JSON key file (as seed 004 reads one). Unset: the environment's
+    credentials (``GOOGLE_APPLICATION_CREDENTIALS``, the metadata server), or none with
+    ``bigquery_endpoint``."""
     lock_timeout_s: float = Field(default=30.0, gt=0)
     """How long a writer or ``clickstream sql`` waits while another process holds the file."""
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from clickstream.errors import TransientError
 from clickstream.settings import Settings
 from clickstream.sinks.base import BaseSink, Replay
-from clickstream.sinks.bigquery import _client
+from clickstream.sinks.bigquery import client_for
 from clickstream.sinks.join_tables import COUNT, USER, BatchChange
 
 COLUMNS = {
@@ -71,7 +71,7 @@ class BigQueryJoinTables(BaseSink):
         warehouse = settings.warehouse
         self.project = str(warehouse.bigquery_project)
         self.dataset = f"{self.project}.{warehouse.bigquery_dataset}"
-        self.endpoint = warehouse.bigquery_endpoint
+        self.settings = settings
         self.name = f"bigquery:{warehouse.bigquery_dataset}.joins"
         self.query = query
         self.checkpoint_id = checkpoint_id
@@ -84,7 +84,7 @@ class BigQueryJoinTables(BaseSink):
     def write_table(self, rows: pa.Table, batch_id: int) -> int:
         if not rows.num_rows:
             return 0
-        bigquery, client = _client(self.project, self.endpoint)
+        bigquery, client = client_for(self.settings)
         try:
             if not self._ready:
                 self._create(client)

@@ -19,7 +19,7 @@ import pyarrow as pa
 from clickstream.errors import TransientError
 from clickstream.settings import Settings
 from clickstream.sinks.base import BaseSink, Replay
-from clickstream.sinks.bigquery import _client
+from clickstream.sinks.bigquery import client_for
 
 CHUNK_ROWS = 2000
 """Rows per MERGE (a query and its parameters must stay under BigQuery's request size)."""
@@ -51,7 +51,7 @@ class BigQueryMerge(BaseSink):
         self.name = f"bigquery:{table}"
         self.project = str(settings.warehouse.bigquery_project)
         self.dataset = settings.warehouse.bigquery_dataset
-        self.endpoint = settings.warehouse.bigquery_endpoint
+        self.settings = settings
         self.table = table
         self.key = key
         self._ready = False
@@ -64,7 +64,7 @@ class BigQueryMerge(BaseSink):
         """MERGE ``rows`` into the table; return how many were new."""
         if rows.num_rows == 0:
             return 0
-        bigquery, client = _client(self.project, self.endpoint)
+        bigquery, client = client_for(self.settings)
         types = {f.name: bigquery_type(f.type) for f in rows.schema}
         if not self._ready:
             self._create(bigquery, client, types)
