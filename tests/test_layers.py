@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"broker", "sinks"},
     {"streaming"},
     {"jobs", "collector", "dashboard", "bookstore", "supervisor"},
-    {"simulators", "status", "parts", "tail"},
+    {"simulators", "status", "parts", "tail", "dead_letters"},
     {"stack"},
     {"cli"},
     {"__main__"},

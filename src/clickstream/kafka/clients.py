@@ -54,10 +54,12 @@ class EventProducer:
         headers: list[tuple[str, str | bytes | None]] | None = None,
         on_delivery: DeliveryCallback | None = None,
         partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> None:
         """Queue one record; ``on_delivery(err, msg)`` runs once Kafka answered.
 
-        The partition is chosen from the key unless ``partition`` is given.
+        The partition is chosen from the key unless ``partition`` is given; the record's
+        timestamp is now unless ``timestamp_ms`` is given.
         """
         # librdkafka's "unassigned" partition: the partitioner picks one from the key.
         target = -1 if partition is None else partition
@@ -76,6 +78,7 @@ class EventProducer:
                     partition=target,
                     headers=headers,
                     on_delivery=report,
+                    timestamp=timestamp_ms or 0,
                 )
                 return
             except BufferError:
