@@ -1,4 +1,5 @@
-"""What ``clickstream status`` reports: topics, each job's lag, the newest results, whether
+"""What ``clickstream status`` reports: topics, each job's lag, the newest results and how fresh
+each metric is (from the result topic's newest records), whether
 the collector and the dashboard answer (with the dashboard's connection count), and, while
 ``clickstream up`` runs on the data folder, its parts (restarts, last error).
 
@@ -34,6 +35,22 @@ class QueryLag:
     """Seconds since the last committed micro-batch."""
 
 
+RECENT_RECORDS = 2000
+"""Records read from the end of each partition of the result topic for the freshness."""
+
+
+@dataclass
+class Freshness:
+    """How fresh a metric is, from its newest records in the result topic (epoch ms; None where
+    its job does not say)."""
+
+    newest_event_ms: int | None
+    written_ms: int | None
+    stale: bool
+    """Its newest data (event time, else time of writing) is older than
+    ``dashboard.stale_after_s``."""
+
+
 @dataclass
 class Report:
     kafka_error: str | None = None
@@ -41,6 +58,8 @@ class Report:
     queries: list[QueryLag] = field(default_factory=list)
     last_windows: dict[str, tuple[str, int]] = field(default_factory=dict)
     """metric -> (newest window end, rows in the warehouse)."""
+    freshness: dict[str, Freshness] = field(default_factory=dict)
+    """metric -> how fresh it is (the dashboard's panel ages)."""
     sessions: tuple[int, str | None] | None = None
     """(sessions in the warehouse, newest session end)."""
     warehouse_error: str | None = None
@@ -104,6 +123,56 @@ def _warehouse(settings: Settings, report: Report) -> None:
             report.sessions = (int(n), end)
 
 
+def freshness(settings: Settings) -> dict[str, Freshness]:
+    """Each metric's newest event time and time of writing, from the last
+    :data:`RECENT_RECORDS` records of each partition of ``topics.results``."""
+    import msgspec
+    from confluent_kafka import Consumer, TopicPartition
+
+    from clickstream.events.results import WindowCount
+    from clickstream.kafka.config import consumer_config
+    from clickstream.kafka.offsets import partitions_of, watermarks
+
+    topic, timeout = settings.topics.results, min(settings.kafka.timeout_s, 5.0)
+    decode = msgspec.json.Decoder(WindowCount).decode
+    consumer = Consumer(consumer_config(settings, None))
+    events: dict[str, int | None] = {}
+    written: dict[str, int | None] = {}
+    try:
+        marks = watermarks(consumer, partitions_of(consumer, [topic], timeout), timeout)
+        for (_, partition), (low, high) in sorted(marks.items()):
+            start = max(low, high - RECENT_RECORDS)
+            if start >= high:
+                continue
+            consumer.assign([TopicPartition(topic, partition, start)])
+            position, deadline = start - 1, time.monotonic() + timeout
+            while position < high - 1 and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error() is not None:
+                    continue
+                position = msg.offset() or 0
+                try:
+                    row = decode(msg.value() or b"")
+                except msgspec.DecodeError:
+                    continue
+                events[row.metric] = _later(events.get(row.metric), row.newest_event_ms)
+                written[row.metric] = _later(written.get(row.metric), row.written_ms)
+    finally:
+        consumer.close()
+    now = time.time_ns() // 1_000_000
+    limit = settings.dashboard.stale_after_s * 1000
+    found = {}
+    for metric in sorted(events):
+        at = events[metric] if events[metric] is not None else written[metric]
+        stale = at is not None and now - at > limit
+        found[metric] = Freshness(events[metric], written[metric], stale)
+    return found
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 def _probe(url: str, token: str | None = None) -> tuple[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
@@ -128,6 +197,7 @@ def gather(settings: Settings, kafka_settings: Settings | None) -> Report:
         try:
             report.topics = describe_topics(kafka_settings)
             ends = {(t.name, p): end for t in report.topics for p, end in t.ends.items()}
+            report.freshness = freshness(kafka_settings)
         except ClickstreamError as exc:
             report.kafka_error = str(exc)
     report.queries = query_lags(settings, ends)

@@ -252,3 +252,53 @@ def test_closing_an_open_websocket_when_the_server_stops(
     assert closed.rcvd is not None
     assert closed.rcvd.code in (1001, 1012)
     assert not dashboard.hub.reader.running
+
+
+def test_clickstream_status_prints_each_metrics_freshness(
+    settings: Settings, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """`clickstream status` reads the result topic's newest records: per metric, the newest
+    event time counted and when it was last written, stale past dashboard.stale_after_s."""
+    from tests.dashboard.conftest import now_s, produce_rows, windows, with_results_topic
+
+    s = with_results_topic(settings, new_topic(partitions=2))
+    base = now_s()
+    fresh = windows("shop.gender", base - 5000, [{"female": 1}, {"female": 2}])
+    fresh[0].newest_event_ms, fresh[0].written_ms = base - 4_000, base - 3_000
+    fresh[1].newest_event_ms, fresh[1].written_ms = base - 2_000, base - 1_000
+    old = windows("shop.action", base - 5000, [{"click": 1}])
+    old[0].newest_event_ms, old[0].written_ms = base - 600_000, base - 1_000
+    produce_rows(s, [*fresh, *old, b"not a count"])
+
+    env = cli_env(
+        CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(s.kafka.bootstrap_servers),
+        CLICKSTREAM_TOPICS_RESULTS=s.topics.results,
+        CLICKSTREAM_DATA_DIR=str(tmp_path),
+        CLICKSTREAM_DASHBOARD_STALE_AFTER_S="60",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "clickstream", "status", "--json"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)["freshness"]
+    assert report == {
+        "shop.action": {
+            "newest_event_ms": base - 600_000,
+            "written_ms": base - 1_000,
+            "stale": True,
+        },
+        "shop.gender": {
+            "newest_event_ms": base - 2_000,
+            "written_ms": base - 1_000,
+            "stale": False,
+        },
+    }
+    table = subprocess.run(
+        [sys.executable, "-m", "clickstream", "status"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "Freshness" in table.stdout
+    line = next(x for x in table.stdout.splitlines() if "shop.action" in x and "ago" in x)
+    assert "10 min ago" in line
+    assert "stale" in line

@@ -43,6 +43,7 @@ def test_history_and_large_updates_are_split_under_the_bound(results_settings: S
                 "parts": 1,
                 "server_time": 0,
                 "history_s": 300,
+                "stale_after_s": 60,
                 "status": hub.connection_status(),
                 "rows": [],
             }

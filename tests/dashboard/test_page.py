@@ -23,6 +23,7 @@ from tests.dashboard.conftest import (
     now_s,
     produce_rows,
     windows,
+    with_results_topic,
 )
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
@@ -196,6 +197,53 @@ def test_page_draws_history_then_live_updates_with_nothing_from_the_internet(
     assert page.outside == []
     assert page.errors == []
     assert dashboard.get("/api/status").json()["connections"] == 1
+
+
+def test_each_panel_shows_how_old_its_newest_data_is_amber_past_the_threshold(
+    settings: Settings,
+    new_topic: Callable[..., str],
+    start_dashboard: Callable[..., RunningDashboard],
+    open_page: Callable[[str], Page],
+) -> None:
+    """The result records say the newest event time their job counted and when they were
+    written; each panel shows the age of the first (of the second where a job does not know
+    it), amber past ``dashboard.stale_after_s``."""
+    s = with_results_topic(settings, new_topic(partitions=2), stale_after_s=60)
+    base = now_s()
+    rows = [
+        *windows("shop.gender", base - 3000, [{"female": 4}]),
+        *windows("shop.action", base - 3000, [{"click": 2}]),
+        *windows("web.pageviews", base - 3000, [{"Pageview": 1}]),
+    ]
+    rows[0].newest_event_ms, rows[0].written_ms = base - 2_000, base - 1_000  # fresh
+    rows[1].newest_event_ms, rows[1].written_ms = base - 300_000, base - 1_000  # 5 min behind
+    rows[2].written_ms = base - 2_000  # no event time: its age is since it was written
+    produce_rows(s, rows)
+    dashboard = start_dashboard(s)
+    wait_for(lambda: len(dashboard.get("/api/history").json()["rows"]) == 3)
+    assert dashboard.get("/api/history").json()["stale_after_s"] == 60
+
+    page = open_page(dashboard.url)
+    page.wait("document.body.dataset.connection === 'live'")
+    page.wait("document.querySelector('#panel-gender .age').textContent !== ''")
+    gender = page.text("#panel-gender h2 .age")
+    assert gender.startswith("data "), gender
+    assert gender.endswith(" s ago"), gender
+    assert 0 <= int(gender.split()[1]) < 30
+    assert page.page.locator("#panel-gender h2 .age.stale").count() == 0
+    assert page.text("#panel-action h2 .age") == "data 5 min ago"
+    assert page.page.locator("#panel-action h2 .age.stale").count() == 1
+    color = page.page.eval_on_selector("#panel-action h2 .age", "e => getComputedStyle(e).color")
+    assert color == "rgb(210, 153, 34)"  # --warn: amber
+    assert page.text("#panel-pageviews h2 .age").startswith("written ")
+    assert page.page.locator("#panel-pages h2 .age").is_hidden()  # no data, no age
+
+    # A fresher count reaches the panel: no longer amber.
+    update = windows("shop.action", base, [{"click": 3}])
+    update[0].newest_event_ms, update[0].written_ms = now_s(), now_s()
+    produce_rows(s, update)
+    page.wait("document.querySelector('#panel-action h2 .age.stale') === null", timeout_s=5)
+    assert page.errors == []
 
 
 def test_each_panel_says_what_to_start_when_there_are_no_results(

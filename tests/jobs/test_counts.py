@@ -243,3 +243,28 @@ def test_shop_times_written_as_local_times_are_read_in_the_source_time_zone(
     }
     reasons = [value["reason"] for _, value in read_topic(s, s.topics.dead_letter)]
     assert reasons == ["field timestamp: expected epoch milliseconds or a time yyyy-MM-dd HH:mm:ss"]
+
+
+def test_each_count_says_how_fresh_it_is(spark: Any, settings: Settings, tmp_path: Path) -> None:
+    """Every record on the result topic carries the newest event time its job had counted and
+    when it was written (the dashboard's panel ages and `clickstream status` read them)."""
+    import time
+
+    s = count_settings(settings, tmp_path)
+    first = shop_events(50, seed=3)
+    send(s, s.topics.shop, first)
+    before = int(time.time() * 1000)
+    run(spark, s, "shop")
+    after = int(time.time() * 1000)
+    records = [value for _, value in read_topic(s, s.topics.results)]
+    assert records
+    assert {r["newest_event_ms"] for r in records} == {max(e.timestamp for e in first)}
+    assert all(before <= r["written_ms"] <= after for r in records)
+
+    # A later batch of older events (still within the watermark): the newest stays the newest.
+    older = [ShopEvent(user_id=1, action=0, gender=0, timestamp=T0 + 1_000)]
+    send(s, s.topics.shop, older)
+    run(spark, s, "shop")
+    newer = [value for _, value in read_topic(s, s.topics.results)][len(records) :]
+    assert newer
+    assert {r["newest_event_ms"] for r in newer} == {max(e.timestamp for e in first)}

@@ -12,6 +12,22 @@ from clickstream.errors import ClickstreamError
 from clickstream.settings import Settings
 
 
+def _age(ms: int | None) -> str:
+    """``12 s ago (10:04:05)``, or ``-``."""
+    if ms is None:
+        return "-"
+    import time
+    from datetime import UTC, datetime
+
+    ago = max(0.0, time.time() - ms / 1000)
+    moment = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if ago < 120:
+        return f"{ago:.0f} s ago ({moment})"
+    if ago < 7200:
+        return f"{ago / 60:.0f} min ago ({moment})"
+    return f"{ago / 3600:.0f} h ago ({moment})"
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_context
@@ -70,6 +86,20 @@ def status(ctx: Context, as_json: bool) -> None:
             n, newest = report.sessions
             results.add_row("sessions", newest or "-", str(n))
         console.print(results)
+
+    if report.freshness:
+        fresh = Table(
+            "metric",
+            "newest event counted",
+            "last written",
+            "",
+            title="Freshness (the result topic's newest records)",
+            title_justify="left",
+        )
+        for metric, f in report.freshness.items():
+            state = "[yellow]stale[/]" if f.stale else "fresh"
+            fresh.add_row(metric, _age(f.newest_event_ms), _age(f.written_ms), state)
+        console.print(fresh)
 
     console.print(f"[bold]Collector[/]: {report.collector}")
     connections = (

@@ -98,6 +98,7 @@ def create_app(
             "rows": hub.windows.rows(),
             "server_time": now_ms(),
             "history_s": settings.dashboard.history_s,
+            "stale_after_s": settings.dashboard.stale_after_s,
         }
         return _json(body)
 

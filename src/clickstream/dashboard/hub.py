@@ -176,6 +176,7 @@ class Hub:
             "parts": 0,
             "server_time": now_ms(),
             "history_s": self.history_ms // 1000,
+            "stale_after_s": self.settings.dashboard.stale_after_s,
             "status": self.connection_status(),
         }
         widest = {**envelope, "part": 2**31, "parts": 2**31}  # room for the numbers

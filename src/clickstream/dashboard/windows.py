@@ -2,7 +2,9 @@
 
 Count jobs write in update mode, so one window's count arrives several times while the window
 fills; the newest record wins. Per metric, only windows that start within ``history_ms`` of the
-metric's newest window are kept; a record for an older window is ignored.
+metric's newest window are kept; a record for an older window is ignored. Each metric's
+freshness (the newest ``newest_event_ms`` and ``written_ms`` of its records) is kept too, and
+given with the rows of its newest window.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class RecentWindows:
         self.history_ms = history_ms
         self._metrics: dict[str, dict[int, _Window]] = {}
         self._newest: dict[str, int] = {}
+        self._fresh: dict[str, tuple[int | None, int | None]] = {}
 
     def apply(self, rows: Iterable[WindowCount]) -> list[WindowCount]:
         """Merge ``rows`` (oldest first); return those that changed what is held.
@@ -39,6 +42,12 @@ class RecentWindows:
         changed: dict[RowKey, WindowCount] = {}
         advanced: set[str] = set()
         for row in rows:
+            if row.newest_event_ms is not None or row.written_ms is not None:
+                event, written = self._fresh.get(row.metric, (None, None))
+                self._fresh[row.metric] = (
+                    _later(event, row.newest_event_ms),
+                    _later(written, row.written_ms),
+                )
             newest = self._newest.get(row.metric)
             if newest is not None and row.window_start <= newest - self.history_ms:
                 continue
@@ -69,15 +78,23 @@ class RecentWindows:
             del windows[start]
 
     def rows(self) -> list[WindowCount]:
-        """Every count held, by metric, then window, then key."""
-        return [
-            WindowCount(
-                metric=metric, window_start=start, window_end=window.end, key=key, count=count
-            )
-            for metric in sorted(self._metrics)
-            for start, window in sorted(self._metrics[metric].items())
-            for key, count in sorted(window.counts.items())
-        ]
+        """Every count held, by metric, then window, then key; the rows of a metric's newest
+        window carry its freshness."""
+        found = []
+        for metric in sorted(self._metrics):
+            event, written = self._fresh.get(metric, (None, None))
+            top = self._newest.get(metric)
+            for start, window in sorted(self._metrics[metric].items()):
+                fresh = start == top
+                found += [
+                    WindowCount(
+                        metric=metric, window_start=start, window_end=window.end, key=key,
+                        count=count, newest_event_ms=event if fresh else None,
+                        written_ms=written if fresh else None,
+                    )  # fmt: skip
+                    for key, count in sorted(window.counts.items())
+                ]
+        return found
 
     def newest_end(self) -> dict[str, int]:
         """The end of each metric's newest window (epoch ms)."""
@@ -97,3 +114,8 @@ class RecentWindows:
     def clear(self) -> None:
         self._metrics.clear()
         self._newest.clear()
+        self._fresh.clear()
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)

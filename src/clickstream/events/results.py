@@ -16,7 +16,7 @@ import pyarrow as pa
 TABLE = "window_counts"
 
 
-class WindowCount(msgspec.Struct, kw_only=True):
+class WindowCount(msgspec.Struct, kw_only=True, omit_defaults=True):
     metric: str
     """What is counted, e.g. ``shop.gender`` or ``web.pages``."""
     window_start: int
@@ -26,6 +26,11 @@ class WindowCount(msgspec.Struct, kw_only=True):
     key: str
     """The counted value, e.g. ``female`` or ``/pricing``."""
     count: int
+    newest_event_ms: int | None = None
+    """The newest event time the job had counted when it wrote this (epoch ms): how fresh the
+    data behind the count is. None where the job does not know it."""
+    written_ms: int | None = None
+    """When the count was written to the result topic (epoch ms)."""
 
 
 def record_key(metric: str, window_start: int, key: str) -> str:
@@ -39,9 +44,11 @@ COUNTS = pa.schema(
         ("window_end", pa.int64()),
         ("key", pa.string()),
         ("count", pa.int64()),
+        ("newest_event_ms", pa.int64()),
     ]
 )
-"""Counts as Arrow rows: what a count writer hands the result sink."""
+"""Counts as Arrow rows: what a count writer hands the result sink (``newest_event_ms`` may be
+null, or left out)."""
 
 
 def counts_table(counts: list[WindowCount]) -> pa.Table:

@@ -95,6 +95,9 @@ class DashboardSettings(Section):
     port: int = Field(default=8050, ge=0, le=65535)
     history_s: int = Field(default=300, ge=1)
     """Seconds of recent windows a browser receives when it connects."""
+    stale_after_s: int = Field(default=60, ge=1)
+    """A panel whose newest data (the newest event time its job counted; for all-time totals,
+    when they were written) is older than this shows its age in amber."""
     token: SecretStr | None = None
     """When set, the dashboard page, ``/api/*``, ``/ws`` and both ``/metrics`` endpoints
     (dashboard and collector) need it."""

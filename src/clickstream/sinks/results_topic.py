@@ -5,6 +5,7 @@ is a second record with the same key and count, and readers keep the newest."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -57,9 +58,12 @@ class ResultsTopic(BaseSink):
         )
 
     def write_table(self, rows: pa.Table, batch_id: int) -> int:
+        """Writes ``rows`` (:data:`~clickstream.events.results.COUNTS`), each record stamped with
+        the time of writing."""
         if not rows.num_rows:
             return 0
-        counts = [WindowCount(**r) for r in rows.to_pylist()]
+        written = time.time_ns() // 1_000_000
+        counts = [WindowCount(**r, written_ms=written) for r in rows.to_pylist()]
         keys = [record_key(c.metric, c.window_start, c.key) for c in counts]
         encode = msgspec.json.encode
         self.topic.write_table(

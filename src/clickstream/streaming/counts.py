@@ -325,6 +325,13 @@ class CountsWriter:
             updates.append((tally, update))
         if self.dead is not None:
             self.dead.write(reduced.dead_letters(), batch_id)
+        # How fresh the counts are: the newest event time counted so far (an all-time tally
+        # keeps every event at time 0: the batch's own newest stands in for it).
+        known = [update.newest_ms for (spec, _), (_, update) in zip(pending, updates, strict=True)
+                 if spec.all_time_end is None and update.newest_ms is not None]  # fmt: skip
+        freshest = max([*known, *([] if newest is None else [newest])], default=None)
+        for count in counts:
+            count.newest_event_ms = freshest
         written = self.results.write(counts_table(counts), batch_id)
         if self.after_write is not None:
             self.after_write(written)

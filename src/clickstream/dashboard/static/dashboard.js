@@ -4,8 +4,10 @@
  * connect, in `parts` messages (part 1 replaces everything held; the charts are drawn once the
  * last part arrived), {type: "update", rows, server_time} as results arrive, and
  * {type: "status", kafka, topic, topic_ready, error}. A row is {metric, window_start,
- * window_end, key, count}; a newer row for the same (metric, window_start, key) replaces the
- * older one. Keys are user data (page paths, referrers): they are only ever written as text.
+ * window_end, key, count, newest_event_ms?, written_ms?}; a newer row for the same (metric,
+ * window_start, key) replaces the older one. Each panel shows how old its newest data is (the
+ * newest event time its job counted, or when an all-time total was written), amber past the
+ * history message's stale_after_s. Keys are user data (page paths, referrers): they are only ever written as text.
  * The built-in panel kinds are drawn by charts.js (loaded before this script).
  */
 (function () {
@@ -17,7 +19,9 @@
 
   var store = new Map();
   var newest = new Map();
+  var fresh = new Map();  // metric -> {event: newest event time counted, written: newest write}
   var historyMs = 300000;
+  var staleAfterMs = 60000;
 
   function applyRows(rows) {
     var touched = new Set();
@@ -33,6 +37,10 @@
       w.end = r.window_end;
       w.counts.set(String(r.key), Number(r.count) || 0);
       if (top === undefined || r.window_start > top) newest.set(r.metric, r.window_start);
+      var f = fresh.get(r.metric);
+      if (!f) { f = { event: null, written: null }; fresh.set(r.metric, f); }
+      if (typeof r.newest_event_ms === "number" && (f.event === null || r.newest_event_ms > f.event)) f.event = r.newest_event_ms;
+      if (typeof r.written_ms === "number" && (f.written === null || r.written_ms > f.written)) f.written = r.written_ms;
       touched.add(r.metric);
     }
     touched.forEach(function (metric) {
@@ -124,6 +132,43 @@
     renderFreshness();
   }
 
+  // ---- each panel's freshness: how old its newest data is ------------------------------------
+
+  panels.forEach(function (p) {
+    var age = document.createElement("span");
+    age.className = "age";
+    age.hidden = true;
+    p.panel.querySelector("h2").appendChild(age);
+    p.age = age;
+  });
+
+  function describeAge(ms) {
+    var s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min";
+    if (s < 86400) return Math.floor(s / 3600) + " h";
+    return Math.floor(s / 86400) + " d";
+  }
+
+  function renderAges() {
+    var now = Date.now() + serverOffset;
+    panels.forEach(function (p) {
+      var f = fresh.get(p.metric);
+      var at = f ? (f.event !== null ? f.event : f.written) : null;
+      if (at === null) { p.age.hidden = true; p.el.dataset.ageMs = ""; return; }
+      var ms = Math.max(0, now - at);
+      var stale = ms > staleAfterMs;
+      p.age.hidden = false;
+      p.age.textContent = (f.event !== null ? "data " : "written ") + describeAge(ms) + " ago";
+      p.age.title = (f.event !== null ? "newest event counted: " : "written: ") + new Date(at).toLocaleString() +
+        (f.written !== null ? "; last written " + new Date(f.written).toLocaleTimeString() : "");
+      p.age.classList.toggle("stale", stale);
+      p.el.dataset.ageMs = String(ms);
+      p.el.dataset.stale = stale ? "1" : "0";
+    });
+  }
+  setInterval(renderAges, 1000);
+
   if (typeof ResizeObserver === "function") {
     var resizer = new ResizeObserver(function () {
       panels.forEach(function (p) {
@@ -149,6 +194,7 @@
       freshness.textContent = ago < 2 ? "updated just now" : "updated " + ago + " s ago";
       return;
     }
+    renderAges();
     var end = 0;
     newest.forEach(function (start, metric) {
       var w = store.get(metric).get(start);
@@ -259,8 +305,10 @@
       var parts = msg.parts || 1;
       if (part === 1) {
         historyMs = (msg.history_s || 300) * 1000;
+        staleAfterMs = (msg.stale_after_s || 60) * 1000;
         store.clear();
         newest.clear();
+        fresh.clear();
         synced = false;
       }
       applyRows(msg.rows || []);
