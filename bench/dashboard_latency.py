@@ -264,6 +264,7 @@ def main() -> None:
                     CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
                     CLICKSTREAM_DATA_DIR=str(Path(tmp) / tag),
                     CLICKSTREAM_TOPICS_SHOP=f"shop-{tag}",
+                    CLICKSTREAM_TOPICS_SHOP_GENDERS=f"shop-{tag}",
                     CLICKSTREAM_TOPICS_WEB_EVENTS=f"web-live-{tag}",
                     CLICKSTREAM_TOPICS_WEB_PINGS=f"web-live-pings-{tag}",
                     CLICKSTREAM_TOPICS_WEB_CUSTOM=f"web-live-custom-{tag}",

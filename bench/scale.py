@@ -139,7 +139,7 @@ def run_once(
         "dead_letter": f"{topic}.dead-{work.name}",
     }
     if job_name == "shop":
-        names["shop"] = topic
+        names["shop"] = names["shop_genders"] = topic  # the job's one topic here
         metric = "shop.action"
     else:
         names |= {

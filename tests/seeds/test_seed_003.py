@@ -21,10 +21,11 @@ pytestmark = pytest.mark.slow
 USERS = 25
 
 
-@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/Bogota"])  # UTC+9, UTC-5
 def test_the_seeds_apps_feed_the_join_and_it_answers_as_pandas_did(
-    spark: Any, settings: Settings, tmp_path: Path, zone: str
+    spark: Any, settings: Settings, tmp_path: Path
 ) -> None:
+    """On a host at UTC+9 (seed 000's test and seed 004's cover UTC-5)."""
+    zone = "Asia/Tokyo"
     s = join_settings(settings, tmp_path)
     s = s.model_copy(update={"jobs": s.jobs.model_copy(update={"source_timezone": zone})})
     servers = str(s.kafka.bootstrap_servers)
