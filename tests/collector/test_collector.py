@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,7 +77,8 @@ def test_seed_snippet_payload_lands_enriched(
         "Windows 10",
         "desktop",
     )
-    assert event["isBot"] is False
+    assert event["bot"] is False
+    assert event["botReason"] is None
     assert event["ip"] == "127.0.0.0"
     assert (event["utmSource"], event["utmMedium"], event["utmCampaign"]) == ("google", "cpc", None)
 
@@ -226,19 +228,94 @@ def test_write_keys(start_collector: Callable[..., RunningCollector]) -> None:
     assert sites == ["blog", "shop"]
 
 
-def test_bots_and_ip_modes(start_collector: Callable[..., RunningCollector]) -> None:
-    collector = start_collector(ip_mode="drop")
+USER_AGENTS = {
+    "googlebot": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "curl": "curl/8.5.0",
+    "headless chrome": (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "HeadlessChrome/131.0.0.0 Safari/537.36"
+    ),
+    "chrome": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    ),
+    "safari ios": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"
+    ),
+}
+BOT_REASONS = {
+    "googlebot": "crawler: Googlebot\\/",
+    "curl": "crawler: ^curl",
+    "headless chrome": "headless browser: HeadlessChrome",
+    "chrome": None,
+    "safari ios": None,
+}
+
+
+def test_bots_are_labelled_with_their_reason_and_humans_never(
+    start_collector: Callable[..., RunningCollector], tmp_path: Path
+) -> None:
+    """Real user agents: each bot gets its reason, a human's browser none; an address in a
+    data-centre network makes a human's browser a bot too (a script on a cloud machine)."""
+    networks = tmp_path / "datacenters.txt"
+    networks.write_text("# clouds\n34.64.0.0/10\n2600:1900::/28  # another\n\n")
+    collector = start_collector(
+        ip_mode="drop",
+        datacenter_networks=networks,
+        trust_forwarded_for=True,
+        trusted_proxies=["127.0.0.1"],
+    )
+    for name, agent in USER_AGENTS.items():
+        post(
+            f"{collector.url}/api/webeventspub",
+            seed_payload(uiud=name),
+            headers={"user-agent": agent, "x-forwarded-for": "203.0.113.9"},
+        )
     post(
         f"{collector.url}/api/webeventspub",
-        seed_payload(),
-        headers={
-            "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-        },
+        seed_payload(uiud="cloud"),
+        headers={"user-agent": USER_AGENTS["chrome"], "x-forwarded-for": "34.80.1.2"},
     )
-    ((_, event),) = read_topic(collector.settings, collector.settings.topics.web_events)
-    assert event["isBot"] is True
-    assert event["device"] == "bot"
-    assert event["ip"] is None
+    post(
+        f"{collector.url}/api/webeventspub", seed_payload(uiud="nobody"), headers={"user-agent": ""}
+    )
+    events = {
+        e["uiud"]: e
+        for _, e in read_topic(collector.settings, collector.settings.topics.web_events)
+    }
+    for name, reason in BOT_REASONS.items():
+        assert (events[name]["bot"], events[name]["botReason"]) == (reason is not None, reason), (
+            name
+        )
+    assert events["chrome"]["device"] == "desktop"
+    assert events["safari ios"]["device"] == "mobile"
+    assert events["googlebot"]["device"] == "bot"
+    assert (events["cloud"]["bot"], events["cloud"]["botReason"]) == (
+        True,
+        "datacenter network: 34.64.0.0/10",
+    )
+    assert (events["nobody"]["bot"], events["nobody"]["botReason"]) == (True, "no user agent")
+    assert all(e["ip"] is None for e in events.values())  # looked up before it was dropped
+
+
+def test_a_bad_datacenter_file_is_one_clear_error(tmp_path: Path) -> None:
+    from clickstream.collector.enrich import DatacenterNetworks
+    from clickstream.errors import ConfigError
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("10.0.0.0/8\nnot-a-network\n")
+    with pytest.raises(ConfigError, match=r"bad.txt line 2: 'not-a-network' is not a network"):
+        DatacenterNetworks.from_file(bad)
+    nested = DatacenterNetworks.from_file(_write(tmp_path / "n.txt", "10.0.0.0/8\n10.1.0.0/16\n"))
+    assert nested.reason("10.1.2.3") == "datacenter network: 10.0.0.0/8"
+    assert nested.reason("11.0.0.1") is None
+    assert nested.reason("::1") is None
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def test_batch_limit(start_collector: Callable[..., RunningCollector]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from clickstream.collector.enrich import (
+    DatacenterNetworks,
     TrustedProxies,
     anonymize_ip,
     cut_user_agent,
@@ -63,6 +64,8 @@ class Collector:
             TrustedProxies(self.config.trusted_proxies) if self.config.trust_forwarded_for else None
         )
         self.max_future_ms = int(self.config.max_future_s * 1000)
+        path = self.config.datacenter_networks
+        self.datacenters = DatacenterNetworks.from_file(path) if path is not None else None
         self._accepted_by_topic: dict[str, Any] = {}
 
     # -- the two endpoints -------------------------------------------------------------------
@@ -142,6 +145,7 @@ class Collector:
             ip=anonymize_ip(address, self.config.ip_mode),
             user_agent=user_agent or None,
             site=site,
+            network_reason=self.datacenters.reason(address) if self.datacenters else None,
         )
 
     def record(self, event: WebEvent, edge: dict[str, Any], received_at: int) -> Record:

@@ -1,17 +1,28 @@
-"""What the collector adds to an event: receive time, parsed user agent, bot flag, anonymised
-client address, UTM parameters, and a stable event id. What comes from headers and URLs is cut
+r"""What the collector adds to an event: receive time, parsed user agent, bot label and its
+reason, anonymised client address, UTM parameters, and a stable event id.
+
+Bots are labelled, not dropped: ``bot`` and ``botReason`` (``crawler: Googlebot\/``,
+``headless browser: HeadlessChrome``, ``datacenter network: 34.64.0.0/10``, ``no user
+agent``). User agents are matched against the crawler-user-agents list (the patterns of
+github.com/monperrus/crawler-user-agents, updated with the package), a short list of
+headless-browser marks, and ua-parser's spider class; each distinct user agent once (cached).
+Client addresses, before they are anonymised, against the optional data-centre networks of
+``collector.datacenter_networks``. What comes from headers and URLs is cut
 to the bounds of :class:`EnrichedWebEvent`, so nothing a client sends grows a record unbounded."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import re
 import time
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
+from clickstream.errors import ConfigError
 from clickstream.events.web import (
     MAX_LABEL,
     MAX_USER_AGENT,
@@ -23,7 +34,13 @@ from clickstream.events.web import (
     WebEvent,
 )
 
+HEADLESS = re.compile(
+    r"HeadlessChrome|PhantomJS|SlimerJS|Puppeteer|Playwright|Selenium|WebDriver|HtmlUnit",
+    re.IGNORECASE,
+)
+"""Marks of a browser driven by a program (not in every crawler list: they are tools)."""
 _BOT = re.compile(r"bot|crawl|spider|slurp|headless|lighthouse|preview|monitor", re.IGNORECASE)
+"""A last resort for agents no list names: words bots use for themselves."""
 _EVENT_KEY = b"clickstream-event-id"
 UTM_FIELDS = {
     "utm_source": "utmSource",
@@ -38,7 +55,12 @@ class Agent(NamedTuple):
     browser: str | None
     os: str | None
     device: str | None
-    is_bot: bool
+    bot_reason: str | None
+    """Why the agent is a bot; None for a human's browser."""
+
+    @property
+    def is_bot(self) -> bool:
+        return self.bot_reason is not None
 
 
 def cut_user_agent(user_agent: str) -> str:
@@ -51,20 +73,40 @@ def parse_user_agent(user_agent: str) -> Agent:
     """Browser, OS, device class and bot flag (ua-parser, cached per distinct string) of a user
     agent already cut by :func:`cut_user_agent`."""
     if not user_agent:
-        return Agent(None, None, None, False)
+        return Agent(None, None, None, "no user agent")
     from ua_parser import parse
 
     result = parse(user_agent)
     browser = result.user_agent
     system = result.os
     device = result.device
-    is_bot = (device is not None and device.family == "Spider") or bool(_BOT.search(user_agent))
+    reason = bot_reason(user_agent, spider=device is not None and device.family == "Spider")
     return Agent(
         browser=_join(browser.family, browser.major) if browser else None,
         os=_join(system.family, system.major) if system else None,
-        device="bot" if is_bot else _device_class(device.family if device else None, system),
-        is_bot=is_bot,
+        device="bot" if reason else _device_class(device.family if device else None, system),
+        bot_reason=reason,
     )
+
+
+def bot_reason(user_agent: str, spider: bool = False) -> str | None:
+    """Why ``user_agent`` is a bot's (the first that applies: a headless browser, a pattern of
+    the crawler list, ua-parser's spider class, a bot's word for itself), or None."""
+    found = HEADLESS.search(user_agent)
+    if found:
+        return f"headless browser: {found.group(0)}"[:MAX_LABEL]
+    import crawleruseragents  # type: ignore[import-untyped]
+
+    matches = crawleruseragents.matching_crawlers(user_agent)
+    if matches:
+        pattern = crawleruseragents.CRAWLER_USER_AGENTS_DATA[matches[0]]["pattern"]
+        return f"crawler: {pattern}"[:MAX_LABEL]
+    if spider:
+        return "crawler: ua-parser spider"
+    found = _BOT.search(user_agent)
+    if found:
+        return f"crawler: says {found.group(0).lower()}"
+    return None
 
 
 def _join(family: str, major: str | None) -> str:
@@ -172,19 +214,75 @@ def event_id(event: WebEvent) -> str:
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
+class DatacenterNetworks:
+    """Networks of data centres and clouds (CIDR blocks): a request from one is a bot's.
+    Overlapping blocks are merged, and an address is looked up by bisection."""
+
+    def __init__(self, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+        self.count = len(networks)
+        self._blocks: dict[int, tuple[list[int], list[tuple[int, str]]]] = {}
+        for version in (4, 6):
+            mine = [n for n in networks if n.version == version]
+            merged = sorted(ipaddress.collapse_addresses(mine))  # type: ignore[type-var]
+            self._blocks[version] = (
+                [int(n.network_address) for n in merged],
+                [(int(n.broadcast_address), str(n)) for n in merged],
+            )
+
+    @classmethod
+    def from_file(cls, path: Path) -> DatacenterNetworks:
+        """One CIDR block per line; blank lines and ``#`` comments are skipped."""
+        networks = []
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"collector.datacenter_networks: cannot read {path}: {exc}") from None
+        for number, line in enumerate(lines, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"collector.datacenter_networks: {path} line {number}: {text!r} is not a "
+                    "network (1.2.3.0/24, 2001:db8::/32)"
+                ) from None
+        return cls(networks)
+
+    def reason(self, address: str | None) -> str | None:
+        """``datacenter network: <block>`` for an address in one of the blocks, else None."""
+        ip = parse_ip(address) if address else None
+        if ip is None:
+            return None
+        starts, blocks = self._blocks[ip.version]
+        index = bisect.bisect_right(starts, int(ip)) - 1
+        if index >= 0 and int(ip) <= blocks[index][0]:
+            return f"datacenter network: {blocks[index][1]}"[:MAX_LABEL]
+        return None
+
+
 def edge_fields(
-    *, agent: Agent, ip: str | None, user_agent: str | None, site: str | None
+    *,
+    agent: Agent,
+    ip: str | None,
+    user_agent: str | None,
+    site: str | None,
+    network_reason: str | None = None,
 ) -> dict[str, Any]:
     """The fields that come from the request rather than the event: the same for every event
-    of a batch, so they are worked out once per request."""
+    of a batch, so they are worked out once per request. ``network_reason`` says the client's
+    address is a data centre's."""
+    reason = agent.bot_reason or network_reason
     return {
         "site": site,
         "ip": ip,
         "userAgent": user_agent,
         "browser": agent.browser,
         "os": agent.os,
-        "device": agent.device,
-        "isBot": agent.is_bot,
+        "device": "bot" if reason else agent.device,
+        "bot": reason is not None,
+        "botReason": reason,
     }
 
 

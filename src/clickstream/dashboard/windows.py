@@ -88,10 +88,14 @@ class RecentWindows:
                 fresh = start == top
                 found += [
                     WindowCount(
-                        metric=metric, window_start=start, window_end=window.end, key=key,
-                        count=count, newest_event_ms=event if fresh else None,
+                        metric=metric,
+                        window_start=start,
+                        window_end=window.end,
+                        key=key,
+                        count=count,
+                        newest_event_ms=event if fresh else None,
                         written_ms=written if fresh else None,
-                    )  # fmt: skip
+                    )
                     for key, count in sorted(window.counts.items())
                 ]
         return found

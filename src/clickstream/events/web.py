@@ -115,7 +115,11 @@ class EnrichedWebEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
     browser: Label | None = None
     os: Label | None = None
     device: Label | None = None
-    isBot: bool = False
+    bot: bool = False
+    """Labelled a bot by the collector (kept, not dropped: the jobs count bots apart)."""
+    botReason: Label | None = None
+    """Why: ``crawler: Googlebot\\/``, ``headless browser: HeadlessChrome``, ``datacenter
+    network: 34.64.0.0/10``, ``no user agent``."""
     utmSource: Utm | None = None
     utmMedium: Utm | None = None
     utmCampaign: Utm | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -27,6 +28,9 @@ class CollectorSettings(Section):
     max_batch_events: int = Field(default=1000, ge=1)
     ip_mode: Literal["anonymize", "drop", "full"] = "anonymize"
     """``anonymize`` drops the last IPv4 octet (IPv6: keeps the /48)."""
+    datacenter_networks: Path | None = None
+    """A file of data-centre networks, one CIDR block a line (``#`` comments): events from an
+    address in one are labelled bots (``botReason``: ``datacenter network: <block>``)."""
     trust_forwarded_for: bool = False
     """Take the client address from ``X-Forwarded-For`` (behind a proxy you run)."""
     trusted_proxies: list[str] = ["127.0.0.1", "::1"]
