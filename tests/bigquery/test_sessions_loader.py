@@ -4,7 +4,7 @@ sessions` with `files.url` on `gs://` (a fake Cloud Storage server, reached thro
 sessions as Avro to `gs://`; the loader loads those files into a staging table and MERGEs them
 into `sessions` on `session_key`.
 
-Checked: all of the job's 14 columns arrive with their types, a pageview without referrer or
+Checked: all of the job's 15 columns arrive with their types, a pageview without referrer or
 landing code gives no null item in an array (BigQuery refuses one), a micro-batch that closes
 no session loads nothing (BigQuery fails a load whose URI matches no file), and a micro-batch
 run again after a crash replaces instead of adding.
@@ -55,6 +55,7 @@ COLUMNS = {
     "entry_page": ("STRING", "NULLABLE"),
     "exit_page": ("STRING", "NULLABLE"),
     "referrer": ("STRING", "NULLABLE"),
+    "bot": ("BOOLEAN", "NULLABLE"),
 }
 
 
@@ -140,7 +141,7 @@ def test_the_sessions_job_loads_its_own_output_from_gs_into_bigquery(
         hit("a", "1", T0, "/", referrer="https://www.google.com/", landingPage=1),
         hit("a", "1", T0 + MIN, "/pricing"),
         hit("a", "1", T0 + 2 * MIN, "/signup", referrer=None, landingPage=None),
-        hit("b", "7", T0 + 30_000, "/blog", landingPage=1),
+        hit("b", "7", T0 + 30_000, "/blog", landingPage=1, bot=True, botReason="crawler: ^curl"),
     ])  # fmt: skip
     run_sessions(env)
     assert not files.exists() or not list(files.rglob("*.avro"))
@@ -161,6 +162,8 @@ def test_the_sessions_job_loads_its_own_output_from_gs_into_bigquery(
     a = next(r for r in loaded if r["visitor_id"] == "a")
     assert a["referrers"] == ["https://www.google.com/", "direct", "direct"]
     assert a["landing_page_codes"] == [1, 0, 0]
+    assert a["bot"] is False
+    assert next(r for r in loaded if r["visitor_id"] == "b")["bot"] is True
 
     # As if the process died after the load but before Spark committed the batch: Spark runs
     # it again, and the MERGE replaces what the first run loaded.

@@ -246,6 +246,32 @@ def test_each_panel_shows_how_old_its_newest_data_is_amber_past_the_threshold(
     assert page.errors == []
 
 
+def test_the_bot_share_is_shown_live(
+    results_settings: Settings,
+    start_dashboard: Callable[..., RunningDashboard],
+    open_page: Callable[[str], Page],
+) -> None:
+    base = now_s()
+    produce_rows(
+        results_settings,
+        [
+            *windows("web.pageviews", base - 3000, [{"Pageview": 6, "PagePing": 2}] * 3),
+            *windows("web.bots", base - 3000, [{"crawler": 1}, {}, {"headless browser": 2}]),
+        ],
+    )
+    dashboard = start_dashboard(results_settings)
+    page = open_page(dashboard.url)
+    page.wait("document.body.dataset.connection === 'live'")
+    page.wait("document.querySelector('#panel-bots .chart').dataset.share === '11.1'")
+    assert page.text("#panel-bots .big-number") == "11.1%"  # 3 bots of 27 events
+    assert page.text("#panel-bots .bot-kinds") == "headless browser 2 · crawler 1"
+    assert page.page.locator("#panel-bots .empty").is_hidden()
+
+    produce_rows(results_settings, windows("web.bots", base, [{"crawler": 5}]))
+    page.wait("document.querySelector('#panel-bots .chart').dataset.share === '25.0'", 5)
+    assert page.errors == []
+
+
 def test_each_panel_says_what_to_start_when_there_are_no_results(
     results_settings: Settings,
     start_dashboard: Callable[..., RunningDashboard],

@@ -106,3 +106,19 @@ def test_upserts_joins_and_the_songs_view_write_one_file_from_threads(tmp_path: 
         assert con.execute("SELECT count(*) FROM join_users").fetchone() == (7,)
         assert con.execute("SELECT count FROM event_type_counts").fetchone() == (rounds[1],)
         assert con.execute("SELECT count(*) FROM top_songs").fetchone() == (1,)
+
+
+def test_a_table_of_an_older_version_gets_the_columns_added_since(tmp_path: Path) -> None:
+    """Sessions written by a version without ``bot``: the next batch adds the column (null in
+    the rows before), whatever order the columns come in."""
+    import pyarrow as pa
+
+    from clickstream.sinks.duckdb_table import DuckDBTable, connect
+
+    table = DuckDBTable(tmp_path / "w.duckdb", "sessions", key="session_key")
+    table.write_table(pa.table({"session_key": ["a"], "pageviews": [2]}), 0)
+    table.write_table(pa.table({"bot": [True], "pageviews": [1], "session_key": ["b"]}), 1)
+    table.write_table(pa.table({"session_key": ["a"], "pageviews": [3], "bot": [False]}), 2)
+    with connect(tmp_path / "w.duckdb", read_only=True) as con:
+        rows = con.execute("SELECT session_key, pageviews, bot FROM sessions ORDER BY 1").fetchall()
+    assert rows == [("a", 3, False), ("b", 1, True)]

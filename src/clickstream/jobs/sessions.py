@@ -58,12 +58,13 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
             # holds a null (BigQuery refuses one).
             F.coalesce(F.col("referrer"), F.lit("direct")).alias("referrer"),
             F.coalesce(F.col("landingPage").cast("int"), F.lit(0)).alias("landingPage"),
+            F.coalesce(F.col("bot"), F.lit(False)).alias("bot"),
         )
         .withWatermark("ts", f"{watermark_s} seconds")
     )
     grouped = hits.groupBy("uiud", "sessionId", F.session_window("ts", f"{gap_s} seconds")).agg(
         F.array_sort(
-            F.collect_list(F.struct("ts", "pageUrl", "referrer", "landingPage", "eventId"))
+            F.collect_list(F.struct("ts", "pageUrl", "referrer", "landingPage", "eventId", "bot"))
         ).alias("hits"),
         F.min("ts").alias("session_start"),
         F.max("ts").alias("session_end"),
@@ -102,6 +103,8 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
         F.element_at("hits.pageUrl", 1).alias("entry_page"),
         F.element_at("hits.pageUrl", -1).alias("exit_page"),
         F.element_at("hits.referrer", 1).alias("referrer"),
+        # A session with any hit the collector labelled a bot's is a bot's.
+        F.exists("hits", lambda hit: hit["bot"]).alias("bot"),
     )
 
 

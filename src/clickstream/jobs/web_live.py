@@ -9,7 +9,10 @@ visitors' clocks say), in windows of ``jobs.count_window_s``:
 * ``web.pages``: pageviews by page path;
 * ``web.referrers``: pageviews by referrer host (``direct`` when none or internal);
 * ``web.active_sessions``: distinct (visitor, session) pairs with a hit in the last 5 minutes,
-  a sliding window that moves every 10 s (approximate: HyperLogLog, within ~2%).
+  a sliding window that moves every 10 s (approximate: HyperLogLog, within ~2%);
+* ``web.bots``: events the collector labelled a bot's, by the kind of reason (``crawler``,
+  ``headless browser``, ``datacenter network``, ``no user agent``). The other metrics count
+  humans only.
 
 An event counts once: a client's retry of an event already stored has the same ``eventId``
 and is not counted again (within ``jobs.dedup_s``). Malformed pageviews are dead-lettered by
@@ -44,7 +47,11 @@ ACTIVE = Windows(size_s=300, slide_s=10)
 
 
 def measures() -> list[Measure]:
-    pageview = F.col("eventType") == "Pageview"
+    """Humans' events in the panels' metrics; bots' in ``web.bots``, by the kind of their
+    reason (``crawler``, ``headless browser``, ``datacenter network``, ``no user agent``)."""
+    bot = F.coalesce(F.col("bot"), F.lit(False))
+    human = ~bot
+    pageview = (F.col("eventType") == "Pageview") & human
     path = F.coalesce(F.nullif(F.parse_url("pageUrl", F.lit("PATH")), F.lit("")), F.lit("/"))
     referrer = F.coalesce(
         F.parse_url("referrer", F.lit("HOST")),
@@ -52,7 +59,11 @@ def measures() -> list[Measure]:
         F.lit("direct"),
     )
     return [
-        Measure("web.pageviews", F.col("eventType")),
+        Measure("web.pageviews", F.when(human, F.col("eventType"))),
+        Measure(
+            "web.bots",
+            F.when(bot, F.coalesce(F.split(F.col("botReason"), ":").getItem(0), F.lit("bot"))),
+        ),
         Measure("web.pages", F.when(pageview, path)),
         Measure("web.referrers", F.when(pageview, referrer)),
     ]
@@ -88,7 +99,11 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         dead_letters=F.col("_topic") != topics.web_events,
         event_id=F.col("eventId"),
     )
-    events = good(parsed).withColumn("ts", F.timestamp_millis("receivedAt"))
+    events = (
+        good(parsed)
+        .where(~F.coalesce(F.col("bot"), F.lit(False)))
+        .withColumn("ts", F.timestamp_millis("receivedAt"))
+    )
     active = Windows(ACTIVE.size_s, ACTIVE.slide_s, windows.watermark_s)
     return JobSpec(
         NAME,

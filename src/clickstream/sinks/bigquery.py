@@ -151,8 +151,13 @@ class BigQuerySessions(BaseSink):
             # emulator may not; either way the same columns.
             client.create_dataset(f"{self.project}.{self.dataset}", exists_ok=True)
             columns = bigquery_schema(frame.schema)
-            client.create_table(bigquery.Table(staging, schema=columns), exists_ok=True)
-            client.create_table(bigquery.Table(target, schema=columns), exists_ok=True)
+            for name in (staging, target):
+                table = client.create_table(bigquery.Table(name, schema=columns), exists_ok=True)
+                held = {field.name for field in table.schema}
+                added = [column for column in columns if column.name not in held]
+                if added:  # made by an older version: add the columns added since
+                    table.schema = [*table.schema, *added]
+                    client.update_table(table, ["schema"])
             self._tables_made = True
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.AVRO,

@@ -113,7 +113,7 @@ class DuckDBTable(BaseSink):
         with writing(self.path, self.lock_timeout_s) as con:
             con.register("incoming", rows)
             self._ensure_table(con)
-            con.execute(f'INSERT OR REPLACE INTO "{self.table}" SELECT * FROM incoming')
+            con.execute(f'INSERT OR REPLACE INTO "{self.table}" BY NAME SELECT * FROM incoming')
             con.unregister("incoming")
         return int(rows.num_rows)
 
@@ -125,3 +125,9 @@ class DuckDBTable(BaseSink):
         con.execute(
             f'CREATE TABLE IF NOT EXISTS "{self.table}" ({ddl}, PRIMARY KEY ("{self.key}"))'
         )
+        # A table made by an older version lacks the columns added since: add them (null in
+        # the rows written before). Rows go in by column name, so the order does not matter.
+        held = {row[0] for row in con.execute(f'DESCRIBE "{self.table}"').fetchall()}
+        for name, kind, *_ in con.execute("DESCRIBE SELECT * FROM incoming").fetchall():
+            if name not in held:
+                con.execute(f'ALTER TABLE "{self.table}" ADD COLUMN "{name}" {kind}')
