@@ -4,7 +4,7 @@ sessions` with `files.url` on `gs://` (a fake Cloud Storage server, reached thro
 sessions as Avro to `gs://`; the loader loads those files into a staging table and MERGEs them
 into `sessions` on `session_key`.
 
-Checked: all of the job's 15 columns arrive with their types, a pageview without referrer or
+Checked: all of the job's 16 columns arrive with their types, a pageview without referrer or
 landing code gives no null item in an array (BigQuery refuses one), a micro-batch that closes
 no session loads nothing (BigQuery fails a load whose URI matches no file), and a micro-batch
 run again after a crash replaces instead of adding.
@@ -56,6 +56,7 @@ COLUMNS = {
     "exit_page": ("STRING", "NULLABLE"),
     "referrer": ("STRING", "NULLABLE"),
     "bot": ("BOOLEAN", "NULLABLE"),
+    "country": ("STRING", "NULLABLE"),
 }
 
 
@@ -138,7 +139,7 @@ def test_the_sessions_job_loads_its_own_output_from_gs_into_bigquery(
     # Two sessions, one of them with pageviews that lack a referrer and a landing code (sent
     # straight to Kafka): no session is closed yet, so the micro-batch loads nothing.
     send(s, [
-        hit("a", "1", T0, "/", referrer="https://www.google.com/", landingPage=1),
+        hit("a", "1", T0, "/", referrer="https://www.google.com/", landingPage=1, country="BR"),
         hit("a", "1", T0 + MIN, "/pricing"),
         hit("a", "1", T0 + 2 * MIN, "/signup", referrer=None, landingPage=None),
         hit("b", "7", T0 + 30_000, "/blog", landingPage=1, bot=True, botReason="crawler: ^curl"),
@@ -163,6 +164,7 @@ def test_the_sessions_job_loads_its_own_output_from_gs_into_bigquery(
     assert a["referrers"] == ["https://www.google.com/", "direct", "direct"]
     assert a["landing_page_codes"] == [1, 0, 0]
     assert a["bot"] is False
+    assert a["country"] == "BR"  # the first hit's
     assert next(r for r in loaded if r["visitor_id"] == "b")["bot"] is True
 
     # As if the process died after the load but before Spark committed the batch: Spark runs

@@ -341,3 +341,55 @@ def test_tracker_health_metrics_and_openapi(
     spec = httpx.get(f"{collector.url}/openapi.json").json()
     assert {"/api/webeventspub", "/v1/events"} <= set(spec["paths"])
     assert "Pageview" in spec["components"]["schemas"]
+
+
+def test_country_of_the_client_address_before_it_is_anonymised(
+    start_collector: Callable[..., RunningCollector], tmp_path: Path
+) -> None:
+    """geoip2fast's own data by default (offline); a MaxMind database when one is configured
+    (here one written for the test, which places 81.2.69.0/24 in France: read, not guessed)."""
+    addresses = {"gb": "81.2.69.142", "us": "8.8.8.8", "private": "10.0.0.1", "doc": "203.0.113.9"}
+
+    def countries(collector: RunningCollector) -> dict[str, Any]:
+        for name, address in addresses.items():
+            post(
+                f"{collector.url}/api/webeventspub",
+                seed_payload(uiud=name),
+                headers={"x-forwarded-for": address, "user-agent": USER_AGENTS["chrome"]},
+            )
+        topic = collector.settings.topics.web_events
+        found = {e["uiud"]: e for _, e in read_topic(collector.settings, topic)}
+        assert all(e["ip"] != addresses[n] for n, e in found.items())  # anonymised after
+        return {name: event["country"] for name, event in found.items()}
+
+    proxied = {"trust_forwarded_for": True, "trusted_proxies": ["127.0.0.1"]}
+    assert countries(start_collector(**proxied)) == {
+        "gb": "GB",
+        "us": "US",
+        "private": None,
+        "doc": None,
+    }
+
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet  # type: ignore[import-untyped]
+
+    writer = MMDBWriter(
+        ip_version=6, database_type="GeoLite2-Country", languages=["en"], ipv4_compatible=True
+    )
+    writer.insert_network(IPSet(["81.2.69.0/24"]), {"country": {"iso_code": "FR"}})
+    database = tmp_path / "countries.mmdb"
+    writer.to_db_file(str(database))
+    assert countries(start_collector(geoip_database=database, **proxied)) == {
+        "gb": "FR",
+        "us": None,
+        "private": None,
+        "doc": None,
+    }
+
+
+def test_an_unreadable_geoip_database_is_one_clear_error(tmp_path: Path) -> None:
+    from clickstream.collector.enrich import Countries
+    from clickstream.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"collector.geoip_database: cannot read .*none.mmdb"):
+        Countries(tmp_path / "none.mmdb")

@@ -181,27 +181,31 @@ def test_a_web_live_checkpoint_without_retry_state_is_refused_with_what_to_do(
 
 def test_bots_are_counted_apart_from_humans(spark: Any, settings: Settings, tmp_path: Path) -> None:
     """Events the collector labelled a bot's count in ``web.bots`` by kind of reason, and in no
-    panel metric of humans."""
+    panel metric of humans; humans' pageviews count by country too."""
     s = count_settings(settings, tmp_path)
     human = web_event("Pageview", T0 + 100, "/", "h1", None)
+    human.country = "JP"
+    unknown = web_event("Pageview", T0 + 150, "/", "h2", None)  # a private address: no country
     crawler = web_event("Pageview", T0 + 200, "/", "b1", None)
     crawler.bot, crawler.botReason = True, "crawler: Googlebot\\/"
     headless = web_event("Pageview", T0 + 300, "/pricing", "b2", None)
     headless.bot, headless.botReason = True, "headless browser: HeadlessChrome"
     cloud = web_event("PagePing", T0 + 400, "/", "b3", None)
     cloud.bot, cloud.botReason = True, "datacenter network: 34.64.0.0/10"
-    send(s, s.topics.web_events, [human, crawler, headless])
+    send(s, s.topics.web_events, [human, unknown, crawler, headless])
     send(s, s.topics.web_pings, [cloud])
     run(spark, s, "web-live")
 
     got = {k: v for k, v in latest_counts(s).items() if k[0] != "web.active_sessions"}
     assert got == {
-        ("web.pageviews", T0, "Pageview"): 1,
-        ("web.pages", T0, "/"): 1,
-        ("web.referrers", T0, "direct"): 1,
+        ("web.pageviews", T0, "Pageview"): 2,
+        ("web.pages", T0, "/"): 2,
+        ("web.referrers", T0, "direct"): 2,
+        ("web.countries", T0, "JP"): 1,
+        ("web.countries", T0, "unknown"): 1,
         ("web.bots", T0, "crawler"): 1,
         ("web.bots", T0, "headless browser"): 1,
         ("web.bots", T0, "datacenter network"): 1,
     }
     active = {k: v for k, v in latest_counts(s).items() if k[0] == "web.active_sessions"}
-    assert set(active.values()) == {1}  # the human's session only
+    assert set(active.values()) == {2}  # the humans' sessions only

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from clickstream.collector.enrich import (
+    Countries,
     DatacenterNetworks,
     TrustedProxies,
     anonymize_ip,
@@ -66,6 +67,7 @@ class Collector:
         self.max_future_ms = int(self.config.max_future_s * 1000)
         path = self.config.datacenter_networks
         self.datacenters = DatacenterNetworks.from_file(path) if path is not None else None
+        self.countries = Countries(self.config.geoip_database)
         self._accepted_by_topic: dict[str, Any] = {}
 
     # -- the two endpoints -------------------------------------------------------------------
@@ -146,6 +148,7 @@ class Collector:
             user_agent=user_agent or None,
             site=site,
             network_reason=self.datacenters.reason(address) if self.datacenters else None,
+            country=self.countries.of(address),
         )
 
     def record(self, event: WebEvent, edge: dict[str, Any], received_at: int) -> Record:

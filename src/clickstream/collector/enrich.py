@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-from clickstream.errors import ConfigError
+from clickstream.errors import ConfigError, MissingExtraError
 from clickstream.events.web import (
     MAX_LABEL,
     MAX_USER_AGENT,
@@ -262,6 +262,49 @@ class DatacenterNetworks:
         return None
 
 
+class Countries:
+    """The country (ISO 3166 code) of a client address, looked up before the address is
+    anonymised: in a MaxMind GeoIP2/GeoLite2 database when ``database`` is given
+    (``pip install 'clickstream[geoip]'``), else in geoip2fast's own data file, which ships with
+    the package (no download, works offline). None for private, local and unknown addresses.
+    Each distinct address once (cached)."""
+
+    def __init__(self, database: Path | None = None) -> None:
+        self.database = database
+        if database is not None:
+            try:
+                import geoip2.database
+            except ImportError:
+                raise MissingExtraError("geoip", "geoip2") from None
+            try:
+                self._maxmind = geoip2.database.Reader(str(database))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(
+                    f"collector.geoip_database: cannot read {database}: {exc}"
+                ) from None
+        else:
+            from geoip2fast import GeoIP2Fast  # type: ignore[import-untyped]
+
+            self._fast = GeoIP2Fast(verbose=False)
+        self.of = lru_cache(maxsize=65536)(self._lookup)
+
+    def _lookup(self, address: str | None) -> str | None:
+        ip = parse_ip(address) if address else None
+        if ip is None or ip.is_private or ip.is_loopback or ip.is_link_local:
+            return None
+        if self.database is not None:
+            import geoip2.errors
+
+            try:
+                code = self._maxmind.country(str(ip)).country.iso_code
+            except (geoip2.errors.AddressNotFoundError, ValueError):
+                return None
+            return str(code) if code else None
+        found = self._fast.lookup(str(ip))
+        code = getattr(found, "country_code", None)
+        return code if isinstance(code, str) and len(code) == 2 and code.isalpha() else None
+
+
 def edge_fields(
     *,
     agent: Agent,
@@ -269,6 +312,7 @@ def edge_fields(
     user_agent: str | None,
     site: str | None,
     network_reason: str | None = None,
+    country: str | None = None,
 ) -> dict[str, Any]:
     """The fields that come from the request rather than the event: the same for every event
     of a batch, so they are worked out once per request. ``network_reason`` says the client's
@@ -283,6 +327,7 @@ def edge_fields(
         "device": "bot" if reason else agent.device,
         "bot": reason is not None,
         "botReason": reason,
+        "country": country,
     }
 
 

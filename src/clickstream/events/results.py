@@ -64,6 +64,7 @@ METRICS = {
     "web.pages": "pageviews per second by page path",
     "web.referrers": "pageviews per second by referrer (direct for none or internal)",
     "web.active_sessions": "distinct sessions with a hit in the last 5 minutes (key: all)",
+    "web.countries": "pageviews per second by country (ISO code; unknown)",
     "web.bots": "events of bots per second by kind of reason: crawler, headless browser, ...",
     "bookstore.opens": "description opens per minute by book id",
     "bookstore.purchases": "purchases per minute by book id",

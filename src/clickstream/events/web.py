@@ -117,6 +117,9 @@ class EnrichedWebEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
     device: Label | None = None
     bot: bool = False
     """Labelled a bot by the collector (kept, not dropped: the jobs count bots apart)."""
+    country: Annotated[str, msgspec.Meta(max_length=2)] | None = None
+    """The client's country (ISO 3166 code), from its address before anonymising; None when
+    unknown, private or local."""
     botReason: Label | None = None
     """Why: ``crawler: Googlebot\\/``, ``headless browser: HeadlessChrome``, ``datacenter
     network: 34.64.0.0/10``, ``no user agent``."""

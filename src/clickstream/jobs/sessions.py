@@ -59,12 +59,15 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
             F.coalesce(F.col("referrer"), F.lit("direct")).alias("referrer"),
             F.coalesce(F.col("landingPage").cast("int"), F.lit(0)).alias("landingPage"),
             F.coalesce(F.col("bot"), F.lit(False)).alias("bot"),
+            "country",
         )
         .withWatermark("ts", f"{watermark_s} seconds")
     )
     grouped = hits.groupBy("uiud", "sessionId", F.session_window("ts", f"{gap_s} seconds")).agg(
         F.array_sort(
-            F.collect_list(F.struct("ts", "pageUrl", "referrer", "landingPage", "eventId", "bot"))
+            F.collect_list(
+                F.struct("ts", "pageUrl", "referrer", "landingPage", "eventId", "bot", "country")
+            )
         ).alias("hits"),
         F.min("ts").alias("session_start"),
         F.max("ts").alias("session_end"),
@@ -105,6 +108,7 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
         F.element_at("hits.referrer", 1).alias("referrer"),
         # A session with any hit the collector labelled a bot's is a bot's.
         F.exists("hits", lambda hit: hit["bot"]).alias("bot"),
+        F.element_at("hits.country", 1).alias("country"),
     )
 
 

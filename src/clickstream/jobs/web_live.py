@@ -10,6 +10,7 @@ visitors' clocks say), in windows of ``jobs.count_window_s``:
 * ``web.referrers``: pageviews by referrer host (``direct`` when none or internal);
 * ``web.active_sessions``: distinct (visitor, session) pairs with a hit in the last 5 minutes,
   a sliding window that moves every 10 s (approximate: HyperLogLog, within ~2%);
+* ``web.countries``: pageviews per second by the visitor's country (ISO code, ``unknown``);
 * ``web.bots``: events the collector labelled a bot's, by the kind of reason (``crawler``,
   ``headless browser``, ``datacenter network``, ``no user agent``). The other metrics count
   humans only.
@@ -66,6 +67,7 @@ def measures() -> list[Measure]:
         ),
         Measure("web.pages", F.when(pageview, path)),
         Measure("web.referrers", F.when(pageview, referrer)),
+        Measure("web.countries", F.when(pageview, F.coalesce(F.col("country"), F.lit("unknown")))),
     ]
 
 

@@ -28,6 +28,9 @@ class CollectorSettings(Section):
     max_batch_events: int = Field(default=1000, ge=1)
     ip_mode: Literal["anonymize", "drop", "full"] = "anonymize"
     """``anonymize`` drops the last IPv4 octet (IPv6: keeps the /48)."""
+    geoip_database: Path | None = None
+    """A MaxMind GeoIP2 or GeoLite2 country (or city) database (``.mmdb``) for the events'
+    ``country`` (``pip install 'clickstream[geoip]'``). Unset: geoip2fast's own data file."""
     datacenter_networks: Path | None = None
     """A file of data-centre networks, one CIDR block a line (``#`` comments): events from an
     address in one are labelled bots (``botReason``: ``datacenter network: <block>``)."""
