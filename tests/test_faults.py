@@ -65,6 +65,12 @@ def pageview(visitor: str, session: str, at_ms: int, page: str, **extra: Any) ->
     )
 
 
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
 def counts(
     env: dict[str, str], metric: str, since_ms: int = 0, until_ms: int = YEAR_2999
 ) -> dict[tuple[int, str], int]:
@@ -251,8 +257,10 @@ def test_poison_records_are_dead_lettered_and_every_job_keeps_counting(
     ]
     produce(s, s.topics.shop, shop_poison)
     # Through the collector: an over-long field is refused, naming it; a far-future time is
-    # clamped to the receive time.
+    # clamped to the receive time. From a browser: httpx's own user agent is a bot's, and bots
+    # are not counted in the panels.
     base = {"eventType": "Pageview", "uiud": "c1", "sessionId": "s1"}
+    browser = {"user-agent": CHROME}
     refused = httpx.post(
         f"{collector}/api/webeventspub",
         json={
@@ -261,6 +269,7 @@ def test_poison_records_are_dead_lettered_and_every_job_keeps_counting(
             "pageUrl": "https://a.example/",
             "referrer": "r" * 600_000,
         },
+        headers=browser,
         timeout=30,
     )
     assert refused.status_code == 422
@@ -268,6 +277,7 @@ def test_poison_records_are_dead_lettered_and_every_job_keeps_counting(
     clamped = httpx.post(
         f"{collector}/api/webeventspub",
         json={**base, "timestamp": YEAR_2999, "pageUrl": "https://a.example/clamped"},
+        headers=browser,
         timeout=30,
     )
     assert clamped.status_code < 300, clamped.text
@@ -277,6 +287,7 @@ def test_poison_records_are_dead_lettered_and_every_job_keeps_counting(
         ok = httpx.post(
             f"{collector}/api/webeventspub",
             json={**base, "timestamp": now_ms(), "pageUrl": "https://a.example/after"},
+            headers=browser,
             timeout=30,
         )
         assert ok.status_code < 300, ok.text

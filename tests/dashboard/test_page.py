@@ -246,7 +246,7 @@ def test_each_panel_shows_how_old_its_newest_data_is_amber_past_the_threshold(
     assert page.errors == []
 
 
-def test_the_bot_share_is_shown_live(
+def test_the_bot_share_and_the_top_countries_are_shown_live(
     results_settings: Settings,
     start_dashboard: Callable[..., RunningDashboard],
     open_page: Callable[[str], Page],
@@ -257,6 +257,7 @@ def test_the_bot_share_is_shown_live(
         [
             *windows("web.pageviews", base - 3000, [{"Pageview": 6, "PagePing": 2}] * 3),
             *windows("web.bots", base - 3000, [{"crawler": 1}, {}, {"headless browser": 2}]),
+            *windows("web.countries", base - 3000, [{"DE": 3, "JP": 2, "unknown": 1}] * 3),
         ],
     )
     dashboard = start_dashboard(results_settings)
@@ -266,6 +267,9 @@ def test_the_bot_share_is_shown_live(
     assert page.text("#panel-bots .big-number") == "11.1%"  # 3 bots of 27 events
     assert page.text("#panel-bots .bot-kinds") == "headless browser 2 · crawler 1"
     assert page.page.locator("#panel-bots .empty").is_hidden()
+    countries = page.page.locator("#panel-countries .bars .label").all_inner_texts()
+    assert countries == ["DE", "JP", "unknown"]
+    assert page.page.locator("#panel-countries .bars .value").all_inner_texts()[0] == "9"
 
     produce_rows(results_settings, windows("web.bots", base, [{"crawler": 5}]))
     page.wait("document.querySelector('#panel-bots .chart').dataset.share === '25.0'", 5)

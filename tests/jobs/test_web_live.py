@@ -60,6 +60,8 @@ def test_web_live_counts(spark: Any, settings: Settings, tmp_path: Path) -> None
         ("web.referrers", T0, "www.google.com"): 1,
         ("web.referrers", T0, "direct"): 2,
         ("web.referrers", T0 + 1000, "news.ycombinator.com"): 1,
+        ("web.countries", T0, "unknown"): 3,  # no country: a private address, or none
+        ("web.countries", T0 + 1000, "unknown"): 1,
     }
     # Every 5-minute window (sliding by 10 s) holding the events saw the 3 sessions.
     active = {k[1]: v for k, v in got.items() if k[0] == "web.active_sessions"}
@@ -209,3 +211,19 @@ def test_bots_are_counted_apart_from_humans(spark: Any, settings: Settings, tmp_
     }
     active = {k: v for k, v in latest_counts(s).items() if k[0] == "web.active_sessions"}
     assert set(active.values()) == {2}  # the humans' sessions only
+
+
+def test_with_count_bots_the_panels_count_everyone(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    s = count_settings(settings, tmp_path)
+    s = s.model_copy(update={"jobs": s.jobs.model_copy(update={"count_bots": True})})
+    human = web_event("Pageview", T0 + 100, "/", "h1", None)
+    crawler = web_event("Pageview", T0 + 200, "/", "b1", None)
+    crawler.bot, crawler.botReason = True, "crawler: Googlebot\\/"
+    send(s, s.topics.web_events, [human, crawler])
+    run(spark, s, "web-live")
+    got = latest_counts(s)
+    assert got[("web.pageviews", T0, "Pageview")] == 2
+    assert got[("web.pages", T0, "/")] == 2
+    assert got[("web.bots", T0, "crawler")] == 1

@@ -13,7 +13,7 @@ visitors' clocks say), in windows of ``jobs.count_window_s``:
 * ``web.countries``: pageviews per second by the visitor's country (ISO code, ``unknown``);
 * ``web.bots``: events the collector labelled a bot's, by the kind of reason (``crawler``,
   ``headless browser``, ``datacenter network``, ``no user agent``). The other metrics count
-  humans only.
+  humans only, unless ``jobs.count_bots`` is set.
 
 An event counts once: a client's retry of an event already stored has the same ``eventId``
 and is not counted again (within ``jobs.dedup_s``). Malformed pageviews are dead-lettered by
@@ -47,11 +47,12 @@ REQUIRED = ["eventType", "uiud", "sessionId", "pageUrl"]
 ACTIVE = Windows(size_s=300, slide_s=10)
 
 
-def measures() -> list[Measure]:
-    """Humans' events in the panels' metrics; bots' in ``web.bots``, by the kind of their
-    reason (``crawler``, ``headless browser``, ``datacenter network``, ``no user agent``)."""
+def measures(count_bots: bool = False) -> list[Measure]:
+    """Humans' events in the panels' metrics (everyone's with ``count_bots``); bots' in
+    ``web.bots``, by the kind of their reason (``crawler``, ``headless browser``,
+    ``datacenter network``, ``no user agent``)."""
     bot = F.coalesce(F.col("bot"), F.lit(False))
-    human = ~bot
+    human = F.lit(True) if count_bots else ~bot
     pageview = (F.col("eventType") == "Pageview") & human
     path = F.coalesce(F.nullif(F.parse_url("pageUrl", F.lit("PATH")), F.lit("")), F.lit("/"))
     referrer = F.coalesce(
@@ -94,18 +95,17 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
     counts = live_counts(
         parsed,
         F.col("receivedAt"),
-        measures(),
+        measures(settings.jobs.count_bots),
         windows,
         settings,
         job=NAME,
         dead_letters=F.col("_topic") != topics.web_events,
         event_id=F.col("eventId"),
     )
-    events = (
-        good(parsed)
-        .where(~F.coalesce(F.col("bot"), F.lit(False)))
-        .withColumn("ts", F.timestamp_millis("receivedAt"))
-    )
+    events = good(parsed)
+    if not settings.jobs.count_bots:
+        events = events.where(~F.coalesce(F.col("bot"), F.lit(False)))
+    events = events.withColumn("ts", F.timestamp_millis("receivedAt"))
     active = Windows(ACTIVE.size_s, ACTIVE.slide_s, windows.watermark_s)
     return JobSpec(
         NAME,

@@ -147,6 +147,9 @@ class JobSettings(Section):
     collect, which small, frequent batches feel as latency. Larger batches, and a
     checkpoint's first (its size is not in the log), are reduced on the executors, so the
     driver never holds more records than this. 0: always on the executors."""
+    count_bots: bool = False
+    """``web-live`` counts the events the collector labelled a bot's in its panels' metrics too
+    (they are always counted in ``web.bots``)."""
     source_timezone: str = "UTC"
     """Where the producers' clocks are (an IANA name: ``Asia/Tokyo``, ``America/Bogota``): a time
     written without a zone (``2026-12-06 10:00:00``, as the seeds' producers stamp local time) is
