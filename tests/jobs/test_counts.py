@@ -167,6 +167,7 @@ def test_spark_submit_runs_the_jobs(settings: Settings, tmp_path: Path) -> None:
             CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(s.kafka.bootstrap_servers),
             CLICKSTREAM_DATA_DIR=str(tmp_path),
             CLICKSTREAM_TOPICS_SHOP=s.topics.shop,
+            CLICKSTREAM_TOPICS_SHOP_GENDERS=s.topics.shop_genders,
             CLICKSTREAM_TOPICS_RESULTS=s.topics.results,
             CLICKSTREAM_TOPICS_DEAD_LETTER=s.topics.dead_letter,
         ),
