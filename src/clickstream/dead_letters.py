@@ -156,11 +156,16 @@ def parse_since(text: str, now_ms: int | None = None) -> int:
     if relative:
         return now_ms - int(float(relative[1]) * _UNITS[relative[2]] * 1000)
     try:
-        moment = datetime.fromisoformat(text.strip())
+        return _iso_ms(text)
     except ValueError:
         raise ConfigError(
             f"--since takes a time (2026-12-06T10:00:00Z) or an age (30m, 2h, 7d), not {text!r}"
         ) from None
+
+
+def _iso_ms(text: str) -> int:
+    """An ISO 8601 time (UTC when it has no zone) as epoch milliseconds; ValueError if not."""
+    moment = datetime.fromisoformat(text.strip())
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
@@ -261,12 +266,9 @@ def _source_time(value: str | int | None) -> int | None:
     if isinstance(value, int):
         return value
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return _iso_ms(value)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
 @dataclass

@@ -129,7 +129,7 @@ def freshness(settings: Settings) -> dict[str, Freshness]:
     import msgspec
     from confluent_kafka import Consumer, TopicPartition
 
-    from clickstream.events.results import WindowCount
+    from clickstream.events.results import WindowCount, later
     from clickstream.kafka.config import consumer_config
     from clickstream.kafka.offsets import partitions_of, watermarks
 
@@ -155,8 +155,8 @@ def freshness(settings: Settings) -> dict[str, Freshness]:
                     row = decode(msg.value() or b"")
                 except msgspec.DecodeError:
                     continue
-                events[row.metric] = _later(events.get(row.metric), row.newest_event_ms)
-                written[row.metric] = _later(written.get(row.metric), row.written_ms)
+                events[row.metric] = later(events.get(row.metric), row.newest_event_ms)
+                written[row.metric] = later(written.get(row.metric), row.written_ms)
     finally:
         consumer.close()
     now = time.time_ns() // 1_000_000
@@ -167,10 +167,6 @@ def freshness(settings: Settings) -> dict[str, Freshness]:
         stale = at is not None and now - at > limit
         found[metric] = Freshness(events[metric], written[metric], stale)
     return found
-
-
-def _later(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
 
 
 def _probe(url: str, token: str | None = None) -> tuple[str, Any]:

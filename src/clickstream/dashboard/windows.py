@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from clickstream.events.results import WindowCount
+from clickstream.events.results import WindowCount, later
 
 RowKey = tuple[str, int, str]
 
@@ -45,8 +45,8 @@ class RecentWindows:
             if row.newest_event_ms is not None or row.written_ms is not None:
                 event, written = self._fresh.get(row.metric, (None, None))
                 self._fresh[row.metric] = (
-                    _later(event, row.newest_event_ms),
-                    _later(written, row.written_ms),
+                    later(event, row.newest_event_ms),
+                    later(written, row.written_ms),
                 )
             newest = self._newest.get(row.metric)
             if newest is not None and row.window_start <= newest - self.history_ms:
@@ -119,7 +119,3 @@ class RecentWindows:
         self._metrics.clear()
         self._newest.clear()
         self._fresh.clear()
-
-
-def _later(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)

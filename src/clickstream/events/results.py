@@ -33,6 +33,11 @@ class WindowCount(msgspec.Struct, kw_only=True, omit_defaults=True):
     """When the count was written to the result topic (epoch ms)."""
 
 
+def later(a: int | None, b: int | None) -> int | None:
+    """The later of two optional times (``newest_event_ms``, ``written_ms``)."""
+    return b if a is None else a if b is None else max(a, b)
+
+
 def record_key(metric: str, window_start: int, key: str) -> str:
     return f"{metric}|{window_start}|{key}"
 

@@ -140,5 +140,15 @@
     return recent.length;
   }
 
-  window.clickstreamCharts = { drawLines: drawLines, drawBig: drawBig, drawTop: drawTop };
+  // Each key's total over the windows that start at or after `since` (for the panels' scripts).
+  function sums(windows, since) {
+    var out = new Map();
+    windows.forEach(function (entry) {
+      if (entry[0] < since) return;
+      entry[1].counts.forEach(function (count, key) { out.set(key, (out.get(key) || 0) + count); });
+    });
+    return out;
+  }
+
+  window.clickstreamCharts = { drawLines: drawLines, drawBig: drawBig, drawTop: drawTop, sums: sums };
 })();

@@ -7,14 +7,7 @@
   var SPAN_MS = 5 * 60000;
   var TOP_N = 8;
 
-  function sums(windows, since) {
-    var out = new Map();
-    windows.forEach(function (entry) {
-      if (entry[0] < since) return;
-      entry[1].counts.forEach(function (count, key) { out.set(key, (out.get(key) || 0) + count); });
-    });
-    return out;
-  }
+  var sums = window.clickstreamCharts.sums;
 
   function newestEnd(windows) {
     return windows.length ? windows[windows.length - 1][1].end : 0;

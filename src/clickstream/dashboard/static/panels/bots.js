@@ -6,14 +6,7 @@
 
   var SPAN_MS = 60000;
 
-  function sums(windows, since) {
-    var out = new Map();
-    windows.forEach(function (entry) {
-      if (entry[0] < since) return;
-      entry[1].counts.forEach(function (count, key) { out.set(key, (out.get(key) || 0) + count); });
-    });
-    return out;
-  }
+  var sums = window.clickstreamCharts.sums;
 
   function total(map) {
     var n = 0;
