@@ -57,6 +57,8 @@ class PartSpec:
     health_url: str | None = None
     before_kafka: bool = False
     """Started while the broker boots: it waits for Kafka itself."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Defaults of this part alone, as environment variables (``up``'s own environment wins)."""
 
 
 def layout(settings: Settings, demo: bool = True, rates: Rates = Rates()) -> list[PartSpec]:
@@ -73,6 +75,9 @@ def layout(settings: Settings, demo: bool = True, rates: Rates = Rates()) -> lis
             ("collector",),
             f"{collector} (tracker: {collector}/clickstream.js, API: {collector}/docs)",
             f"{collector}/healthz",
+            # The web simulator posts from loopback, each visitor's address in X-Forwarded-For:
+            # believed (collector.trusted_proxies: loopback) so the demo's visitors have countries.
+            env=(("CLICKSTREAM_COLLECTOR_TRUST_FORWARDED_FOR", "true"),) if demo else (),
         ),
         PartSpec("dashboard", ("dashboard",), f"{board}/", f"{board}/healthz"),
         PartSpec("bookstore", ("bookstore",), f"{shop}/", f"{shop}/healthz"),
@@ -191,7 +196,7 @@ class Stack:
                 env = child_env(settings, self.config_file, self.environ)
                 keep = (lock.fd,) if lock.fd is not None else ()  # until the last part exits
                 parts = [
-                    (spec, ProcessPart(spec.name, list(spec.args), env,
+                    (spec, ProcessPart(spec.name, list(spec.args), {**dict(spec.env), **env},
                                        logs / f"{spec.name}.log", spec.url, spec.health_url,
                                        keep_fds=keep))
                     for spec in self.plan

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import json
 import re
@@ -191,6 +192,7 @@ class Post:
     user_agent: str
     content_type: str
     events: list[Event] = field(default_factory=list)
+    forwarded_for: str = ""
 
 
 class Recorder(ThreadingHTTPServer):
@@ -226,6 +228,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.unavailable -= unavailable
             status = 503 if unavailable else self.server.status
             post = Post(self.path, body, agent, kind, json.loads(body) if status == 200 else [])
+            post.forwarded_for = self.headers.get("x-forwarded-for", "")
             self.server.posts.append(post)
         answer = {"accepted": len(post.events)} if status == 200 else {"error": f"no ({status})"}
         payload = json.dumps(answer).encode()
@@ -281,6 +284,7 @@ def test_posts_batches_of_one_visitor_that_validate(server: Recorder) -> None:
     )
     assert reports[-1] == 80
     agents: dict[str, str] = {}
+    addresses: dict[str, str] = {}
     for post in server.posts:
         assert post.path == "/v1/events?key=k-shop"
         assert post.content_type == "application/json"
@@ -288,6 +292,10 @@ def test_posts_batches_of_one_visitor_that_validate(server: Recorder) -> None:
         (uiud,) = {event["uiud"] for event in post.events}
         assert agents.setdefault(uiud, post.user_agent) == post.user_agent
         assert post.user_agent in BROWSERS or post.user_agent in BOTS
+        # Each visitor has a public address of its own, the same on every request.
+        assert addresses.setdefault(uiud, post.forwarded_for) == post.forwarded_for
+        assert ipaddress.IPv4Address(post.forwarded_for).is_global
+    assert len(set(addresses.values())) == len(addresses)
     assert abs(min(e["timestamp"] for e in events) - before) < 10_000  # time_scale 1: about now
 
 

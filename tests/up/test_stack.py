@@ -13,9 +13,10 @@ import pytest
 from clickstream.errors import ClickstreamError
 from clickstream.lock import FolderInUseError, is_locked, up_lock_path
 from clickstream.settings import Settings, load_settings
+from clickstream.simulators.web import WebTrafficGenerator
 from clickstream.stack import JOBS, Rates, Stack, layout
 from clickstream.supervisor import read_state, state_path
-from tests.conftest import alive, cli_env, wait_for, wait_gone
+from tests.conftest import alive, cli_env, read_topic, wait_for, wait_gone
 from tests.up.support import up_env
 
 pytestmark = pytest.mark.slow
@@ -38,23 +39,28 @@ def test_the_layout_runs_the_jobs_first_and_the_simulators_at_their_rates(tmp_pa
     assert specs["shop-sim"].args == ("simulate", "shop", "--endless", "--rate=3.5")
     assert specs["shop-sim"].url == f"3.5 events/s to topic {settings.topics.shop}"
     assert specs["users-sim"].args == ("simulate", "users", "--endless", "--rate=0.5")
+    # The demo's visitors post from loopback with their own addresses: the collector believes
+    # them, so they have countries; without the demo it trusts no header (the default).
+    assert specs["collector"].env == (("CLICKSTREAM_COLLECTOR_TRUST_FORWARDED_FOR", "true"),)
+    assert [spec.env for spec in layout(settings, demo=False) if spec.env] == []
     sims = [name for name in specs if name.endswith("-sim")]
     assert all(specs[name].args[2] == "--endless" for name in sims)
     assert len(sims) == 6
 
 
-def collector_stack(data_dir: Path, said: list[str]) -> tuple[Settings, Stack]:
-    """The embedded broker and the collector, on free ports."""
+def collector_stack(data_dir: Path, said: list[str], demo: bool = False) -> tuple[Settings, Stack]:
+    """The embedded broker and the collector (as the demo runs it, with ``demo``), on free
+    ports."""
     environ = up_env(data_dir)
     settings = load_settings(environ=environ)
-    (spec,) = [spec for spec in layout(settings, demo=False) if spec.name == "collector"]
+    (spec,) = [spec for spec in layout(settings, demo=demo) if spec.name == "collector"]
     stack = Stack(settings, [spec], environ=environ, say=said.append, warn=said.append)
     return settings, stack
 
 
 def test_run_starts_the_parts_watches_them_and_stops_them_all(tmp_path: Path) -> None:
     said: list[str] = []
-    settings, stack = collector_stack(tmp_path, said)
+    settings, stack = collector_stack(tmp_path, said, demo=True)
     stop = threading.Event()
     failed: list[BaseException] = []
 
@@ -74,6 +80,20 @@ def test_run_starts_the_parts_watches_them_and_stops_them_all(tmp_path: Path) ->
         )
         port = settings.collector.port
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        # The part's own setting reached it: the demo's collector believes a visitor's address
+        # sent from loopback (the web simulator's way), so the event has its country.
+        visitor = WebTrafficGenerator(seed=5).batches()
+        agent, events = next(visitor)
+        posted = httpx.post(
+            f"http://127.0.0.1:{port}/v1/events",
+            json=events,
+            headers={"user-agent": agent, "x-forwarded-for": "8.8.8.8"},
+            timeout=10,
+        )
+        assert posted.status_code == 200, posted.text
+        running = stack.settings  # with the embedded broker's address
+        (stored,) = [e for _, e in read_topic(running, running.topics.web_events)]
+        assert stored["country"] == "US"
         # The supervisor's state, for `clickstream status`, while the data folder is locked.
         state = wait_for(lambda: read_state(tmp_path), 10)
         assert [(p.name, p.state) for p in state.parts] == [

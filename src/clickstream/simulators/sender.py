@@ -1,8 +1,9 @@
 """Send simulated web traffic to a collector over HTTP, at a rate, with bounded retries.
 
 :func:`simulate_web` POSTs the requests of a :class:`~clickstream.simulators.web.
-WebTrafficGenerator` to ``{collector_url}/v1/events``; :func:`run_web_simulation` wraps it with a
-progress bar for the CLI.
+WebTrafficGenerator` to ``{collector_url}/v1/events``, each visitor's with its user agent and
+its own public address as ``X-Forwarded-For`` (believed only by a collector that trusts the
+sender as its proxy); :func:`run_web_simulation` wraps it with a progress bar for the CLI.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from clickstream.simulators.web import (
     WebSimulationStats,
     WebTrafficGenerator,
     _check,
+    visitor_address,
 )
 
 
@@ -119,7 +121,11 @@ async def _post(
     if after is not None:
         await asyncio.wait([after])  # bounded: that request has a timeout
     n, body = len(events), msgspec.json.encode(events)
-    headers = {"content-type": "application/json", "user-agent": agent}
+    headers = {
+        "content-type": "application/json",
+        "user-agent": agent,
+        "x-forwarded-for": visitor_address(events[0]["uiud"]),
+    }
     for attempt in range(1, MAX_ATTEMPTS + 1):
         stats.requests += 1
         try:
