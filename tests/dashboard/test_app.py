@@ -95,6 +95,41 @@ def test_history_keeps_the_newest_count_drops_old_windows_and_skips_bad_records(
     assert health.json() == {"status": "ok", "kafka": "up", "topic": "ready"}
 
 
+def test_prometheus_says_how_old_each_panels_newest_data_is(
+    results_settings: Settings, start_dashboard: Start
+) -> None:
+    """clickstream_freshness_seconds{panel}: now minus the newest event time counted, or minus
+    the time of writing for counts that carry no event time (the joins' totals)."""
+    settings = with_results_topic(results_settings, results_settings.topics.results)
+    base = now_s()
+    shop = windows("shop.gender", base, [{"female": 1}, {"female": 2}])
+    shop[0].newest_event_ms, shop[0].written_ms = base - 90_000, base - 1_000
+    shop[1].newest_event_ms, shop[1].written_ms = base - 30_000, base - 1_000
+    totals = windows("joins.event_types", 0, [{"click": 4}])
+    totals[0].written_ms = base - 300_000
+    plain = windows("web.pages", base, [{"/": 1}])  # an older job's counts: no freshness
+    produce_rows(settings, [*shop, *totals, *plain])
+    dashboard = start_dashboard(settings)
+
+    def ages() -> dict[str, float]:
+        found = {}
+        for line in dashboard.get("/metrics").text.splitlines():
+            if line.startswith("clickstream_freshness_seconds{"):
+                panel = line.split('panel="', 1)[1].split('"', 1)[0]
+                found[panel] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    wait_for(lambda: set(ages()) == {"shop.gender", "joins.event_types"})
+    seen = ages()
+    late = (now_s() - base) / 1000 + 1  # the seconds since the rows were stamped, and then some
+    assert 30 <= seen["shop.gender"] <= 30 + late  # the newer of the two event times
+    assert 300 <= seen["joins.event_types"] <= 300 + late
+    stale_after = float(settings.dashboard.stale_after_s)
+    assert (
+        f"clickstream_dashboard_stale_after_seconds {stale_after}" in dashboard.get("/metrics").text
+    )
+
+
 def test_websocket_sends_history_then_updates_and_counts_connections(
     results_settings: Settings, start_dashboard: Start
 ) -> None:

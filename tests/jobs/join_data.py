@@ -139,8 +139,12 @@ def expected(inputs: list[JoinInput]) -> dict[str, Any]:
     unmatched = con.execute(
         "SELECT user_id, count(*) FROM e ANTI JOIN newest USING (user_id) GROUP BY user_id"
     ).fetchall()
+    (newest_ms,) = con.execute(
+        "SELECT epoch_ms(max(ts)) FROM (SELECT ts FROM u UNION ALL SELECT ts FROM e)"
+    ).fetchone() or (None,)
     return {
         "per_user": {r[0]: (r[1], r[2], r[3]) for r in per_user},
         "types": dict(types),
         "unmatched": dict(unmatched),
+        "newest_event_ms": newest_ms,
     }

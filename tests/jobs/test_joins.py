@@ -99,6 +99,10 @@ def test_totals_equal_a_duckdb_query_over_the_input(
     assert shown["per_user"] == want["per_user"]
     assert shown["types"] == want["types"]
     assert shown["unmatched"] == sum(want["unmatched"].values())
+    # Each total says how fresh it is: the newest event (or user) time counted so far.
+    results = [value for _key, value in read_topic(job, job.topics.results)]
+    assert max(r["newest_event_ms"] for r in results) == want["newest_event_ms"]
+    assert all(0 < r["newest_event_ms"] <= want["newest_event_ms"] for r in results)
     dead = [value for _key, value in read_topic(job, job.topics.dead_letter)]
     reasons = sorted(d["reason"] for d in dead)
     assert len(dead) == 9

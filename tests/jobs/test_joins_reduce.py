@@ -51,12 +51,17 @@ def test_events_counted_newest_user_kept_dead_letters_apart() -> None:
     users = [(r["user_id"], r["name"]) for r in out.to_pylist() if r["kind"] == USER]
     dead = [r["dead_value"] for r in out.to_pylist() if r["kind"] == DEAD]
     assert counts == {("u1", "click"): 2, ("u2", "scroll"): 1}
+    newest = {(r["user_id"], r["event"]): r["time"] for r in out.to_pylist() if r["kind"] == COUNT}
+    assert newest == {("u1", "click"): 6, ("u2", "scroll"): 7}  # each count's newest event
     assert users == [("u1", "New")]
     assert dead == ["bad 9"]
     again = reduced(pa.concat_tables([out, out]).to_batches())  # two tasks' output merged
     assert {
         (r["user_id"], r["event"]): r["count"] for r in again.to_pylist() if r["kind"] == COUNT
     } == {k: 2 * n for k, n in counts.items()}
+    assert {
+        (r["user_id"], r["event"]): r["time"] for r in again.to_pylist() if r["kind"] == COUNT
+    } == newest
     assert [(r["user_id"], r["name"]) for r in again.to_pylist() if r["kind"] == USER] == users
     assert len([r for r in again.to_pylist() if r["kind"] == DEAD]) == 2
 

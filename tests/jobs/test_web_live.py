@@ -14,6 +14,8 @@ import pytest
 from clickstream.errors import ConfigError
 from clickstream.jobs import builder
 from clickstream.settings import Settings
+from clickstream.streaming import checkpoint
+from clickstream.streaming.checkpoint import query_location
 from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.jobs.counts_support import (
@@ -67,6 +69,13 @@ def test_web_live_counts(spark: Any, settings: Settings, tmp_path: Path) -> None
     active = {k[1]: v for k, v in got.items() if k[0] == "web.active_sessions"}
     assert sorted(active) == [T0 - 290_000 + 10_000 * i for i in range(30)]
     assert set(active.values()) == {3}
+    # Each says how fresh it is: the newest hit in its window (the custom event, received last).
+    newest = {
+        value["newest_event_ms"]
+        for _, value in read_topic(s, s.topics.results)
+        if value["metric"] == "web.active_sessions"
+    }
+    assert newest == {T0 + 1700}
     assert table_counts(s, "web.") == got
     dead = read_topic(s, s.topics.dead_letter)
     assert [value["sourceTopic"] for _, value in dead] == [s.topics.web_pings]
@@ -227,3 +236,26 @@ def test_with_count_bots_the_panels_count_everyone(
     assert got[("web.pageviews", T0, "Pageview")] == 2
     assert got[("web.pages", T0, "/")] == 2
     assert got[("web.bots", T0, "crawler")] == 1
+
+
+def test_an_active_sessions_checkpoint_without_the_newest_time_goes_on(
+    spark: Any, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint of the version before the newest event time was kept in the active-sessions
+    state (that query's shape is ``newest=False``) runs on, its counts without the time, and
+    its state is not lost: a session of its first run still counts in the second."""
+    from clickstream.jobs import web_live
+
+    s = count_settings(settings, tmp_path)
+    monkeypatch.setattr(web_live, "keeps_newest", lambda query: False)  # the version before
+    send(s, s.topics.web_events, [web_event("Pageview", T0 + 100, "/", "s1", None)])
+    run(spark, s, "web-live")
+    monkeypatch.undo()
+    location = query_location(s, web_live.NAME, web_live.ACTIVE_QUERY)
+    assert not web_live.keeps_newest(checkpoint.store(location))
+    send(s, s.topics.web_events, [web_event("Pageview", T0 + 2000, "/", "s2", None)])
+    run(spark, s, "web-live")
+    active = [v for _, v in read_topic(s, s.topics.results) if v["metric"] == "web.active_sessions"]
+    assert {v["window_start"]: v["count"] for v in active}[T0 - 290_000 + 10_000 * 29] == 2
+    assert all("newest_event_ms" not in v for v in active)
+    assert all(v["written_ms"] > 0 for v in active)

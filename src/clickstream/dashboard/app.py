@@ -13,7 +13,8 @@ Routes:
 * ``GET /api/status``: ``{"connections": n, "last_result_ms": ms | null, "metrics":
   {metric: newest window_end}, ...}``.
 * ``GET /healthz``: 200 while Kafka answers, else 503 with the reason.
-* ``GET /metrics``: Prometheus.
+* ``GET /metrics``: Prometheus: the dashboard's own counters, and
+  ``clickstream_freshness_seconds{panel}`` (how old each panel's newest data is).
 
 No message is larger than ``max_message_bytes`` (256 KiB) unless one row is. With
 ``dashboard.token`` set, everything but ``/healthz`` and ``/static/`` needs the token, and

@@ -104,6 +104,7 @@ class Hub:
         )
         self.metrics.connections.set_function(lambda: len(self.subscribers))
         self.metrics.kafka_up.set_function(lambda: 1 if self.reader.kafka == "up" else 0)
+        self.metrics.watch_freshness(self.windows.freshness, settings.dashboard.stale_after_s)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------

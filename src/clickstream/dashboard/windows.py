@@ -108,6 +108,10 @@ class RecentWindows:
             if start in self._metrics.get(metric, {})
         }
 
+    def freshness(self) -> dict[str, tuple[int | None, int | None]]:
+        """Per metric: (newest event time counted, last written), epoch ms, as far as known."""
+        return dict(self._fresh)
+
     def windows(self, metric: str) -> int:
         """How many windows of ``metric`` are held."""
         return len(self._metrics.get(metric, {}))

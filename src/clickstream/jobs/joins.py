@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from clickstream.errors import ConfigError
 from clickstream.events.joins import MAX_CHARS, PageEvent, User, fields
-from clickstream.events.results import WindowCount, counts_table
+from clickstream.events.results import WindowCount, counts_table, later
 from clickstream.settings import Settings
 from clickstream.sinks import join_store
 from clickstream.sinks.join_tables import AGGREGATES, COUNT, TABLES, USER, BatchChange
@@ -142,7 +142,7 @@ def reduce_records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
     newest = _newest(users)
     ones = "count" in rows.column_names
     counted = events.group_by(["user_id", "event"]).aggregate(
-        [("count", "sum")] if ones else [("user_id", "count")]
+        [("count", "sum") if ones else ("user_id", "count"), ("time", "max")]
     )
     out = [
         _shape(
@@ -151,6 +151,7 @@ def reduce_records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
             user_id=counted["user_id"],
             event=counted["event"],
             count=counted["count_sum" if ones else "user_id_count"],
+            time=counted["time_max"],
         ),
         _shape(USER, newest.num_rows, **{c: newest[c] for c in newest.column_names}),
         _shape(
@@ -182,7 +183,8 @@ def aggregate(batch: DataFrame) -> pa.Table:
         "user_id",
         "event",
         F.when(~users & ~dead, F.col("count")).alias("count"),
-        *(F.when(users, F.col(f"newest.{c}")).alias(c) for c in ("name", "email", "time")),
+        *(F.when(users, F.col(f"newest.{c}")).alias(c) for c in ("name", "email")),
+        F.when(~dead, F.col("newest.time")).alias("time"),  # a count's: its newest event's
         F.when(users, F.col("newest.partition")).alias("partition"),
         F.when(users, F.col("newest.offset")).alias("offset"),
         "dead_key",
@@ -268,6 +270,8 @@ class JoinWriter:
         )
         self._checkpoint_id = ""
         self._batch_id = -1
+        self._newest_event_ms: int | None = None
+        """The newest event or user time this process has counted (the totals' freshness)."""
 
     def checkpoint_id(self) -> str:
         """The query's id, kept in its checkpoint: batch ids count from 0 again in a new one.
@@ -292,6 +296,8 @@ class JoinWriter:
             )
         self._batch_id = batch_id
         aggregates = merged.filter(pc.not_equal(merged["kind"], DEAD)).select(AGGREGATES.names)
+        newest = pc.max(aggregates["time"]).as_py() if aggregates.num_rows else None
+        self._newest_event_ms = later(self._newest_event_ms, newest)
         self.tables.write(aggregates, batch_id)
 
     def send(self, change: BatchChange) -> None:
@@ -308,7 +314,14 @@ class JoinWriter:
             return
         now_ms = int(time.time() * 1000)  # totals: from the start of time until now
         totals = [
-            WindowCount(metric=metric, window_start=0, window_end=now_ms, key=key, count=n)
+            WindowCount(
+                metric=metric,
+                window_start=0,
+                window_end=now_ms,
+                key=key,
+                count=n,
+                newest_event_ms=self._newest_event_ms,
+            )
             for metric, key, n in counts
         ]
         self.results.write(counts_table(totals), self._batch_id)

@@ -9,7 +9,8 @@ visitors' clocks say), in windows of ``jobs.count_window_s``:
 * ``web.pages``: pageviews by page path;
 * ``web.referrers``: pageviews by referrer host (``direct`` when none or internal);
 * ``web.active_sessions``: distinct (visitor, session) pairs with a hit in the last 5 minutes,
-  a sliding window that moves every 10 s (approximate: HyperLogLog, within ~2%);
+  a sliding window that moves every 10 s (approximate: HyperLogLog, within ~2%), each with the
+  window's newest hit as its ``newest_event_ms``;
 * ``web.countries``: pageviews per second by the visitor's country (ISO code, ``unknown``);
 * ``web.bots``: events the collector labelled a bot's, by the kind of reason (``crawler``,
   ``headless browser``, ``datacenter network``, ``no user agent``). The other metrics count
@@ -30,6 +31,8 @@ from clickstream.events.web import TEXT_INTEGERS, TEXT_TIMES, EnrichedWebEvent
 from clickstream.settings import Settings
 from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
+from clickstream.streaming import checkpoint
+from clickstream.streaming.checkpoint import Store
 from clickstream.streaming.counts import (
     Measure,
     Windows,
@@ -45,6 +48,16 @@ if TYPE_CHECKING:
 NAME = "web-live"
 REQUIRED = ["eventType", "uiud", "sessionId", "pageUrl"]
 ACTIVE = Windows(size_s=300, slide_s=10)
+ACTIVE_QUERY = "active-sessions"
+
+
+def keeps_newest(query: Store) -> bool:
+    """Whether the active-sessions query keeps each window's newest event time in its state:
+    yes for a new checkpoint; one written before it was kept (no ``max`` in the state's
+    schema) goes on as it was, its counts without ``newest_event_ms`` (the panel then shows
+    when they were written; delete the checkpoint to have it)."""
+    schema = checkpoint.state_schema(query)
+    return not schema or '"name":"max"' in schema
 
 
 def measures(count_bots: bool = False) -> list[Measure]:
@@ -107,13 +120,21 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         events = events.where(~F.coalesce(F.col("bot"), F.lit(False)))
     events = events.withColumn("ts", F.timestamp_millis("receivedAt"))
     active = Windows(ACTIVE.size_s, ACTIVE.slide_s, windows.watermark_s)
+    location = checkpoint.query_location(settings, NAME, ACTIVE_QUERY)
     return JobSpec(
         NAME,
         [
             counts,
             QuerySpec(
-                "active-sessions",
-                window_distinct(events, "ts", "web.active_sessions", ["uiud", "sessionId"], active),
+                ACTIVE_QUERY,
+                window_distinct(
+                    events,
+                    "ts",
+                    "web.active_sessions",
+                    ["uiud", "sessionId"],
+                    active,
+                    newest=keeps_newest(checkpoint.store(location, spark)),
+                ),
                 ResultsTopic.from_settings(settings),
                 "update",
                 settings.jobs.trigger_s,  # the window moves every 10 s

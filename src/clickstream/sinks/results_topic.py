@@ -12,7 +12,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clickstream.events.results import TABLE, WindowCount, record_key
+from clickstream.events.results import COUNTS, TABLE, WindowCount, record_key
 from clickstream.settings import Settings
 from clickstream.sinks.base import BaseSink, Replay
 from clickstream.sinks.duckdb_table import DuckDBTable
@@ -52,10 +52,8 @@ class ResultsTopic(BaseSink):
         return cls(KafkaTopic.from_settings(settings, settings.topics.results, small=True), None)
 
     def write_frame(self, frame: DataFrame, batch_id: int) -> int:
-        return self.write_table(
-            frame.select("metric", "window_start", "window_end", "key", "count").toArrow(),
-            batch_id,
-        )
+        columns = [c for c in COUNTS.names if c in frame.columns]  # newest_event_ms if known
+        return self.write_table(frame.select(*columns).toArrow(), batch_id)
 
     def write_table(self, rows: pa.Table, batch_id: int) -> int:
         """Writes ``rows`` (:data:`~clickstream.events.results.COUNTS`), each record stamped with

@@ -227,6 +227,20 @@ def state_operator(query: Store) -> str | None:
     return ""
 
 
+def state_schema(query: Store) -> str | None:
+    """The text of the schema Spark wrote for the first stateful operator's state (its key and
+    value fields, JSON among binary framing): ``None`` without state, ``""`` when no schema
+    file is found where Spark 4 writes one."""
+    if not has_state(query):
+        return None
+    raw = query.read(f"{STATE}/0/0/_metadata/schema")
+    if raw is None:  # schema version 3 (a newer state store format): one file per version
+        folder = f"{STATE}/0/_stateSchema/default"
+        names = sorted(query.list(folder))
+        raw = query.read(f"{folder}/{names[-1]}") if names else None
+    return (raw or b"").decode(errors="replace")
+
+
 def clear_unfinished_writes(query: Store) -> list[str]:
     """Delete the temporary files a killed process left in a query's offset and commit logs
     (Spark writes ``.<batch>.<uuid>.tmp`` and renames it): Spark 4.2 refuses to start a query

@@ -380,24 +380,36 @@ def drop_retries(
 
 
 def window_distinct(
-    events: DataFrame, time_col: str, metric: str, of: list[str], windows: Windows
+    events: DataFrame,
+    time_col: str,
+    metric: str,
+    of: list[str],
+    windows: Windows,
+    *,
+    newest: bool = True,
 ) -> DataFrame:
-    """The (approximate, HyperLogLog) number of distinct ``of`` values per window, key ``all``."""
+    """The (approximate, HyperLogLog) number of distinct ``of`` values per window, key ``all``;
+    with ``newest``, each window's newest event time too (``newest_event_ms``: Spark keeps it
+    in the window's state, so a checkpoint written without it needs ``newest=False``)."""
+    aggregates = [F.approx_count_distinct(F.struct(*of)).alias("count")]
+    if newest:
+        aggregates.append(F.max(time_col).alias(NEWEST))
     counted = (
         events.withWatermark(time_col, f"{windows.watermark_s} seconds")
         .groupBy(windows.window(time_col))
-        .agg(F.approx_count_distinct(F.struct(*of)).alias("count"))
+        .agg(*aggregates)
         .withColumn("metric", F.lit(metric))
         .withColumn("key", F.lit("all"))
     )
-    return _shape(counted, F.col("count"))
-
-
-def _shape(counted: DataFrame, count: Column) -> DataFrame:
     return counted.select(
         "metric",
         F.unix_millis("window.start").alias("window_start"),
         F.unix_millis("window.end").alias("window_end"),
         "key",
-        count.cast("long").alias("count"),
+        F.col("count").cast("long").alias("count"),
+        *([F.unix_millis(NEWEST).alias("newest_event_ms")] if newest else []),
     )
+
+
+NEWEST = "newest"
+"""The name of a window's newest event time in :func:`window_distinct`'s state."""
