@@ -316,3 +316,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
 
     items.sort(key=order)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker, before it sends its test ids to the scheduler: each id must end with
+    ``@group``, which is how ``--dist loadgroup`` keeps a group on one worker. pytest-xdist 3.8
+    writes the suffix into ``item._nodeid``, which pytest 9.2's structured node ids no longer
+    read (pytest-dev/pytest-xdist#1386): every group was spread over the workers, each starting
+    its own Cassandra node, cluster and `up`. Set it where pytest reads it, and refuse to run
+    without it."""
+    if not session.config.getvalue("loadgroup"):
+        return  # not an xdist worker distributing by group
+    for item in session.items:
+        marks = sorted(str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args)
+        if not marks:
+            continue
+        suffix = "@" + "_".join(marks)
+        if not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId  # pytest >= 9.2
+
+            item._id = NodeId.parse(item.nodeid + suffix)
+        if not item.nodeid.endswith(suffix):
+            raise pytest.UsageError(
+                f"{item.nodeid}: its xdist group ({suffix[1:]}) is not in its id, so "
+                "--dist loadgroup would spread the group over the workers (pytest-xdist and "
+                "pytest versions that do not fit: see tests/conftest.py)"
+            )
