@@ -139,12 +139,16 @@ def expected(inputs: list[JoinInput]) -> dict[str, Any]:
     unmatched = con.execute(
         "SELECT user_id, count(*) FROM e ANTI JOIN newest USING (user_id) GROUP BY user_id"
     ).fetchall()
-    (newest_ms,) = con.execute(
-        "SELECT epoch_ms(max(ts)) FROM (SELECT ts FROM u UNION ALL SELECT ts FROM e)"
-    ).fetchone() or (None,)
     return {
         "per_user": {r[0]: (r[1], r[2], r[3]) for r in per_user},
         "types": dict(types),
         "unmatched": dict(unmatched),
-        "newest_event_ms": newest_ms,
     }
+
+
+def newest_time_ms(inputs: list[JoinInput]) -> int:
+    """The newest ``event_timestamp`` of the good users and events (epoch ms): how fresh the
+    job's totals must say they are once it counted them all."""
+    stamps = [r["event_timestamp"] for d in inputs for r in (*d.users, *d.events)]
+    newest = max(datetime.datetime.strptime(s, TIME_FORMAT) for s in stamps)
+    return int(newest.replace(tzinfo=datetime.UTC).timestamp() * 1000)
