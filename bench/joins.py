@@ -274,7 +274,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             }
             with contextlib.suppress(ImportError):  # a version without jobs.joins.records
                 out["floor"]["parse"] = floor(spark, settings, "parse")
-        if "reference" not in out:
+        if "reference" not in out and args.reference > 0:  # --reference 0: the jobs alone
             console.print(f"the seed's way on {args.reference:,} messages")
             out["reference"] = reference(settings, args.reference)
     spark.stop()
@@ -325,11 +325,12 @@ def main() -> int:
                          f"{low['records']:,}", f"{low[key]:.1f}",
                          f"{low['records'] / low[key]:,.0f}", "-", "-", "-", "-", "-", "-",
                          "-"))  # fmt: skip
-    ref = results[0][1]["reference"]
-    rows.append((f"seed's way (pandas), {ref['messages']:,}", f"{ref['messages']:,}",
-                 f"{ref['seconds']:.1f}", f"{ref['messages'] / ref['seconds']:,.0f}", "-",
-                 f"{ref['first_us']:.0f}", f"{ref['last_us']:.0f}", "-", "-", "-",
-                 "-"))  # fmt: skip
+    ref = results[0][1].get("reference")
+    if ref is not None:
+        rows.append((f"seed's way (pandas), {ref['messages']:,}", f"{ref['messages']:,}",
+                     f"{ref['seconds']:.1f}", f"{ref['messages'] / ref['seconds']:,.0f}", "-",
+                     f"{ref['first_us']:.0f}", f"{ref['last_us']:.0f}", "-", "-", "-",
+                     "-"))  # fmt: skip
     print_table(heads, rows, markdown=args.markdown, title=title)
     return 0 if ok else 1
 

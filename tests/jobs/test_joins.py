@@ -76,7 +76,7 @@ def topic_totals(settings: Settings) -> dict[str, Any]:
 
 @pytest.fixture
 def joined(spark: Any, settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, Any]]:
-    """The job run over shuffled input in micro-batches of 40 records, each aggregated by Spark
+    """The job run over shuffled input in micro-batches of 40 records, each reduced by its tasks
     on the executors (``jobs.driver_reduce_max`` 0; the other tests reduce their small batches
     on the driver)."""
     job = join_settings(settings, tmp_path, max_offsets_per_trigger=40)

@@ -57,8 +57,19 @@ null, or left out)."""
 
 
 def counts_table(counts: list[WindowCount]) -> pa.Table:
-    """``counts`` as :data:`COUNTS` rows."""
-    return pa.Table.from_pylist([msgspec.structs.asdict(c) for c in counts], schema=COUNTS)
+    """``counts`` as :data:`COUNTS` rows (column by column: a dict per row costs 3 µs, which
+    the joins' tens of thousands of totals per batch feel)."""
+    return pa.table(
+        [
+            [c.metric for c in counts],
+            [c.window_start for c in counts],
+            [c.window_end for c in counts],
+            [c.key for c in counts],
+            [c.count for c in counts],
+            [c.newest_event_ms for c in counts],
+        ],
+        schema=COUNTS,
+    )
 
 
 # The metrics of the built-in jobs, and what their keys are.

@@ -164,35 +164,6 @@ def reduce_records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
     yield from pa.concat_tables(out).to_batches()
 
 
-def aggregate(batch: DataFrame) -> pa.Table:
-    """What :func:`reduce_records` makes of a batch, by Spark's own aggregation on the
-    executors (no record crosses into Python): one group per (side, user, event) of the good
-    records, counted, with the newest version of a user's details; a dead letter is a group of
-    its own (its value names its record's offset)."""
-    newest = F.max_by(
-        F.struct("name", "email", "time", "partition", "offset"),
-        F.struct("time", "partition", "offset"),
-    )
-    grouped = batch.groupBy("side", "user_id", "event", "dead_key", "dead_value").agg(
-        F.count(F.lit(1)).alias("count"), newest.alias("newest")
-    )
-    dead = F.col("dead_value").isNotNull()
-    users = (F.col("side") == USER_SIDE) & ~dead
-    rows = grouped.select(
-        F.when(dead, F.lit(DEAD)).otherwise(F.col("side")).cast("int").alias("kind"),
-        "user_id",
-        "event",
-        F.when(~users & ~dead, F.col("count")).alias("count"),
-        *(F.when(users, F.col(f"newest.{c}")).alias(c) for c in ("name", "email")),
-        F.when(~dead, F.col("newest.time")).alias("time"),  # a count's: its newest event's
-        F.when(users, F.col("newest.partition")).alias("partition"),
-        F.when(users, F.col("newest.offset")).alias("offset"),
-        "dead_key",
-        "dead_value",
-    )
-    return rows.toArrow().cast(REDUCED)
-
-
 def _newest(users: pa.Table) -> pa.Table:
     """The newest record of each user: latest ``time``, then partition and offset."""
     order = [("user_id", "ascending"), ("time", "descending")]
@@ -255,10 +226,11 @@ def user_key(user_id: str, name: str | None, email: str | None) -> str:
 
 
 class JoinWriter:
-    """One micro-batch: reduced on the executors (or on the driver when small), the tasks'
-    aggregates merged, dead letters to their topic first (a crash before the warehouse write
-    replays them), then the aggregates into the join tables (once per batch), whose changes go
-    to the result topic as new totals."""
+    """One micro-batch: reduced by each task on the executors (:func:`reduce_records` in
+    ``mapInArrow``, no shuffle; on the driver when small), the tasks' aggregates merged, dead
+    letters to their topic first (a crash before the warehouse write replays them), then the
+    aggregates into the join tables (once per batch), whose changes go to the result topic as
+    new totals."""
 
     def __init__(self, settings: Settings, query: Store) -> None:
         self.query = query
@@ -282,10 +254,7 @@ class JoinWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         size = checkpoint.batch_records(self.query, batch_id)
-        if self.driver_max > 0 and size is not None and size <= self.driver_max:
-            parts = reduce_batch(batch, reduce_records, REDUCED, self.driver_max, size)
-        else:
-            parts = aggregate(batch)
+        parts = reduce_batch(batch, reduce_records, REDUCED, self.driver_max, size)
         merged = pa.Table.from_batches(list(reduce_records(iter(parts.to_batches()))), REDUCED)
         if not merged.num_rows:
             return
