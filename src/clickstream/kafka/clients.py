@@ -63,11 +63,13 @@ class EventProducer:
         """
         # librdkafka's "unassigned" partition: the partitioner picks one from the key.
         target = -1 if partition is None else partition
+        report: DeliveryCallback = self._report  # no closure per record when nobody listens
+        if on_delivery is not None:
+            listener = on_delivery
 
-        def report(err: KafkaError | None, msg: Message) -> None:
-            self._report(err, msg)
-            if on_delivery is not None:
-                on_delivery(err, msg)
+            def report(err: KafkaError | None, msg: Message) -> None:
+                self._report(err, msg)
+                listener(err, msg)
 
         while True:
             try:
