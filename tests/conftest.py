@@ -326,8 +326,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     read (pytest-dev/pytest-xdist#1386): every group was spread over the workers, each starting
     its own Cassandra node, cluster and `up`. Set it where pytest reads it, and refuse to run
     without it."""
-    if not session.config.getvalue("loadgroup"):
-        return  # not an xdist worker distributing by group
+    if not getattr(session.config.option, "loadgroup", False):
+        return  # not an xdist worker distributing by group (-n 0, or another --dist)
     for item in session.items:
         marks = sorted(str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args)
         if not marks:
