@@ -16,6 +16,7 @@ from clickstream.jobs import builder
 from clickstream.settings import Settings
 from clickstream.streaming import checkpoint
 from clickstream.streaming.checkpoint import query_location
+from clickstream.streaming.distinct import keeps_newest
 from clickstream.streaming.runner import start_job
 from tests.conftest import read_topic
 from tests.jobs.counts_support import (
@@ -252,7 +253,7 @@ def test_an_active_sessions_checkpoint_without_the_newest_time_goes_on(
     run(spark, s, "web-live")
     monkeypatch.undo()
     location = query_location(s, web_live.NAME, web_live.ACTIVE_QUERY)
-    assert not web_live.keeps_newest(checkpoint.store(location))
+    assert not keeps_newest(checkpoint.store(location))
     send(s, s.topics.web_events, [web_event("Pageview", T0 + 2000, "/", "s2", None)])
     run(spark, s, "web-live")
     active = [v for _, v in read_topic(s, s.topics.results) if v["metric"] == "web.active_sessions"]

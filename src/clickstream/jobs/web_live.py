@@ -32,13 +32,12 @@ from clickstream.settings import Settings
 from clickstream.sinks.results_topic import ResultsTopic
 from clickstream.spark.io import read_kafka
 from clickstream.streaming import checkpoint
-from clickstream.streaming.checkpoint import Store
 from clickstream.streaming.counts import (
     Measure,
     Windows,
     live_counts,
-    window_distinct,
 )
+from clickstream.streaming.distinct import keeps_newest, window_distinct
 from clickstream.streaming.parse import good, parse_json, time_checks, written_as_text
 from clickstream.streaming.spec import JobSpec, QuerySpec
 
@@ -49,15 +48,6 @@ NAME = "web-live"
 REQUIRED = ["eventType", "uiud", "sessionId", "pageUrl"]
 ACTIVE = Windows(size_s=300, slide_s=10)
 ACTIVE_QUERY = "active-sessions"
-
-
-def keeps_newest(query: Store) -> bool:
-    """Whether the active-sessions query keeps each window's newest event time in its state:
-    yes for a new checkpoint; one written before it was kept (no ``max`` in the state's
-    schema) goes on as it was, its counts without ``newest_event_ms`` (the panel then shows
-    when they were written; delete the checkpoint to have it)."""
-    schema = checkpoint.state_schema(query)
-    return not schema or '"name":"max"' in schema
 
 
 def measures(count_bots: bool = False) -> list[Measure]:

@@ -24,7 +24,8 @@ The newest record of a ``(metric, window_start, key)`` is the count; the warehou
 upserted on that key, and a replayed batch rewrites the same counts (see
 :mod:`clickstream.events.results`).
 
-:func:`window_distinct` (distinct visitors, not a sum) stays a Spark stateful aggregation.
+:func:`~clickstream.streaming.distinct.window_distinct` (distinct visitors, not a sum) stays a
+Spark stateful aggregation.
 """
 
 from __future__ import annotations
@@ -377,39 +378,3 @@ def drop_retries(
         .dropDuplicatesWithinWatermark(["_dedup"])
         .drop("_dedup", "_seen")
     )
-
-
-def window_distinct(
-    events: DataFrame,
-    time_col: str,
-    metric: str,
-    of: list[str],
-    windows: Windows,
-    *,
-    newest: bool = True,
-) -> DataFrame:
-    """The (approximate, HyperLogLog) number of distinct ``of`` values per window, key ``all``;
-    with ``newest``, each window's newest event time too (``newest_event_ms``: Spark keeps it
-    in the window's state, so a checkpoint written without it needs ``newest=False``)."""
-    aggregates = [F.approx_count_distinct(F.struct(*of)).alias("count")]
-    if newest:
-        aggregates.append(F.max(time_col).alias(NEWEST))
-    counted = (
-        events.withWatermark(time_col, f"{windows.watermark_s} seconds")
-        .groupBy(windows.window(time_col))
-        .agg(*aggregates)
-        .withColumn("metric", F.lit(metric))
-        .withColumn("key", F.lit("all"))
-    )
-    return counted.select(
-        "metric",
-        F.unix_millis("window.start").alias("window_start"),
-        F.unix_millis("window.end").alias("window_end"),
-        "key",
-        F.col("count").cast("long").alias("count"),
-        *([F.unix_millis(NEWEST).alias("newest_event_ms")] if newest else []),
-    )
-
-
-NEWEST = "newest"
-"""The name of a window's newest event time in :func:`window_distinct`'s state."""
