@@ -186,8 +186,10 @@ def test_waits_for_the_results_topic_then_reads_it(
 ) -> None:
     topic = new_topic(create=False)
     dashboard = start_dashboard(with_results_topic(settings, topic))
-    health = wait_for(lambda: (r := dashboard.get("/healthz")).json()["topic"] == "waiting" and r)
-    assert health.status_code == 200  # Kafka answers; the jobs create the topic later
+    # Kafka answers (the reader may still be connecting at first); the jobs create the topic later.
+    health = wait_for(lambda: (r := dashboard.get("/healthz")).json()["kafka"] == "up" and r)
+    assert health.status_code == 200
+    assert health.json()["topic"] == "waiting"
     assert dashboard.get("/api/status").json()["topic_ready"] is False
 
     ensure_topics(settings, [topic], partitions=2)
