@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from clickstream.kafka.clients import make_consumer, make_producer
 from clickstream.kafka.config import client_config, consumer_config, producer_config
 from clickstream.kafka.offsets import partitions_of, watermarks
 from clickstream.settings import Settings, load_settings
+from tests.conftest import read_topic
 
 
 def test_ensure_topics_is_idempotent(settings: Settings, new_topic: Callable[..., str]) -> None:
@@ -73,6 +75,24 @@ def test_producer_reports_deliveries(settings: Settings, new_topic: Callable[...
         assert got == [f"v{i}".encode() for i in range(50)]
     finally:
         consumer.close()
+
+
+def test_produce_many_keeps_order_and_waits_for_room_in_a_small_queue(
+    settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    """Thousands of records per call into librdkafka, through a queue of 300: each waits for
+    room, none is lost, and one key's records stay in order."""
+    topic = new_topic(partitions=2)
+    producer = make_producer(settings, **{"queue.buffering.max.messages": 300})
+    records = [(f"k{i % 7}", json.dumps({"i": i})) for i in range(2_500)]
+    producer.produce_many(topic, records)  # type: ignore[arg-type]
+    stats = producer.flush()
+    assert (stats.delivered, stats.failed) == (2_500, 0)
+    got = read_topic(settings, topic)
+    assert len(got) == 2_500
+    for k in range(7):
+        mine = [value["i"] for key, value in got if key == f"k{k}".encode()]
+        assert mine == [i for i in range(2_500) if i % 7 == k]
 
 
 def test_unreachable_cluster_is_a_transient_error() -> None:
