@@ -1,6 +1,6 @@
 """Benchmark: the joins job (seed 003) on N users + events, and the seed's way on 5,000 messages.
 
-    .venv/bin/python bench/joins.py [--sizes 50000,500000] [--reference 5000]
+    .venv/bin/python bench/joins.py [--sizes 50000,500000] [--reference 5000] [--rounds 2]
         [--master local[2]] [--batch N] [--compare LABEL=DIR]... [--markdown] [--smoke]
 
 For each size N, produces N records to fresh topics of this checkout's own embedded broker:
@@ -13,9 +13,15 @@ job's micro-batches (its one query), first third of the run against the last thi
 cost must stay flat as history grows (``--batch 50000`` gives ten batches on 500,000; the job's
 own batch size, 500,000 a topic, reads 500,000 records in one), and where the time goes by
 Spark's progress reports: in the batch function (``addBatch``: reading, parsing, reducing and
-writing) and in the engine around it (offsets, commit log, planning).
+writing) and in the engine around it (offsets, commit log, planning); then, in a second
+table, the batch function's own split (the job's ``JoinWriter.spent``): Spark reading, parsing
+and the tasks' reduction, collected (``reduce``), the driver's merge, the dead-letter topic,
+the warehouse transaction and the result topic.
 
-On the largest size, two floors: Spark alone reading both topics from the start and handing
+On the largest size, the job runs ``--rounds`` times (2), each from the start with its own
+checkpoints and warehouse and followed by the floors: the first round runs colder (Spark's JIT
+has not yet seen a batch that large), so read the later rounds, where job and floors are both
+warm. The floors: Spark alone reading both topics from the start and handing
 them to Python (the values; then the records checked against their schemas as the job checks
 them, three columns), with no join and no writing. No job on this input, however it joins, is
 faster than they are.
@@ -53,7 +59,7 @@ from clickstream.settings import Settings, load_settings
 from common import Record, console, options, print_table, produce
 from sides import add_compare_option, child_args, print_result, run_child, side_broker, sides
 
-SMOKE = {"sizes": "3000", "reference": 200}
+SMOKE = {"sizes": "3000", "reference": 200, "rounds": 1}
 T0 = int(time.time()) // 3600 * 3600 - 86_400  # a day ago (event times ahead of Kafka's clock
 # by more than jobs.max_future_s are dead-lettered), seconds
 
@@ -128,7 +134,9 @@ def run_job(spark: Any, settings: Settings) -> dict[str, Any]:
         )
         (typed,) = con.execute("SELECT sum(count) FROM event_type_counts").fetchone() or (0,)
     third = max(1, len(costs) // 3)
+    writer = job.spec.queries[0].write_batch if hasattr(job, "spec") else None
     return {
+        "phases": dict(getattr(writer, "spent", {})),  # a version that times its phases
         "seconds": elapsed,
         "matched": int(matched or 0),
         "typed": int(typed or 0),
@@ -151,6 +159,8 @@ def floor(spark: Any, settings: Settings, what: str) -> float:
     from clickstream.events.joins import PageEvent, User
     from clickstream.jobs.joins import parse
     from clickstream.spark.io import read_kafka
+
+    started = time.perf_counter()  # from building the query, as the job is timed
 
     def topic(name: str, kind: type[User] | type[PageEvent]) -> DataFrame:
         raw = read_kafka(
@@ -176,7 +186,6 @@ def floor(spark: Any, settings: Settings, what: str) -> float:
         frame = users.union(events)
         write = lambda batch, _: batch.toArrow()  # noqa: E731
     where = settings.data_dir / f"floor-{what}"
-    started = time.perf_counter()
     query = (
         frame.writeStream.foreachBatch(write)
         .option("checkpointLocation", str(where))
@@ -261,24 +270,41 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         counts: list[int] = []
         produce(settings, users_and_events(settings, n, counts), total=n)
         users, events = counts
-        console.print(f"running the joins job on {n:,}")
-        result = run_job(spark, settings)
-        result |= {"records": n, "users": users, "events": events}
-        out["sizes"].append(result)
-        if n == max(sizes):
+        rounds = args.rounds if n == max(sizes) else 1
+        for round_ in range(1, rounds + 1):
+            # Each round from the start again (its own checkpoints and warehouse), the floors
+            # right after the job: the first round runs colder (Spark's JIT has not seen the
+            # largest batch yet), so later rounds compare the two warm.
+            here = settings.model_copy(update={"data_dir": scratch / tag / f"round-{round_}"})
+            console.print(f"running the joins job on {n:,}" + (f", round {round_}" * (rounds > 1)))
+            result = run_job(spark, here)
+            result |= {"records": n, "users": users, "events": events, "round": round_}
+            out["sizes"].append(result)
+            if n != max(sizes):
+                continue
             console.print(f"Spark alone on the same {n:,}: reading, then reading and checking")
-            out["floor"] = {
+            low = {
                 "records": n,
-                "read": floor(spark, settings, "read"),
-                "check": floor(spark, settings, "check"),
+                "round": round_,
+                "read": floor(spark, here, "read"),
+                "check": floor(spark, here, "check"),
             }
             with contextlib.suppress(ImportError):  # a version without jobs.joins.records
-                out["floor"]["parse"] = floor(spark, settings, "parse")
+                low["parse"] = floor(spark, here, "parse")
+            out.setdefault("floors", []).append(low)
         if "reference" not in out and args.reference > 0:  # --reference 0: the jobs alone
             console.print(f"the seed's way on {args.reference:,} messages")
             out["reference"] = reference(settings, args.reference)
     spark.stop()
     return out
+
+
+def _round(row: dict[str, Any], floors: dict[int, Any]) -> str:
+    return (
+        f", round {row['round']}"
+        if len(floors) > 1 and row["records"] in (f["records"] for f in floors.values())
+        else ""
+    )
 
 
 def main() -> int:
@@ -288,6 +314,12 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument(
         "--batch", type=int, help="max offsets per trigger (default: joins.max_offsets_per_trigger)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="runs of the job and the floors on the largest size, each from the start",
     )
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--bootstrap", help="measure on this broker (internal)")
@@ -307,24 +339,34 @@ def main() -> int:
     rows = []
     ok = True
     for label, result in results:
-        low = result["floor"]
-        check_rate = low["records"] / low["check"]
+        floors = {low["round"]: low for low in result["floors"]}
         for r in result["sizes"]:
             ok = ok and r["matched"] == r["events"] == r["typed"]
             rate = r["records"] / r["seconds"]
-            share = f"{rate / check_rate:.2f}" if r["records"] == low["records"] else "-"
-            rows.append((f"{label}: joins job, {r['records']:,}",
+            low = (
+                floors.get(r["round"])
+                if r["records"] == max(f["records"] for f in floors.values())
+                else None
+            )
+            share = f"{rate * low['check'] / low['records']:.2f}" if low else "-"
+            rows.append((f"{label}: joins job, {r['records']:,}{_round(r, floors)}",
                          f"{r['users']:,} + {r['events']:,}", f"{r['seconds']:.1f}",
                          f"{rate:,.0f}", share, f"{r['first_us']:.1f}", f"{r['last_us']:.1f}",
                          f"{r['batch_s']:.1f}", f"{r['engine_s']:.1f}",
                          f"{r['matched']:,}", f"{r['typed']:,}"))  # fmt: skip
-        floors = (("read", "read"), ("read + schema check", "check"),
-                  ("read + parse the job's columns (noop sink)", "parse"))  # fmt: skip
-        for what, key in ((w, k) for w, k in floors if k in low):
-            rows.append((f"{label}: Spark alone, {what}, {low['records']:,}",
+        kinds = (("read", "read"), ("read + schema check", "check"),
+                 ("read + parse the job's columns (noop sink)", "parse"))  # fmt: skip
+        for low, (what, key) in ((f, k) for f in floors.values() for k in kinds if k[1] in f):
+            rows.append((f"{label}: Spark alone, {what}, {low['records']:,}{_round(low, floors)}",
                          f"{low['records']:,}", f"{low[key]:.1f}",
                          f"{low['records'] / low[key]:,.0f}", "-", "-", "-", "-", "-", "-",
                          "-"))  # fmt: skip
+    phases = [
+        (label, r, _round(r, {f["round"]: f for f in result["floors"]}))
+        for label, result in results
+        for r in result["sizes"]
+        if r["phases"]
+    ]
     ref = results[0][1].get("reference")
     if ref is not None:
         rows.append((f"seed's way (pandas), {ref['messages']:,}", f"{ref['messages']:,}",
@@ -332,6 +374,22 @@ def main() -> int:
                      f"{ref['first_us']:.0f}", f"{ref['last_us']:.0f}", "-", "-", "-",
                      "-"))  # fmt: skip
     print_table(heads, rows, markdown=args.markdown, title=title)
+    if phases:  # where the time inside the batch function (Spark's addBatch) goes
+        names = list(phases[0][1]["phases"])
+        print_table(
+            ("run", "in batch s", *(f"{n} s" for n in names)),
+            [
+                (
+                    f"{label}: joins job, {r['records']:,}{round_}",
+                    f"{r['batch_s']:.2f}",
+                    *(f"{r['phases'].get(n, 0.0):.2f}" for n in names),
+                )
+                for label, r, round_ in phases
+            ],
+            markdown=args.markdown,
+            title="inside the batch function: Spark's reading, parsing and the tasks' reduction "
+            "(reduce), then the driver",
+        )
     return 0 if ok else 1
 
 

@@ -23,8 +23,10 @@ Nothing is late: an event counts for its user whenever either arrives, a year ap
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -33,7 +35,7 @@ from pyspark.sql import functions as F
 
 from clickstream.errors import ConfigError
 from clickstream.events.joins import MAX_CHARS, PageEvent, User, fields
-from clickstream.events.results import WindowCount, counts_table, later
+from clickstream.events.results import COUNTS, WindowCount, counts_table, later
 from clickstream.settings import Settings
 from clickstream.sinks import join_store
 from clickstream.sinks.join_tables import AGGREGATES, COUNT, TABLES, USER, BatchChange
@@ -61,6 +63,12 @@ EVENT_SIDE, USER_SIDE = 0, 1
 DEAD = 2
 """A reduced row's ``kind`` besides the warehouse's ``COUNT`` and ``USER``: a dead letter."""
 assert (COUNT, USER) == (EVENT_SIDE, USER_SIDE)  # reduce_records merges its own rows too
+PHASES = ("reduce", "merge", "dead letters", "warehouse", "results")
+"""Where a batch's time goes: Spark reading, parsing and the tasks' reduction, collected
+(``reduce``); the driver's merge of the tasks' rows; the dead-letter topic; the warehouse
+transaction; the new totals to the result topic, sent while the warehouse commits (only the
+wait after the commit is counted here)."""
+log = logging.getLogger(__name__)
 REDUCED = pa.schema([*AGGREGATES, ("dead_key", pa.string()), ("dead_value", pa.string())])
 
 
@@ -244,6 +252,11 @@ class JoinWriter:
         self._batch_id = -1
         self._newest_event_ms: int | None = None
         """The newest event or user time this process has counted (the totals' freshness)."""
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="joins-results")
+        self._sending: Future[None] | None = None
+        self.spent: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        """Seconds in each phase of the batches so far (:data:`PHASES`): where a batch's time
+        goes inside Spark's ``addBatch`` (``bench/joins.py`` prints it)."""
 
     def checkpoint_id(self) -> str:
         """The query's id, kept in its checkpoint: batch ids count from 0 again in a new one.
@@ -253,12 +266,18 @@ class JoinWriter:
         return self._checkpoint_id
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        before = dict(self.spent)
         size = checkpoint.batch_records(self.query, batch_id)
         parts = reduce_batch(batch, reduce_records, REDUCED, self.driver_max, size)
+        reduced = time.perf_counter()
         merged = pa.Table.from_batches(list(reduce_records(iter(parts.to_batches()))), REDUCED)
+        self.spent["reduce"] += reduced - started
         if not merged.num_rows:
             return
         letters = merged.filter(pc.equal(merged["kind"], DEAD))
+        merged_at = time.perf_counter()
+        self.spent["merge"] += merged_at - reduced
         if letters.num_rows:
             self.dead.write(
                 pa.table({"key": letters["dead_key"], "value": letters["dead_value"]}), batch_id
@@ -267,30 +286,71 @@ class JoinWriter:
         aggregates = merged.filter(pc.not_equal(merged["kind"], DEAD)).select(AGGREGATES.names)
         newest = pc.max(aggregates["time"]).as_py() if aggregates.num_rows else None
         self._newest_event_ms = later(self._newest_event_ms, newest)
-        self.tables.write(aggregates, batch_id)
+        written = time.perf_counter()
+        self.spent["dead letters"] += written - merged_at
+        try:
+            self.tables.write(aggregates, batch_id)
+        finally:
+            stored = time.perf_counter()
+            self.spent["warehouse"] += stored - written
+            sending, self._sending = self._sending, None
+            if sending is not None:
+                sending.result()  # raises what the result topic raised
+                self.spent["results"] += time.perf_counter() - stored
+        log.debug(
+            "joins batch %d: %d records reduced to %d rows; %s",
+            batch_id,
+            size or -1,
+            merged.num_rows,
+            ", ".join(f"{phase} {self.spent[phase] - before[phase]:.2f} s" for phase in PHASES),
+        )
 
     def send(self, change: BatchChange) -> None:
+        """The new totals to the result topic, in a thread of their own while the warehouse
+        commits (the batch waits for both)."""
+        self._sending = self._sender.submit(self._send, change)
+
+    def _send(self, change: BatchChange) -> None:
         counts: list[tuple[str, str, int]] = []
         for old, new, total in change.renamed:
             counts.append((USER_EVENTS, user_key(*old), 0))
             counts.append((USER_EVENTS, user_key(*new), total))
-        for user, total in change.user_totals:
-            counts.append((USER_EVENTS, user_key(*user), total))
         counts.extend((EVENT_TYPES, event, n) for event, n in change.event_types.items())
         if change.unmatched is not None:
             counts.append((UNMATCHED, "all", change.unmatched))
-        if not counts:
+        users = change.user_totals
+        if not counts and not users.num_rows:
             return
         now_ms = int(time.time() * 1000)  # totals: from the start of time until now
-        totals = [
-            WindowCount(
-                metric=metric,
-                window_start=0,
-                window_end=now_ms,
-                key=key,
-                count=n,
-                newest_event_ms=self._newest_event_ms,
-            )
-            for metric, key, n in counts
-        ]
-        self.results.write(counts_table(totals), self._batch_id)
+        newest = self._newest_event_ms
+        few = counts_table(
+            [
+                WindowCount(
+                    metric=metric,
+                    window_start=0,
+                    window_end=now_ms,
+                    key=key,
+                    count=n,
+                    newest_event_ms=newest,
+                )
+                for metric, key, n in counts
+            ]
+        )
+        n = users.num_rows  # tens of thousands in a large batch: column by column
+        many = pa.table(
+            [
+                pa.repeat(pa.scalar(USER_EVENTS), n),
+                pa.repeat(pa.scalar(0, pa.int64()), n),
+                pa.repeat(pa.scalar(now_ms, pa.int64()), n),
+                pc.binary_join_element_wise(
+                    users["user_id"],
+                    pc.fill_null(users["name"], ""),
+                    pc.fill_null(users["email"], ""),
+                    "\t",
+                ),
+                users["event_count"],
+                pa.repeat(pa.scalar(newest, pa.int64()), n),
+            ],
+            schema=COUNTS,
+        )
+        self.results.write(pa.concat_tables([few, many]), self._batch_id)

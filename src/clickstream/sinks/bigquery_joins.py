@@ -24,7 +24,7 @@ from clickstream.errors import TransientError
 from clickstream.settings import Settings
 from clickstream.sinks.base import BaseSink, Replay
 from clickstream.sinks.bigquery import client_for
-from clickstream.sinks.join_tables import COUNT, USER, BatchChange
+from clickstream.sinks.join_tables import COUNT, USER, BatchChange, user_totals_table
 
 COLUMNS = {
     "join_users": (
@@ -168,7 +168,7 @@ COMMIT TRANSACTION;
                 ids("ids", touched),
             )
         }
-        change.user_totals = list(now.values())
+        change.user_totals = user_totals_table(list(now.values()))
         change.renamed = [
             ((uid, *old), *now[uid])
             for uid, old in before.items()

@@ -9,6 +9,10 @@ id) in it, so a batch Spark runs again after a crash adds nothing.
   type, upserted with addition. Nothing is ever late: an event counts whenever it comes.
 * ``join_users(user_id, name, email, event_timestamp, ...)``: each user's newest details (by
   ``event_timestamp``; a tie goes to the later record of the user's partition).
+
+Both are upserted by ``MERGE`` (a hash join with the batch, whose aggregates hold one row per
+key) and keep no key index: DuckDB updated one on each insert and wrote it at each commit,
+two thirds of a large batch's transaction.
 * ``join_totals(name, value)``: the number of events whose user has not arrived, kept so the
   dashboard's figure needs no full scan.
 * the views ``user_event_counts(user_id, name, email, event_count)`` (known users only, as the
@@ -60,10 +64,9 @@ OLD_TABLES = ("join_user_totals", "join_matched_keys", "unmatched_events", "even
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS join_users (
-    user_id VARCHAR PRIMARY KEY, name VARCHAR, email VARCHAR, event_timestamp TIMESTAMPTZ,
+    user_id VARCHAR, name VARCHAR, email VARCHAR, event_timestamp TIMESTAMPTZ,
     source_partition INTEGER, source_offset BIGINT);
-CREATE TABLE IF NOT EXISTS join_event_counts (
-    user_id VARCHAR, event VARCHAR, count BIGINT, PRIMARY KEY (user_id, event));
+CREATE TABLE IF NOT EXISTS join_event_counts (user_id VARCHAR, event VARCHAR, count BIGINT);
 CREATE TABLE IF NOT EXISTS join_totals (name VARCHAR PRIMARY KEY, value BIGINT);
 CREATE TABLE IF NOT EXISTS join_batches (
     query VARCHAR, checkpoint_id VARCHAR, batch_id BIGINT,
@@ -82,6 +85,29 @@ CREATE OR REPLACE VIEW unmatched_event_counts AS
 
 User = tuple[str, str | None, str | None]
 """(user_id, name, email)."""
+USER_TOTALS = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("name", pa.string()),
+        ("email", pa.string()),
+        ("event_count", pa.int64()),
+    ]
+)
+"""A known user's newest details and events (the rows of ``user_event_counts``)."""
+
+
+def user_totals_table(rows: list[tuple[User, int]]) -> pa.Table:
+    """``(user, events)`` pairs as :data:`USER_TOTALS` rows."""
+    users = [user for user, _ in rows]
+    return pa.table(
+        [
+            [u[0] for u in users],
+            [u[1] for u in users],
+            [u[2] for u in users],
+            [n for _, n in rows],
+        ],
+        schema=USER_TOTALS,
+    )
 
 
 @dataclass
@@ -90,8 +116,9 @@ class BatchChange:
 
     renamed: list[tuple[User, User, int]] = field(default_factory=list)
     """(before, now, events) of each user with events whose name or email changed."""
-    user_totals: list[tuple[User, int]] = field(default_factory=list)
-    """(user, events) of each known user the batch touched, with the newest details."""
+    user_totals: pa.Table = field(default_factory=USER_TOTALS.empty_table)
+    """Each known user the batch touched, with the newest details (:data:`USER_TOTALS`): tens
+    of thousands in a large batch, so kept as Arrow columns to the result topic."""
     event_types: dict[str, int] = field(default_factory=dict)
     """The new totals of the event types the batch counted."""
     unmatched: int | None = None
@@ -100,9 +127,9 @@ class BatchChange:
 
 class JoinTables(BaseSink):
     """The joins' aggregates (:data:`AGGREGATES`) added to the tables, one transaction per
-    batch; what a batch changed goes to ``on_change`` (the job sends the new totals to the
-    result topic). Rows on the driver only: the job reduces its micro-batch on the
-    executors first."""
+    batch; what a batch changed goes to ``on_change`` before the commit (the job sends the new
+    totals to the result topic meanwhile). Rows on the driver only: the job reduces its
+    micro-batch on the executors first."""
 
     replay = Replay.REPLACES
     name = "duckdb:joins"
@@ -143,15 +170,14 @@ class JoinTables(BaseSink):
                 "source_offset": users["offset"],
             }
         )
-        change = self._add_batch(batch_id, counts=counts, users=users)
-        if change is not None:  # None: added before a restart
-            self.on_change(change)
+        self._add_batch(batch_id, counts=counts, users=users)
         return int(rows.num_rows)
 
-    def _add_batch(self, batch_id: int, *, counts: pa.Table, users: pa.Table) -> BatchChange | None:
-        """Add one micro-batch, once per (query, checkpoint, batch); None if it was added
-        before. ``counts``: ``user_id, event, count``; ``users``: the columns of ``join_users``
-        (one row per user)."""
+    def _add_batch(self, batch_id: int, *, counts: pa.Table, users: pa.Table) -> None:
+        """Add one micro-batch, once per (query, checkpoint, batch), and hand what it changed
+        to ``on_change`` just before the commit, which it may overlap (a batch whose commit
+        fails is run again, and changes the same). ``counts``: ``user_id, event, count``;
+        ``users``: the columns of ``join_users`` (one row per user)."""
         checkpoint_id = self.checkpoint_id()
         with writing(self.path, self.lock_timeout_s) as con:
             if not self._ready:
@@ -164,16 +190,15 @@ class JoinTables(BaseSink):
                     "WHERE query = ? AND checkpoint_id = ? AND batch_id = ?",
                     key,
                 ).fetchone()
-                if seen:
+                if seen:  # added before a restart: nothing changes
                     con.execute("ROLLBACK")
-                    return None
+                    return
                 con.execute("INSERT INTO join_batches VALUES (?, ?, ?)", key)
-                change = _add(con, counts, users)
+                self.on_change(_add(con, counts, users))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            return change
 
     def _create(self, con: Any) -> None:
         old = {
@@ -202,13 +227,7 @@ def _add(con: Any, counts: pa.Table, users: pa.Table) -> BatchChange:
     con.register("counts_in", counts)
     con.register("users_in", users)
     try:
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE touched AS
-            SELECT DISTINCT user_id FROM counts_in UNION SELECT user_id FROM users_in
-            """
-        )
-        before = _unmatched(con)
+        unmatched = _unmatched_change(con)
         renamed = con.execute(
             """
             SELECT o.user_id, o.name, o.email FROM users_in n JOIN join_users o USING (user_id)
@@ -219,37 +238,44 @@ def _add(con: Any, counts: pa.Table, users: pa.Table) -> BatchChange:
         ).fetchall()
         con.execute(
             """
-            INSERT INTO join_users SELECT * FROM users_in
-            ON CONFLICT (user_id) DO UPDATE SET
-                name = excluded.name, email = excluded.email,
-                event_timestamp = excluded.event_timestamp,
-                source_partition = excluded.source_partition,
-                source_offset = excluded.source_offset
-            WHERE (excluded.event_timestamp, excluded.source_partition, excluded.source_offset)
-                  > (join_users.event_timestamp, join_users.source_partition,
-                     join_users.source_offset)
+            MERGE INTO join_users t USING users_in s ON t.user_id = s.user_id
+            WHEN MATCHED AND (s.event_timestamp, s.source_partition, s.source_offset)
+                  > (t.event_timestamp, t.source_partition, t.source_offset)
+                THEN UPDATE SET name = s.name, email = s.email,
+                    event_timestamp = s.event_timestamp,
+                    source_partition = s.source_partition, source_offset = s.source_offset
+            WHEN NOT MATCHED THEN INSERT VALUES (s.user_id, s.name, s.email,
+                s.event_timestamp, s.source_partition, s.source_offset)
             """
         )
-        con.execute(
+        con.execute(  # a hash join: no key index to keep (a third of the time, commit too)
             """
-            INSERT INTO join_event_counts SELECT user_id, event, count FROM counts_in
-            ON CONFLICT (user_id, event) DO UPDATE SET count = join_event_counts.count
-                + excluded.count
+            MERGE INTO join_event_counts t USING counts_in s
+                ON t.user_id = s.user_id AND t.event = s.event
+            WHEN MATCHED THEN UPDATE SET count = t.count + s.count
+            WHEN NOT MATCHED THEN INSERT VALUES (s.user_id, s.event, s.count)
             """
         )
         change = BatchChange()
-        now = {
-            r[0]: ((r[0], r[1], r[2]), int(r[3]))
-            for r in con.execute(
-                "SELECT c.user_id, u.name, u.email, sum(c.count) FROM join_event_counts c "
-                "SEMI JOIN touched USING (user_id) JOIN join_users u USING (user_id) "
-                "GROUP BY ALL"
-            ).fetchall()
-        }
-        change.user_totals = list(now.values())
-        change.renamed = [
-            ((uid, name, email), *now[uid]) for uid, name, email in renamed if uid in now
-        ]
+        change.user_totals = (
+            con.sql(
+                "SELECT c.user_id, u.name, u.email, sum(c.count)::BIGINT AS event_count "
+                "FROM join_event_counts c SEMI JOIN (SELECT user_id FROM counts_in "
+                "UNION SELECT user_id FROM users_in) USING (user_id) "
+                "JOIN join_users u USING (user_id) GROUP BY ALL"
+            )
+            .to_arrow_table()
+            .cast(USER_TOTALS)
+        )
+        if renamed:  # few: the users whose details changed
+            found = change.user_totals.filter(
+                pc.is_in(change.user_totals["user_id"], pa.array([r[0] for r in renamed]))
+            ).to_pylist()
+            now = {r["user_id"]: ((r["user_id"], r["name"], r["email"]), r["event_count"])
+                   for r in found}  # fmt: skip
+            change.renamed = [
+                ((uid, name, email), *now[uid]) for uid, name, email in renamed if uid in now
+            ]
         if counts.num_rows:
             change.event_types = dict(
                 con.execute(
@@ -257,27 +283,33 @@ def _add(con: Any, counts: pa.Table, users: pa.Table) -> BatchChange:
                     "WHERE event IN (SELECT DISTINCT event FROM counts_in)"
                 ).fetchall()
             )
-        after = _unmatched(con)
-        if after != before:
+        if unmatched:
             con.execute(
                 "INSERT INTO join_totals VALUES ('unmatched', ?) ON CONFLICT (name) DO UPDATE "
                 "SET value = join_totals.value + excluded.value",
-                [after - before],
+                [unmatched],
             )
-            change.unmatched = con.execute(
+            ((change.unmatched,),) = con.execute(  # every row: unregister wants no result open
                 "SELECT value FROM join_totals WHERE name = 'unmatched'"
-            ).fetchone()[0]
-        con.execute("DROP TABLE touched")
+            ).fetchall()
         return change
     finally:
         con.unregister("counts_in")
         con.unregister("users_in")
 
 
-def _unmatched(con: Any) -> int:
-    """Events of the touched users whose user has not arrived."""
-    found = con.execute(
-        "SELECT coalesce(sum(c.count), 0) FROM join_event_counts c "
-        "SEMI JOIN touched USING (user_id) ANTI JOIN join_users u USING (user_id)"
-    ).fetchone()
-    return int(found[0])
+def _unmatched_change(con: Any) -> int:
+    """How the batch changes the number of events whose user has not arrived (before it is
+    added): plus its events of users unknown even after it, minus the events counted so far
+    of the users it brings."""
+    ((found,),) = con.execute(
+        """
+        SELECT
+            (SELECT coalesce(sum(c.count), 0) FROM counts_in c
+             ANTI JOIN join_users u USING (user_id) ANTI JOIN users_in n USING (user_id))
+          - (SELECT coalesce(sum(c.count), 0) FROM join_event_counts c SEMI JOIN
+                (SELECT user_id FROM users_in ANTI JOIN join_users USING (user_id))
+             USING (user_id))
+        """
+    ).fetchall()
+    return int(found)
