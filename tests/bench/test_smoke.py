@@ -45,7 +45,9 @@ EXPECT: dict[str, list[Expect]] = {
     "joins": [
         Expect(("run", "records", "seconds", "records/s", "of floor", "µs/record first",
                 "µs/record last", "in batch s", "engine s", "matched", "typed"),
-               ("seconds", "records/s"))
+               ("seconds", "records/s")),
+        Expect(("run", "in batch s", "reduce s", "merge s", "dead letters s", "warehouse s",
+                "results s"), ("in batch s", "reduce s", "warehouse s", "results s")),
     ],
     "scale": [
         Expect(("master", "events/batch", "side", "records", "rows read", "batches", "seconds",
