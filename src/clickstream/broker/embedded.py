@@ -24,10 +24,12 @@ from confluent_kafka.admin import AdminClient
 
 from clickstream.broker.node import (
     MAIN_CLASS,
+    STORAGE_TOOL,
     Node,
     format_storage,
     java_executable,
     jvm_command,
+    jvm_options,
     kafka_classpath,
     new_cluster_id,
 )
@@ -200,11 +202,17 @@ class EmbeddedBroker:
         config = node.write_config(node.log_dir.parent / f"{node.log_dir.name}.properties")
         if not node.formatted():
             self.cluster_id = self.cluster_id or new_cluster_id()
-            format_storage(node, self.cluster_id, java, classpath, config)
+            cds = jvm_options(self.settings, java, classpath, STORAGE_TOOL)
+            format_storage(node, self.cluster_id, java, classpath, config, cds)
             self.formatted_now = True
         self.cluster_id = node.cluster_id()
         command = jvm_command(
-            java, classpath, self.settings.broker.heap, [MAIN_CLASS, str(config)], resident=True
+            java,
+            classpath,
+            self.settings.broker.heap,
+            [MAIN_CLASS, str(config)],
+            resident=True,
+            options=jvm_options(self.settings, java, classpath, MAIN_CLASS),
         )
         self._process = spawn(command, log_file=self.log_file, grace_s=SHUTDOWN_GRACE_S)
 

@@ -21,7 +21,7 @@ from clickstream.children import die_with_parent
 from clickstream.errors import BrokerError
 from clickstream.maven import Artifact, JarSet, Progress, resolve
 from clickstream.settings import Settings
-from clickstream.spark.java import find_java_home
+from clickstream.spark.java import class_data_sharing, find_java_home
 
 KAFKA_VERSION = "4.1.2"
 """The Apache Kafka release the embedded broker runs (exact: its behaviour is tested)."""
@@ -158,15 +158,18 @@ def jvm_command(
     main: Sequence[str],
     *,
     resident: bool = False,
+    options: Sequence[str] = (),
 ) -> list[str]:
-    """``java`` with a bounded heap, running ``main`` on ``classpath``. A ``resident`` process
-    (the broker) gets its whole heap at start, touched: its footprint is known from the first
-    minute and does not creep toward the bound over the next hours."""
+    """``java`` with a bounded heap, running ``main`` on ``classpath``, with ``options`` (class
+    data sharing: :func:`jvm_options`). A ``resident`` process (the broker) gets its whole heap
+    at start, touched: its footprint is known from the first minute and does not creep toward
+    the bound over the next hours."""
     initial = [f"-Xms{heap}", "-XX:+AlwaysPreTouch"] if resident else [f"-Xms{min_heap(heap)}"]
     return [
         str(java),
         f"-Xmx{heap}",
         *initial,
+        *options,
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError",
@@ -185,8 +188,22 @@ def min_heap(heap: str) -> str:
     return heap if size < 64 << 20 else "64m"
 
 
+def jvm_options(settings: Settings, java: Path, classpath: Sequence[Path], main: str) -> list[str]:
+    """Class data sharing for the JVM running ``main`` (``jars.class_data_sharing``): its own
+    archive in ``<jars dir>/cds``, keyed by the classpath."""
+    if not settings.jars.class_data_sharing:
+        return []
+    key = [main, *(str(jar) for jar in classpath)]
+    return class_data_sharing(java, settings.jars_dir / "cds", main.rsplit(".", 1)[-1], key)
+
+
 def format_storage(
-    node: Node, cluster_id: str, java: Path, classpath: Sequence[Path], config: Path
+    node: Node,
+    cluster_id: str,
+    java: Path,
+    classpath: Sequence[Path],
+    config: Path,
+    options: Sequence[str] = (),
 ) -> None:
     """Format the node's log folder for ``cluster_id`` (once: the folder then has
     ``meta.properties``)."""
@@ -195,6 +212,7 @@ def format_storage(
         classpath,
         "256m",
         [STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "--config", str(config)],
+        options=options,
     )
     # subprocess.run kills the tool on any exception (a stop while starting); it dies with us.
     result = subprocess.run(

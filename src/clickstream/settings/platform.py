@@ -214,3 +214,7 @@ class JarsSettings(Section):
     """The jar cache. Default: ``<data_dir>/jars``."""
     repository: str = "https://repo1.maven.org/maven2/"
     """A Maven repository (Maven Central, or a mirror that serves it)."""
+    class_data_sharing: bool = True
+    """Keep the classes the broker's and Spark's JVMs load in archives beside the jars
+    (``<dir>/cds``, made when a JVM first ends, 50-160 MB each) and map them on the next
+    starts: about 2 s less to a first result (AppCDS)."""

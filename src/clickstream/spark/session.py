@@ -7,7 +7,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -17,7 +17,7 @@ from clickstream.children import ended_on_failure
 from clickstream.errors import ConfigError
 from clickstream.maven import Artifact, JarSet, JarsUnavailableError, Progress, resolve
 from clickstream.settings import Settings
-from clickstream.spark.java import find_java_home
+from clickstream.spark.java import class_data_sharing, find_java_home
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -127,6 +127,20 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def _class_data_sharing(
+    settings: Settings, java_home: Path | None, jars: Sequence[Path]
+) -> list[str]:
+    """The driver's class data sharing (``jars.class_data_sharing``): an archive of the
+    classes a local Spark loads, keyed by PySpark's version and the jars added to it. Its
+    first run writes it as the session's JVM ends; later starts map it (about 2 s sooner to a
+    first result on 2 cores)."""
+    import pyspark
+
+    java = java_home / "bin" / "java" if java_home is not None else Path("java")
+    key = [pyspark.__version__, *(str(jar) for jar in jars)]
+    return class_data_sharing(java, settings.jars_dir / "cds", "spark", key)
+
+
 def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSession:
     """Return the SparkSession for ``settings`` (the active one if it already exists).
 
@@ -157,6 +171,10 @@ def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSess
         jars = connector_jars(settings, progress)
         if jars:
             conf["spark.jars"] = ",".join(str(jar) for jar in jars)
+        if settings.spark.master.startswith("local") and settings.jars.class_data_sharing:
+            conf["spark.driver.extraJavaOptions"] += " " + " ".join(
+                _class_data_sharing(settings, java_home, jars or [])
+            )
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
