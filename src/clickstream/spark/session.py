@@ -130,7 +130,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 def _class_data_sharing(
     settings: Settings, java_home: Path | None, jars: Sequence[Path]
 ) -> list[str]:
-    """The driver's class data sharing (``jars.class_data_sharing``): an archive of the
+    """The driver's class data sharing (``spark.class_data_sharing``): an archive of the
     classes a local Spark loads, keyed by PySpark's version and the jars added to it. Its
     first run writes it as the session's JVM ends; later starts map it (about 2 s sooner to a
     first result on 2 cores)."""
@@ -171,7 +171,8 @@ def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSess
         jars = connector_jars(settings, progress)
         if jars:
             conf["spark.jars"] = ",".join(str(jar) for jar in jars)
-        if settings.spark.master.startswith("local") and settings.jars.class_data_sharing:
+        cds = settings.spark.class_data_sharing and settings.jars.class_data_sharing
+        if cds and settings.spark.master.startswith("local"):
             conf["spark.driver.extraJavaOptions"] += " " + " ".join(
                 _class_data_sharing(settings, java_home, jars or [])
             )
