@@ -1,8 +1,10 @@
-"""The sessionization job end to end: topic -> Spark -> Avro files + DuckDB `sessions`."""
+"""The sessionization job end to end: topic -> Spark -> Parquet (or Avro) files + DuckDB
+`sessions`."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from clickstream.kafka.clients import make_producer
 from clickstream.settings import Settings
 from clickstream.sinks.avro_files import read_avro
 from clickstream.sinks.duckdb_table import connect
+from clickstream.sinks.parquet_files import read_parquet
 from clickstream.streaming.runner import RunningJob, start_job
 from tests.conftest import read_topic
 
@@ -139,19 +142,16 @@ def test_sessions_gaps_late_events_and_dead_letters(  # type: ignore[no-untyped-
     assert len(first["hit_timestamps"]) == 4
     assert mine[2]["pages"] == ["https://shop.example.com/again"]
 
-    avro = [r for r in read_avro(f"{ours.files_url}/sessions") if r["visitor_id"] in (a, b)]
-    assert sorted(r["session_key"] for r in avro) == sorted(r["session_key"] for r in mine)
-    in_file = {r["session_key"]: r for r in avro}[first["session_key"]]
+    # The warehouse loaded the Parquet files the executors wrote: the same sessions.
+    files = read_parquet(f"{ours.files_url}/sessions")
+    in_files = [r for r in files if r["visitor_id"] in (a, b)]
+    assert sorted(r["session_key"] for r in in_files) == sorted(r["session_key"] for r in mine)
+    in_file = {r["session_key"]: r for r in in_files}[first["session_key"]]
     assert in_file["session_start"] == first["session_start"]
     assert in_file["session_start"] == datetime.fromtimestamp(T0 / 1000, UTC)
     assert in_file["hit_timestamps"] == first["hit_timestamps"]
     assert in_file["pages"] == first["pages"]
-    # No array item is ever null: plain arrays (BigQuery cannot load null items).
-    items = avro_array_items(f"{ours.files_url}/sessions")
-    assert items["pages"] == "string"
-    assert items["hit_timestamps"]["logicalType"] == "timestamp-micros"
-    assert items["referrers"] == "string"
-    assert items["landing_page_codes"] == "int"
+    assert not list(Path(ours.files_url, "sessions").rglob("*.avro"))
 
     dead = [value for _, value in read_topic(ours, ours.topics.dead_letter)]
     assert sorted(d["reason"] for d in dead) == [
@@ -173,18 +173,44 @@ def test_retried_event_counts_once(spark, settings: Settings, tmp_path: Path) ->
     assert row["pageviews"] == 2
 
 
+def test_sessions_and_dead_letters_come_from_one_read_and_parse(  # type: ignore[no-untyped-def]
+    spark, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One query: its plan parses the topic once, and the dead letters' side reuses the
+    shuffle the session windows read (no second read, no second shuffle)."""
+    ours = job_settings(settings, tmp_path)
+    v = str(uuid.uuid4())
+    send(ours, [pageview(v, "s", T0, "/"), b"{not json", pageview(v, "s", T0 + 300 * MIN, "/z")])
+    job = run(spark, ours)
+    assert [q.name for q in job.queries] == ["sessions.sessions"]
+    capsys.readouterr()
+    job.queries[0].explain()
+    plan = capsys.readouterr().out
+    assert plan.count("from_json(") == 1, plan
+    assert plan.count("ReusedExchange") == 1, plan
+    assert len(re.findall(r"\+- Exchange hashpartitioning", plan)) == 1, plan
+    assert [r["reason"] for _, r in read_topic(ours, ours.topics.dead_letter)] == [
+        "not a JSON object"
+    ]
+    assert [r["pageviews"] for r in sessions(ours) if r["visitor_id"] == v] == [1]
+
+
 HOLD_LOCK = (
     "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
     "sys.stdin.read()"
 )
 
 
+@pytest.mark.parametrize("files", ["parquet", "avro"])
 def test_replayed_batch_leaves_no_duplicates(  # type: ignore[no-untyped-def]
-    spark, settings: Settings, tmp_path: Path
+    spark, settings: Settings, tmp_path: Path, files: str
 ) -> None:
-    """The warehouse is locked by another process, so the batch fails after writing its Avro
-    files and before Spark commits it. The restart replays it: no duplicate file or row."""
+    """The warehouse is locked by another process, so the batch fails after writing its files
+    (Parquet, or Avro with ``files.format``) and before Spark commits it. The restart replays
+    it: no duplicate file or row."""
     ours = job_settings(settings, tmp_path, lock_timeout_s=1.0)
+    ours = ours.model_copy(update={"files": ours.files.model_copy(update={"format": files})})
+    read_files = read_parquet if files == "parquet" else read_avro
     visitors = [str(uuid.uuid4()) for _ in range(5)]
     send(ours, [pageview(v, "s", T0 + i * MIN, "/") for i, v in enumerate(visitors)])
     run(spark, ours)  # the sessions are open: they stay in Spark's state
@@ -207,15 +233,26 @@ def test_replayed_batch_leaves_no_duplicates(  # type: ignore[no-untyped-def]
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(10)
-    written = read_avro(f"{ours.files_url}/sessions")
+    written = read_files(f"{ours.files_url}/sessions")
     assert sorted(r["visitor_id"] for r in written) == sorted(visitors)
 
     run(spark, ours)
     time.sleep(0.1)
     rows = sessions(ours)
     assert sorted(r["visitor_id"] for r in rows) == sorted(visitors)
-    again = read_avro(f"{ours.files_url}/sessions")
+    again = read_files(f"{ours.files_url}/sessions")
     assert sorted(r["session_key"] for r in again) == sorted(r["session_key"] for r in rows)
+    in_file = {r["session_key"]: r for r in again}
+    for row in rows:
+        assert in_file[row["session_key"]]["session_start"] == row["session_start"]
+        assert in_file[row["session_key"]]["pages"] == row["pages"]
+    if files == "avro":
+        # No array item is ever null: plain arrays (BigQuery cannot load null items).
+        items = avro_array_items(f"{ours.files_url}/sessions")
+        assert items["pages"] == "string"
+        assert items["hit_timestamps"]["logicalType"] == "timestamp-micros"
+        assert items["referrers"] == "string"
+        assert items["landing_page_codes"] == "int"
 
 
 def avro_array_items(url: str) -> dict[str, Any]:

@@ -4,9 +4,11 @@ Pageviews from the web topic are grouped per (visitor id, session id) into sessi
 that close after ``jobs.session_gap_s`` of inactivity, with a watermark of
 ``jobs.watermark_s`` for late events. Each session row has its pages in order, referrers,
 landing-page codes, hit timestamps, pageview count, start, end, duration, entry and exit page.
-Sessions go to Avro files and the warehouse ``sessions`` table, keyed by ``session_key`` so a
-replayed micro-batch replaces rather than adds. Records that do not parse go to the
-dead-letter topic.
+Sessions go to files written by the executors (Parquet, which the warehouse loads; or Avro,
+``files.format``) and the warehouse ``sessions`` table, keyed by ``session_key`` so a replayed
+micro-batch replaces rather than adds. Records that do not parse go to the dead-letter topic,
+from the same query: the topic is read and parsed once, and sessions and dead letters come
+from one shuffle (:func:`~clickstream.streaming.parse.split_once`).
 
 In append mode a session is written once the watermark passes its end: the newest sessions
 stay in Spark's state until later events arrive. Events later than the watermark are dropped
@@ -25,12 +27,14 @@ from clickstream.settings import Settings
 from clickstream.sinks.avro_files import AvroFilesSink
 from clickstream.sinks.base import Sink, fan_out
 from clickstream.sinks.duckdb_table import DuckDBTable
+from clickstream.sinks.parquet_files import ParquetFilesSink
 from clickstream.spark.io import read_kafka
 from clickstream.streaming.parse import (
-    dead_letter_query,
-    good,
+    dead_letter,
     parse_json,
+    split_once,
     time_checks,
+    with_dead_letters,
     written_as_text,
 )
 from clickstream.streaming.spec import JobSpec, QuerySpec
@@ -43,16 +47,22 @@ log = logging.getLogger(__name__)
 REQUIRED = ["timestamp", "uiud", "sessionId", "pageUrl"]
 
 
-def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
-    """Pageview rows (uiud, sessionId, timestamp ms, pageUrl, referrer, landingPage, eventId)
-    -> one row per session."""
-    hits = (
-        events.where(F.coalesce(F.col("eventType"), F.lit("Pageview")) == "Pageview")
+def hits(parsed: DataFrame, watermark_s: int) -> DataFrame:
+    """Parsed rows (:func:`parse`) -> pageview hits (uiud, sessionId, eventId, ts, pageUrl,
+    referrer, landingPage, bot, country) with the watermark, and each bad record's dead letter
+    (:data:`~clickstream.streaming.parse.DEAD`; its hit fields are not used). Rows of other
+    event types are left out."""
+    bad = F.col("reason").isNotNull()
+    pageview = F.coalesce(F.col("eventType"), F.lit("Pageview")) == "Pageview"
+    return (
+        parsed.where(bad | pageview)
         .select(
             "uiud",
             "sessionId",
             "eventId",
-            F.timestamp_millis("timestamp").alias("ts"),
+            # A bad record has no event time: its time (perhaps far ahead, the reason it is
+            # bad) must not move the watermark.
+            F.when(~bad, F.timestamp_millis("timestamp")).alias("ts"),
             "pageUrl",
             # The contract's defaults for what a producer left out: no array of a session
             # holds a null (BigQuery refuses one).
@@ -60,9 +70,14 @@ def sessionize(events: DataFrame, watermark_s: int, gap_s: int) -> DataFrame:
             F.coalesce(F.col("landingPage").cast("int"), F.lit(0)).alias("landingPage"),
             F.coalesce(F.col("bot"), F.lit(False)).alias("bot"),
             "country",
+            dead_letter(),
         )
         .withWatermark("ts", f"{watermark_s} seconds")
     )
+
+
+def sessionize(hits: DataFrame, gap_s: int) -> DataFrame:
+    """Good pageview hits (:func:`hits`) -> one row per session."""
     grouped = hits.groupBy("uiud", "sessionId", F.session_window("ts", f"{gap_s} seconds")).agg(
         F.array_sort(
             F.collect_list(
@@ -123,10 +138,16 @@ def parse(raw: DataFrame, settings: Settings) -> DataFrame:
 
 
 def sinks(settings: Settings) -> list[Sink]:
-    """Where sessions go: Avro files, the warehouse table, and BigQuery when
-    ``warehouse.bigquery_project`` is set. BigQuery loads the Avro files from Cloud Storage, so
-    with a ``files.url`` that is not ``gs://`` the BigQuery load is left out with one warning
-    (the other jobs' BigQuery tables need no files, and still load)."""
+    """Where sessions go: Parquet files written by the executors, which the warehouse table
+    loads; or, with ``files.format`` ``avro`` or BigQuery as the warehouse
+    (``warehouse.bigquery_project``), Avro files, the warehouse table, and BigQuery. BigQuery
+    loads the Avro files from Cloud Storage, so with a ``files.url`` that is not ``gs://`` the
+    BigQuery load is left out with one warning (the other jobs' BigQuery tables need no files,
+    and still load)."""
+    if settings.files.format == "parquet" and not settings.warehouse.bigquery_project:
+        parquet = ParquetFilesSink.from_settings(settings, "sessions")
+        table = DuckDBTable.from_settings(settings, "sessions", "session_key", files=parquet)
+        return [parquet, table]
     files = AvroFilesSink.from_settings(settings, "sessions")
     found: list[Sink] = [files, DuckDBTable.from_settings(settings, "sessions", key="session_key")]
     if not settings.warehouse.bigquery_project:
@@ -147,12 +168,22 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
     raw = read_kafka(
         spark, settings.topics.web_events, settings=settings, starting_offsets=starting_offsets
     )
-    parsed = parse(raw, settings)
-    sessions = sessionize(good(parsed), settings.jobs.watermark_s, settings.jobs.session_gap_s)
+    # One read and parse for sessions and dead letters: both come from one shuffle on the
+    # session's keys, which the session windows then need no other (see split_once).
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or "1")
+    good_hits, dead = split_once(
+        hits(parse(raw, settings), settings.jobs.watermark_s), ["uiud", "sessionId"], partitions
+    )
+    sessions = sessionize(good_hits, settings.jobs.session_gap_s)
+    write = with_dead_letters(fan_out(*sinks(settings)), settings)
     return JobSpec(
         NAME,
         [
-            QuerySpec("sessions", sessions, fan_out(*sinks(settings)), output_mode="append"),
-            dead_letter_query(parsed, settings, "sessions-dead-letter"),
+            QuerySpec(
+                "sessions",
+                sessions.unionByName(dead, allowMissingColumns=True),
+                write,
+                output_mode="append",
+            )
         ],
     )

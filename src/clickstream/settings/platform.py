@@ -208,6 +208,10 @@ class FilesSettings(Section):
 
     url: str | None = None
     """``gs://bucket/path``, ``s3://...`` or a local folder; default ``<data_dir>/files``."""
+    format: Literal["parquet", "avro"] = "parquet"
+    """The sessions' files: Parquet (Spark's own writer; the DuckDB warehouse loads them) or
+    Avro (seed 000's files). Avro whenever BigQuery is the warehouse: it loads the Avro
+    files."""
 
 
 class JarsSettings(Section):

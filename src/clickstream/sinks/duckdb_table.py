@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from clickstream.errors import ClickstreamError, TransientError
 from clickstream.settings import Settings
 from clickstream.sinks.base import BaseSink, Replay
+from clickstream.sinks.parquet_files import ParquetFilesSink
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+    from pyspark.sql import DataFrame
 
 
 _WRITERS: dict[Path, threading.Lock] = {}
@@ -79,7 +81,9 @@ def writing(path: Path, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnec
 
 
 class DuckDBTable(BaseSink):
-    """A warehouse table upserted on ``key``. A micro-batch is collected to the driver as Arrow
+    """A warehouse table upserted on ``key``. A micro-batch is loaded from the Parquet files
+    ``files`` wrote of it when they are on this machine (DuckDB reads them itself: no row
+    passes through the driver's Python); otherwise it is collected to the driver as Arrow
     (DuckDB is written by one process)."""
 
     replay = Replay.REPLACES
@@ -91,8 +95,12 @@ class DuckDBTable(BaseSink):
         key: str,
         lock_timeout_s: float = 30.0,
         columns: str | None = None,
+        files: ParquetFilesSink | None = None,
     ) -> None:
         self.name = f"duckdb:{table}"
+        self.files = files if files is not None and files.local_folder is not None else None
+        """The sink whose files of a batch this one loads (when they are local)."""
+        self.needs = (self.files,) if self.files is not None else ()
         self.columns = columns
         """The table's columns as DDL (``"id" UUID, ...``); default: those of the first batch."""
         self.path = path
@@ -102,20 +110,45 @@ class DuckDBTable(BaseSink):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, table: str, key: str, columns: str | None = None
+        cls,
+        settings: Settings,
+        table: str,
+        key: str,
+        columns: str | None = None,
+        files: ParquetFilesSink | None = None,
     ) -> DuckDBTable:
         """Table ``table`` of the warehouse (``warehouse.duckdb_path``)."""
-        return cls(settings.duckdb_path, table, key, settings.warehouse.lock_timeout_s, columns)
+        timeout = settings.warehouse.lock_timeout_s
+        return cls(settings.duckdb_path, table, key, timeout, columns, files)
+
+    def write_frame(self, frame: DataFrame, batch_id: int) -> int:
+        if self.files is None:
+            return super().write_frame(frame, batch_id)
+        folder = Path(self.files.batch_url(batch_id).removeprefix("file://"))
+        parts = sorted(folder.glob("*.parquet"))
+        if not parts:  # an empty batch writes no files
+            return 0
+        listed = ", ".join("'" + str(part).replace("'", "''") + "'" for part in parts)
+        with writing(self.path, self.lock_timeout_s) as con:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW incoming AS FROM read_parquet([{listed}])")
+            return self._upsert(con)
 
     def write_table(self, rows: pa.Table, batch_id: int) -> int:
         if rows.num_rows == 0:
             return 0
         with writing(self.path, self.lock_timeout_s) as con:
             con.register("incoming", rows)
-            self._ensure_table(con)
-            con.execute(f'INSERT OR REPLACE INTO "{self.table}" BY NAME SELECT * FROM incoming')
+            written = self._upsert(con)
             con.unregister("incoming")
-        return int(rows.num_rows)
+        return written
+
+    def _upsert(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Rows of the relation ``incoming`` into the table, replacing those of the same key."""
+        self._ensure_table(con)
+        (written,) = con.execute(
+            f'INSERT OR REPLACE INTO "{self.table}" BY NAME SELECT * FROM incoming'
+        ).fetchall()[0]
+        return int(written)
 
     def _ensure_table(self, con: duckdb.DuckDBPyConnection) -> None:
         ddl = self.columns

@@ -109,6 +109,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             spark.shuffle_partitions or default_shuffle_partitions(spark.master)
         ),
         "spark.sql.session.timeZone": "UTC",
+        # Parquet files (sinks/parquet_files.py) keep timestamps as UTC microseconds, a type
+        # DuckDB and BigQuery read as timestamps with a zone (not the legacy INT96).
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
         # A loaded 2-core machine can take longer than the default 15 s to start a Python

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pyspark.sql import functions as F
@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 from clickstream.events.schema import map_limits, spark_columns, spark_ddl, string_limits
 from clickstream.settings import Settings
 from clickstream.sinks.kafka_topic import KafkaTopic
-from clickstream.streaming.spec import QuerySpec
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -269,22 +268,61 @@ def dead_letter_key() -> Column:
     return F.substring("_key", 1, KEPT_CHARS)
 
 
-def bad(parsed: DataFrame) -> DataFrame:
-    """Dead-letter records: :func:`dead_letter_key` and :func:`dead_letter_value`."""
-    return parsed.where(F.col("reason").isNotNull()).select(
-        dead_letter_key().alias("key"), dead_letter_value().alias("value")
-    )
+DEAD = "_dead"
+"""The column of a bad record's dead letter (``key``, ``value``) in :func:`split_once`'s
+frames: null for a good record."""
 
 
-def dead_letter_query(
-    parsed: DataFrame, settings: Settings, name: str = "dead-letter"
-) -> QuerySpec:
-    """The query sending a job's bad records to the dead-letter topic. Bad records are rare, so
-    they are produced from the driver, every ``jobs.trigger_s`` (not latency-critical)."""
-    return QuerySpec(
-        name,
-        bad(parsed),
-        KafkaTopic.dead_letters(settings),
-        trigger_s=settings.jobs.trigger_s,
-        background=True,
-    )
+def dead_letter() -> Column:
+    """:data:`DEAD` for a parsed row: its dead letter (:func:`dead_letter_key`,
+    :func:`dead_letter_value`) when the record is bad, else null."""
+    return F.when(
+        F.col("reason").isNotNull(),
+        F.struct(dead_letter_key().alias("key"), dead_letter_value().alias("value")),
+    ).alias(DEAD)
+
+
+def split_once(
+    checked: DataFrame, keys: Sequence[str], partitions: int
+) -> tuple[DataFrame, DataFrame]:
+    """The good rows and the dead letters of ``checked`` (rows with a :data:`DEAD` column),
+    both from one read and parse: ``checked`` is shuffled once on ``keys`` (into
+    ``partitions``, the shuffle partitions of a stateful query grouped on ``keys``, which then
+    needs no shuffle of its own), and Spark reuses that shuffle's output for both frames
+    (``ReusedExchange`` in the plan) when they are parts of one query (a union).
+
+    Two things keep the two sides' shuffles identical, so that Spark can reuse one: each
+    side's filter is behind :func:`_barrier`, so the optimizer cannot push it below the
+    shuffle; and the dead letters' filter names every column, so none is pruned from one side
+    only (the branch naming them is never taken)."""
+    shuffled = checked.repartition(partitions, *keys)
+    others = [F.col(c).cast("string") for c in shuffled.columns if c != DEAD]
+    unused = (F.concat_ws("|", *others) == "") & F.col(DEAD).isNull()
+    good_rows = shuffled.where(F.when(_barrier(), F.col(DEAD).isNull())).drop(DEAD)
+    dead = shuffled.where(F.when(_barrier(), F.col(DEAD).isNotNull()).otherwise(unused))
+    return good_rows, dead.select(DEAD)
+
+
+def _barrier() -> Column:
+    """Always true, but not deterministic: a filter behind it stays where it is written."""
+    return F.spark_partition_id() >= 0
+
+
+def with_dead_letters(
+    write: Callable[[DataFrame, int], Any], settings: Settings
+) -> Callable[[DataFrame, int], None]:
+    """A ``foreachBatch`` function for a union of results (:data:`DEAD` null) and dead
+    letters (:func:`split_once`): the batch is computed once (cached), its dead letters go to
+    the dead-letter topic, and the rest to ``write`` (without :data:`DEAD`)."""
+    dead_letters = KafkaTopic.dead_letters(settings)
+
+    def write_both(batch: DataFrame, batch_id: int) -> None:
+        batch = batch.persist()
+        try:
+            letters = batch.where(F.col(DEAD).isNotNull()).select(f"{DEAD}.key", f"{DEAD}.value")
+            dead_letters.write(letters, batch_id)
+            write(batch.where(F.col(DEAD).isNull()).drop(DEAD), batch_id)
+        finally:
+            batch.unpersist()
+
+    return write_both

@@ -158,17 +158,15 @@ def start_jobs(
     """Start long-running jobs (``builds``) into ``running`` (filled as queries start, so a caller
     interrupted half-way can stop what runs), staggered: each query starts once the one before
     finished its first micro-batch (at most ``jobs.staggered_start_s``), in the order of
-    ``builds``, and background (dead-letter) queries start last, together. Returns early when
-    ``stop`` is set."""
+    ``builds``. Returns early when ``stop`` is set."""
     to_build = list(builds)
-    first = len(running)
     queue: list[tuple[RunningJob, QuerySpec]] = []
     stop = stop or threading.Event()
 
     def build_next() -> None:
         job = RunningJob(to_build.pop(0)(spark, settings), [])
         running.append(job)
-        queue.extend((job, q) for q in job.spec.queries if not q.background)
+        queue.extend((job, q) for q in job.spec.queries)
 
     def launch(job: RunningJob, query: QuerySpec) -> StreamingQuery:
         started = _start_query(job.spec, query, settings, available_now=False)
@@ -184,10 +182,6 @@ def start_jobs(
             build_next()
         if settings.jobs.staggered_start_s:
             _await_first_batch(started, settings.jobs.staggered_start_s, stop)
-    for job in running[first:]:
-        for query in job.spec.queries:
-            if query.background and not stop.is_set():
-                launch(job, query)
 
 
 def _await_first_batch(query: StreamingQuery, timeout: float, stop: threading.Event) -> None:

@@ -20,9 +20,6 @@ class QuerySpec:
     """Micro-batch interval; default ``jobs.trigger_s``."""
     late_events: Callable[[], int] | None = None
     """Events dropped as late so far, when the writer drops them (not Spark's state store)."""
-    background: bool = False
-    """Started after every other query of the jobs being started (dead letters: not shown on
-    the dashboard, so their first batch should not delay those that are)."""
 
 
 @dataclass
