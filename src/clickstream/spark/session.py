@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -189,6 +191,32 @@ def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSess
         session.sparkContext.setLogLevel(settings.spark.log_level)
         register_sources(session)
     return session
+
+
+def stop_spark(spark: SparkSession, wait_s: float = 10.0) -> None:
+    """Stop ``spark``, and end the JVM PySpark started for it: a command that returns leaves
+    no JVM behind. PySpark keeps its JVM after ``stop()`` for a next session; this one's ends
+    when its standard input closes, and a JVM writing its class-data archive
+    (``spark.class_data_sharing``) takes a few seconds more to end: waited for up to
+    ``wait_s``, then killed. A JVM PySpark did not start (``spark-submit``'s) is left to its
+    owner."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    spark.stop()
+    process = getattr(gateway, "proc", None)
+    if gateway is None or process is None:
+        return
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+    try:
+        process.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    gateway.shutdown()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 @contextmanager

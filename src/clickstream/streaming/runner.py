@@ -237,7 +237,7 @@ def run_jobs(
     ``master`` overrides ``spark.master`` (spark-submit's ``--master`` is already the session's);
     ``locked``: the caller holds :func:`lock_checkpoints` already."""
     from clickstream.signals import Stopped, stop_signals
-    from clickstream.spark.session import get_spark
+    from clickstream.spark.session import get_spark, stop_spark
 
     if not locked:
         lock_checkpoints(settings)
@@ -254,7 +254,7 @@ def run_jobs(
                 try:
                     prepare_kafka(settings, wait_for_kafka)
                 except BaseException:
-                    spark.stop()
+                    stop_spark(spark)
                     raise
         except Stopped:
             say("stopped while starting: no job ran")
@@ -287,7 +287,7 @@ def run_jobs(
                 f"{query_name}: {stats.input_rows} rows in {stats.batches} batches, "
                 f"{stats.late_rows_dropped} late events dropped"
             )
-    spark.stop()
+    stop_spark(spark)
 
 
 def _names(builds: Sequence[Builder]) -> list[str]:
