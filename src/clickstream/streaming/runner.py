@@ -237,7 +237,7 @@ def run_jobs(
     ``master`` overrides ``spark.master`` (spark-submit's ``--master`` is already the session's);
     ``locked``: the caller holds :func:`lock_checkpoints` already."""
     from clickstream.signals import Stopped, stop_signals
-    from clickstream.spark.session import get_spark, stop_spark
+    from clickstream.spark.session import get_spark, stop_spark, write_class_archive
 
     if not locked:
         lock_checkpoints(settings)
@@ -261,6 +261,10 @@ def run_jobs(
             return
     running: list[RunningJob] = []
     on = spark.sparkContext.master
+    # The first run with Spark's class-data sharing writes its archive once the jobs have run
+    # their first batches (they have loaded what a run loads), beside the jobs, not at the end:
+    # a stop does not wait for it.
+    archive = threading.Thread(target=write_class_archive, args=(spark,), daemon=True)
     try:
         if available_now:
             for build in builds:
@@ -269,16 +273,21 @@ def run_jobs(
                 say(f"job {job.spec.name}: {len(job.queries)} queries started on {on}")
             for job in running:
                 job.await_all()
+            archive.start()
         else:
             with stop_signals() as stop:
                 say(f"starting jobs {', '.join(_names(builds))} on {on}")
                 start_jobs(spark, settings, builds, running, say=say, stop=stop)
+                if not stop.is_set():
+                    archive.start()
                 while not stop.wait(1.0):
                     for job in running:
                         job.poll()
     finally:
         for job in running:
             job.stop()
+        if archive.is_alive():
+            archive.join(ARCHIVE_WAIT_S)
     for job in running:
         for query in job.queries:
             job.collect(query)
@@ -288,6 +297,10 @@ def run_jobs(
                 f"{stats.late_rows_dropped} late events dropped"
             )
     stop_spark(spark)
+
+
+ARCHIVE_WAIT_S = 10.0
+"""How long the end of a run waits for Spark's class-data archive being written."""
 
 
 def _names(builds: Sequence[Builder]) -> list[str]:
