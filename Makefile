@@ -13,7 +13,7 @@ lint:
 # Every bench, each at its smallest size by default (`make bench BENCH_ARGS=` for the full
 # figures of docs/benchmarks.md: hours). bookstore.py runs only with a Cassandra in the settings.
 BENCHES = kafka_read sessions joins scale count_reduce_cost collector collector_outage \
-	dashboard_latency songs_latency cold_start soak
+	dashboard_latency songs_latency cold_start soak capacity
 BENCH_ARGS ?= --smoke
 bench:
 	cd bench && for name in $(BENCHES) $${CLICKSTREAM_CASSANDRA_CONTACT_POINTS:+bookstore}; do \

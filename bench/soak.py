@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,8 +76,9 @@ def processes() -> dict[int, Proc]:
     return found
 
 
-def part_usage(root: int) -> dict[str, tuple[float, float]]:
-    """part -> (CPU seconds, RSS MB) of its process tree, for the parts under ``root``."""
+def part_usage(root: int, parts: Mapping[str, str] = PARTS) -> dict[str, tuple[float, float]]:
+    """part -> (CPU seconds, RSS MB) of its process tree, for the parts under ``root`` (and
+    ``root`` itself); ``parts``: part -> what its root process's command line holds."""
     procs = processes()
     children: dict[int, list[int]] = {}
     for proc in procs.values():
@@ -92,8 +94,10 @@ def part_usage(root: int) -> dict[str, tuple[float, float]]:
 
     usage: dict[str, tuple[float, float]] = {}
     for pid in tree(root):
+        if pid not in procs:  # ``root`` has exited
+            continue
         proc = procs[pid]
-        for part, marker in PARTS.items():
+        for part, marker in parts.items():
             if marker in proc.cmdline and "clickstream.watchdog" not in proc.cmdline:
                 members = [procs[p] for p in tree(pid) if p in procs]
                 cpu = sum(p.ticks for p in members) / TICK
@@ -128,6 +132,13 @@ class Samples:
     restarts: dict[str, int] = field(default_factory=dict)
     said: list[str] = field(default_factory=list)
     """What `up` printed about its parts (restarts, health)."""
+
+
+def lag_grew(lags: Sequence[int]) -> bool:
+    """Whether a query's lag grew over ``lags`` (its samples in order): the last third's median
+    above twice the first third's plus 1,000 records."""
+    third = max(1, len(lags) // 3)
+    return statistics.median(lags[-third:]) > 2 * statistics.median(lags[:third]) + 1000
 
 
 def slope_per_hour(times: list[float], values: list[float]) -> float:
@@ -242,8 +253,7 @@ def report(samples: Samples, args: argparse.Namespace) -> bool:
         known = [v for i in keep if (v := samples.lags[i].get(query)) is not None]
         if not known:
             continue
-        third = max(1, len(known) // 3)
-        grew = statistics.median(known[-third:]) > 2 * statistics.median(known[:third]) + 1000
+        grew = lag_grew(known)
         if grew:
             missed.append(f"{query}'s lag grew (to {known[-1]:,})")
         if args.max_lag is not None and max(known) > args.max_lag:

@@ -1,8 +1,8 @@
 """Every bench runs at its smallest size (``--smoke``) and prints its table with the columns it
 always printed and numbers in them. A bench that breaks fails here. Benches that read a broker
 share the session's (``CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS``); bookstore.py gets the Cassandra
-node of tests/bookstore; cold_start, soak and collector_outage start their own (they measure
-`up`, or kill the broker)."""
+node of tests/bookstore; cold_start, soak, capacity and collector_outage start their own (they
+measure `up`, or kill the broker)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ class Expect:
     numbers: tuple[str, ...]
     """Columns whose every cell is a number."""
     exits: tuple[int, ...] = (0,)
+    lines: tuple[str, ...] = ()
+    """Patterns that lines of the output must match (what a bench prints after its tables)."""
 
 
 EXPECT: dict[str, list[Expect]] = {
@@ -85,6 +87,17 @@ EXPECT: dict[str, list[Expect]] = {
                ("cores", "MB after warm-up", "MB at the end"), (0, 1)),
         Expect(("query", "largest lag", "last lag", "lag grew"), ("largest lag", "last lag")),
     ],
+    "capacity": [  # a smoke step may not hold (a busy machine): the rows and summary are checked
+        Expect(("step", "events/s asked", "delivered", "held", "first to fall behind",
+                "stack cores", "broker", "collector", "jobs", "dashboard", "bookstore",
+                "generator cores", "web-sim", "shop-sim", "other sims", "machine", "note"),
+               ("events/s asked", "delivered", "stack cores", "broker", "collector", "jobs",
+                "generator cores", "web-sim", "shop-sim", "machine"),
+               lines=(r"^capacity: (at least |below )?[\d,]+ events/s \(web:shop = 1:1\)",
+                      r"^at [\d,]+ events/s: the stack [\d.]+ cores \(broker [\d.]+, .*the load "
+                      r"generators [\d.]+ cores \(web-sim [\d.]+ in \d process\(es\), "
+                      r"[\d.]+ per 1,000 events/s"))
+    ],
     "bookstore": [
         Expect(("way", "events", "seconds", "events/s", "vs seed"),
                ("events", "seconds", "events/s", "vs seed"))
@@ -129,6 +142,8 @@ def check(name: str, done: subprocess.CompletedProcess[str]) -> None:
             for column in want.numbers:
                 cell = row[heads.index(column)]
                 assert NUMBER.match(cell), f"{column}: {cell!r} in {row}"
+        for pattern in want.lines:
+            assert re.search(pattern, done.stdout, re.MULTILINE), f"{pattern}: {done.stdout}"
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -146,7 +161,7 @@ def test_bench_on_the_session_broker(name: str, settings: Settings) -> None:
     check(name, run_bench(name, env))
 
 
-@pytest.mark.parametrize("name", ["collector_outage", "cold_start", "soak"])
+@pytest.mark.parametrize("name", ["collector_outage", "cold_start", "soak", "capacity"])
 def test_bench_with_its_own_broker(name: str) -> None:
     check(name, run_bench(name, bench_env()))
 
