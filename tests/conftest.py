@@ -280,7 +280,7 @@ SHARED_BY_FOLDER = {"bigquery", "cluster", "secure", "up"}
 broker, one `up`): under pytest-xdist each such folder runs on one worker."""
 
 LONGEST_FIRST = (
-    "up", "test_faults.py", "bench/test_smoke.py", "cluster", "cassandra",
+    "up", "test_faults.py", "bench/test_smoke_up.py", "bench/test_smoke.py", "cluster", "cassandra",
     "collector/test_openapi_fuzz.py", "test_stops.py",
 )  # fmt: skip
 """The groups that take minutes (`pytest --durations`), handed out first: a long group handed

@@ -2,7 +2,8 @@
 always printed and numbers in them. A bench that breaks fails here. Benches that read a broker
 share the session's (``CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS``); bookstore.py gets the Cassandra
 node of tests/bookstore; cold_start, soak, capacity and collector_outage start their own (they
-measure `up`, or kill the broker)."""
+measure `up`, or kill the broker): they are in ``test_smoke_up.py``, a module of its own, so
+that pytest-xdist can run them beside these."""
 
 from __future__ import annotations
 
@@ -159,11 +160,6 @@ def bench_env(**extra: str) -> dict[str, str]:
 def test_bench_on_the_session_broker(name: str, settings: Settings) -> None:
     env = bench_env(CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS=str(settings.kafka.bootstrap_servers))
     check(name, run_bench(name, env))
-
-
-@pytest.mark.parametrize("name", ["collector_outage", "cold_start", "soak", "capacity"])
-def test_bench_with_its_own_broker(name: str) -> None:
-    check(name, run_bench(name, bench_env()))
 
 
 def test_bookstore_bench(cassandra: CassandraNode, settings: Settings) -> None:
