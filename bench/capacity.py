@@ -80,7 +80,7 @@ from common import JARS_DIR, console, free_port, options, print_table
 from sides import Side, this_side
 from soak import PARTS, TICK, lag_grew, lags, part_usage, restarts
 
-SMOKE = {"start": 200, "warmup_s": 5, "hold_s": 15, "sample_s": 3, "max_steps": 1}
+SMOKE = {"start": 200, "warmup_s": 2, "hold_s": 9, "sample_s": 3, "max_steps": 1}
 SMOKE |= {"web_per_process": 60}  # the step runs an extra web simulator beside up's
 STACK = ("broker", "collector", "jobs", "dashboard", "bookstore")
 WEB, SHOP = "web-sim", "shop-sim"
