@@ -76,9 +76,9 @@ from clickstream.errors import KafkaUnavailableError
 from clickstream.kafka.admin import describe_topics
 from clickstream.settings import Settings, load_settings
 from clickstream.stack import Rates
-from common import JARS_DIR, console, free_port, options, print_table
-from sides import Side, this_side
-from soak import PARTS, TICK, lag_grew, lags, part_usage, restarts
+from common import console, options, print_table
+from sides import this_side
+from soak import PARTS, TICK, fresh_up_env, lag_grew, lags, part_usage, restarts
 
 SMOKE = {"start": 200, "warmup_s": 2, "hold_s": 9, "sample_s": 3, "max_steps": 1}
 SMOKE |= {"web_per_process": 60}  # the step runs an extra web simulator beside up's
@@ -249,21 +249,6 @@ def topic_ends(settings: Settings, tries: int = 5) -> dict[str, int]:
     return {t.name: sum(t.ends.values()) for t in describe_topics(settings)}
 
 
-def step_env(side: Side, data: str, sets: dict[str, str]) -> dict[str, str]:
-    env = side.env(
-        CLICKSTREAM_DATA_DIR=data,
-        CLICKSTREAM_JARS_DIR=str(JARS_DIR),
-        CLICKSTREAM_BROKER_PORT=str(free_port()),
-        CLICKSTREAM_BROKER_CONTROLLER_PORT=str(free_port()),
-        CLICKSTREAM_COLLECTOR_PORT=str(free_port()),
-        CLICKSTREAM_DASHBOARD_PORT=str(free_port()),
-        CLICKSTREAM_BOOKSTORE_PORT=str(free_port()),
-        **sets,
-    )
-    env["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{env['CLICKSTREAM_BROKER_PORT']}"
-    return env
-
-
 def run_step(
     step: Step, args: argparse.Namespace, sets: dict[str, str], expected: set[str]
 ) -> None:
@@ -272,7 +257,7 @@ def run_step(
     with tempfile.TemporaryDirectory(
         prefix="clickstream-capacity-", ignore_cleanup_errors=True
     ) as data:
-        env = step_env(side, data, sets)
+        env = fresh_up_env(side, data, sets)
         # `up` starts its own broker: the bootstrap servers would make it use an external one.
         up_env = {k: v for k, v in env.items() if k != "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"}
         command = [

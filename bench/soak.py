@@ -37,7 +37,7 @@ from pathlib import Path
 from rich.console import Console
 
 from common import JARS_DIR, console, free_port, options, print_table
-from sides import this_side
+from sides import Side, this_side
 
 SMOKE = {"rate": 20, "shop_rate": 20, "minutes": 1.0, "warmup_minutes": 0.5, "sample_s": 4}
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -134,6 +134,23 @@ class Samples:
     """What `up` printed about its parts (restarts, health)."""
 
 
+def fresh_up_env(side: Side, data: str, sets: Mapping[str, str]) -> dict[str, str]:
+    """The environment of an `up` in the data folder ``data`` with every port free (the
+    broker's, the collector's, the dashboard's, the bookstore's), and ``sets`` on top."""
+    env = side.env(
+        CLICKSTREAM_DATA_DIR=data,
+        CLICKSTREAM_JARS_DIR=str(JARS_DIR),
+        CLICKSTREAM_BROKER_PORT=str(free_port()),
+        CLICKSTREAM_BROKER_CONTROLLER_PORT=str(free_port()),
+        CLICKSTREAM_COLLECTOR_PORT=str(free_port()),
+        CLICKSTREAM_DASHBOARD_PORT=str(free_port()),
+        CLICKSTREAM_BOOKSTORE_PORT=str(free_port()),
+        **sets,
+    )
+    env["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{env['CLICKSTREAM_BROKER_PORT']}"
+    return env
+
+
 def lag_grew(lags: Sequence[int]) -> bool:
     """Whether a query's lag grew over ``lags`` (its samples in order): the last third's median
     above twice the first third's plus 1,000 records."""
@@ -169,16 +186,7 @@ def main() -> int:
     side = this_side()
     samples = Samples()
     with tempfile.TemporaryDirectory(prefix="clickstream-soak-") as data:
-        env = side.env(
-            CLICKSTREAM_DATA_DIR=data,
-            CLICKSTREAM_JARS_DIR=str(JARS_DIR),
-            CLICKSTREAM_BROKER_PORT=str(free_port()),
-            CLICKSTREAM_BROKER_CONTROLLER_PORT=str(free_port()),
-            CLICKSTREAM_COLLECTOR_PORT=str(free_port()),
-            CLICKSTREAM_DASHBOARD_PORT=str(free_port()),
-            **settings,
-        )
-        env["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{env['CLICKSTREAM_BROKER_PORT']}"
+        env = fresh_up_env(side, data, settings)
         command = [side.python, "-m", "clickstream", "up", f"--rate={args.rate:g}"]
         command.append(f"--shop-rate={args.shop_rate:g}")
         up_env = {k: v for k, v in env.items() if k != "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"}
