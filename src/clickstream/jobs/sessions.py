@@ -175,7 +175,7 @@ def build(spark: SparkSession, settings: Settings, starting_offsets: str = "earl
         hits(parse(raw, settings), settings.jobs.watermark_s), ["uiud", "sessionId"], partitions
     )
     sessions = sessionize(good_hits, settings.jobs.session_gap_s)
-    write = with_dead_letters(fan_out(*sinks(settings)), settings)
+    write = with_dead_letters(fan_out(*sinks(settings), cached=True), settings)
     return JobSpec(
         NAME,
         [

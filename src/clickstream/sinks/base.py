@@ -110,14 +110,16 @@ def in_order(sinks: Sequence[Sink]) -> list[Sink]:
     return ordered
 
 
-def fan_out(*sinks: Sink) -> Callable[[DataFrame, int], None]:
+def fan_out(*sinks: Sink, cached: bool = False) -> Callable[[DataFrame, int], None]:
     """A ``foreachBatch`` function writing each micro-batch to every sink, each after the sinks
-    it needs (:func:`in_order`); the batch is computed once for all of them."""
+    it needs (:func:`in_order`); the batch is computed once for all of them (cached here,
+    unless ``cached``: the caller hands a batch read from a cache of its own)."""
     ordered = in_order(sinks)
 
     def write(batch: DataFrame, batch_id: int) -> None:
-        if len(ordered) == 1:
-            ordered[0].write(batch, batch_id)
+        if len(ordered) == 1 or cached:
+            for sink in ordered:
+                sink.write(batch, batch_id)
             return
         batch = batch.persist()
         try:

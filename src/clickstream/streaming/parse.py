@@ -313,7 +313,8 @@ def with_dead_letters(
 ) -> Callable[[DataFrame, int], None]:
     """A ``foreachBatch`` function for a union of results (:data:`DEAD` null) and dead
     letters (:func:`split_once`): the batch is computed once (cached), its dead letters go to
-    the dead-letter topic, and the rest to ``write`` (without :data:`DEAD`)."""
+    the dead-letter topic, and the rest to ``write`` (without :data:`DEAD`, read from that
+    cache: ``fan_out(..., cached=True)``)."""
     dead_letters = KafkaTopic.dead_letters(settings)
 
     def write_both(batch: DataFrame, batch_id: int) -> None:
