@@ -39,7 +39,7 @@ from rich.console import Console
 from common import JARS_DIR, console, free_port, options, print_table
 from sides import Side, this_side
 
-SMOKE = {"rate": 20, "shop_rate": 20, "minutes": 1.0, "warmup_minutes": 0.5, "sample_s": 4}
+SMOKE = {"rate": 20, "shop_rate": 20, "minutes": 0.75, "warmup_minutes": 0.4, "sample_s": 3}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 PARTS = {  # part: what its root process's command line holds
