@@ -1,6 +1,7 @@
 """Schemathesis against a running collector (real broker): generated requests from the OpenAPI
 document, and its negative and method checks, find no 5xx and no answer that disagrees with the
-document. A short run (45 s at most) with a fixed seed; ``scripts/fuzz_collector.py`` runs a longer one."""
+document. A short run (45 s at most) with a fixed seed; ``scripts/fuzz_collector.py`` runs a
+longer one."""
 
 from __future__ import annotations
 
