@@ -16,14 +16,17 @@ side in one run; without it the defaults run alone. Each ``--compare`` runs ever
 with the job, the dashboard and the embedded broker of another checkout (``bench/sides.py``).
 
 Starts the embedded broker, then the deployment's own processes: `clickstream jobs run shop`
-(Spark local, 1-s windows, 1-s trigger, update mode) and `clickstream dashboard`. This script
+(Spark local[2], 1-s windows, the count trigger ``jobs.count_trigger_s``) and `clickstream
+dashboard`. This script
 produces shop events at a fixed rate (event time = produce time), listens on the dashboard's
 WebSocket, and for each (window, gender) matches counts to events: when an update says the
 window holds c events, the first c produced in it (by produce time) are visible from that
 moment. An event's latency is that moment minus its produce time. Events never seen within
 10 s after the run are reported as missing. Before measuring, each rate runs ``--warmup`` (15) s
 of the same traffic as warm-up (the job's first batches compile code and start Python workers)
-and as long of quiet to catch up; those events are not measured.
+and as long of quiet to catch up; those events are not measured. "job cores" is the CPU the jobs
+process (its JVM and Python workers) used while the measured events were sent: what a shorter
+trigger costs.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from clickstream.events.web import EnrichedWebEvent
 from clickstream.kafka.admin import ensure_topics
 from clickstream.kafka.clients import make_producer
 from common import console, free_port, options, paced, print_table
+from http_load import cpu_now
 from sides import add_compare_option, side_broker, sides
 
 SMOKE = {"rates": "200", "seconds": 3.0, "warmup": 5.0}
@@ -169,12 +173,22 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def run_rate(
-    bootstrap: str, port: int, rate: int, seconds: float, tag: str, job: str, warmup: float
+    bootstrap: str,
+    port: int,
+    rate: int,
+    seconds: float,
+    tag: str,
+    job: str,
+    warmup: float,
+    job_pid: int,
 ) -> Row:
+    """One measured rate; ``job_pid``: the jobs process, whose CPU over the measured traffic
+    is reported as its cores."""
     topic = f"{job}-{tag}"
     produced = Produced()
     updates: list[tuple[float, Row]] = []
     done = asyncio.Event()
+    used: list[float] = []  # the job's CPU seconds and the time, before and after
 
     async def main() -> int:
         # Warm the job up with the same traffic (its first batches compile code and start
@@ -184,7 +198,9 @@ def run_rate(
         listener = asyncio.create_task(
             listen(f"ws://127.0.0.1:{port}/ws", updates, done, JOBS[job])
         )
+        used.extend((cpu_now([job_pid])[0], time.monotonic()))
         sent = await asyncio.to_thread(produce, bootstrap, topic, rate, seconds, produced, job)
+        used.extend((cpu_now([job_pid])[0], time.monotonic()))
         await asyncio.sleep(10)
         done.set()
         await listener
@@ -201,6 +217,7 @@ def run_rate(
         "max": max(found, default=float("nan")),
         "missing": missing,
         "extra": extra,
+        "cores": (used[2] - used[0]) / (used[3] - used[1]),
     }
 
 
@@ -291,17 +308,21 @@ def main() -> None:
                         f"{name}, rate {rate}/s: job warm-up, then {args.seconds:g} s of events"
                     )
                     time.sleep(min(10.0, args.warmup))  # the job's JVM
-                    row = run_rate(bootstrap, port, rate, args.seconds, tag, args.job, args.warmup)
+                    job_pid = procs[0].pid
+                    row = run_rate(
+                        bootstrap, port, rate, args.seconds, tag, args.job, args.warmup, job_pid
+                    )
                     rows.append({"variant": name, **row})
                 finally:
                     for proc in procs:
                         stop(proc)
 
     heads = ("variant", "events/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)",
-             "missing", "extra")  # fmt: skip
+             "missing", "extra", "job cores")  # fmt: skip
     cells = [
         [*(row[k] for k in ("variant", "rate", "sent", "measured")),
-         *(f"{row[k]:.2f}" for k in ("p50", "p99", "max")), row["missing"], row["extra"]]
+         *(f"{row[k]:.2f}" for k in ("p50", "p99", "max")), row["missing"], row["extra"],
+         f"{row['cores']:.2f}"]
         for row in rows
     ]  # fmt: skip
     print_table(heads, cells, markdown=args.markdown, title=f"{args.job}: produce -> dashboard")

@@ -73,7 +73,8 @@ EXPECT: dict[str, list[Expect]] = {
     ],
     "dashboard_latency": [
         Expect(("variant", "events/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)",
-                "missing", "extra"), ("events/s", "sent", "measured", "p50 (s)", "missing"))
+                "missing", "extra", "job cores"),
+               ("events/s", "sent", "measured", "p50 (s)", "missing", "job cores"))
     ],
     "songs_latency": [
         Expect(("plays/s", "sent", "measured", "p50 (s)", "p99 (s)", "max (s)", "missing"),

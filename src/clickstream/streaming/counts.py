@@ -209,9 +209,10 @@ def count_query(
 class CountsWriter:
     """The ``foreachBatch`` function of a count query: reduces the batch to partial counts on
     the executors (one ``mapInArrow`` for every tally), merges them into each tally that has
-    not counted the batch yet, dead-letters the bad records, writes the changed counts, then
-    commits the tallies. A batch every tally counted before a restart only runs through Spark
-    again (:func:`~clickstream.streaming.reduce.run_again`)."""
+    not counted the batch yet, writes the changed counts (the result topic before the
+    warehouse), dead-letters the bad records, then commits the tallies. A batch every tally
+    counted before a restart only runs through Spark again
+    (:func:`~clickstream.streaming.reduce.run_again`)."""
 
     def __init__(
         self,
@@ -324,8 +325,6 @@ class CountsWriter:
                     for c in update.results(tally.size_ms)
                 ]
             updates.append((tally, update))
-        if self.dead is not None:
-            self.dead.write(reduced.dead_letters(), batch_id)
         # How fresh the counts are: the newest event time counted so far (an all-time tally
         # keeps every event at time 0: the batch's own newest stands in for it).
         known = [update.newest_ms for (spec, _), (_, update) in zip(pending, updates, strict=True)
@@ -333,7 +332,11 @@ class CountsWriter:
         freshest = max([*known, *([] if newest is None else [newest])], default=None)
         for count in counts:
             count.newest_event_ms = freshest
+        # The counts first (the dashboard hears of them), then the batch's dead letters: the
+        # tallies are committed after both, so a batch cut short is run again whole.
         written = self.results.write(counts_table(counts), batch_id)
+        if self.dead is not None:
+            self.dead.write(reduced.dead_letters(), batch_id)
         if self.after_write is not None:
             self.after_write(written)
         for tally, update in updates:
