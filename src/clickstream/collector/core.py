@@ -26,7 +26,7 @@ from clickstream.collector.producer import AsyncProducer
 from clickstream.errors import KafkaUnavailableError
 from clickstream.events.bookstore import encode as encode_bookstore
 from clickstream.events.bookstore import from_tracker
-from clickstream.events.web import Custom, PagePing, Pageview, WebEvent
+from clickstream.events.web import Custom, EnrichedWebEvent, PagePing, Pageview, WebEvent
 from clickstream.settings import Settings
 
 RETRY_AFTER_S = 5
@@ -135,8 +135,9 @@ class Collector:
         except UnicodeDecodeError as exc:
             raise Problem(400, f"body is not valid UTF-8 (byte {exc.start})") from None
 
-    def edge(self, incoming: Incoming, site: str | None) -> dict[str, Any]:
-        """What the request adds to each of its events (user agent, client address, site)."""
+    def edge(self, incoming: Incoming, site: str | None) -> EnrichedWebEvent:
+        """What the request adds to each of its events (user agent, client address, site), in
+        an event of its own (:func:`~clickstream.collector.enrich.edge_fields`)."""
         headers = incoming.headers
         user_agent = cut_user_agent(headers.get("user-agent", ""))
         address = incoming.peer
@@ -151,7 +152,7 @@ class Collector:
             country=self.countries.of(address),
         )
 
-    def record(self, event: WebEvent, edge: dict[str, Any], received_at: int) -> Record:
+    def record(self, event: WebEvent, edge: EnrichedWebEvent, received_at: int) -> Record:
         enriched = enrich(event, edge, received_at, self.max_future_ms)
         if enriched.timestamp != event.timestamp:
             self.metrics.clamped.inc()

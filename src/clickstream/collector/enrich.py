@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
+import msgspec
+
 from clickstream.errors import ConfigError, MissingExtraError
 from clickstream.events.web import (
     MAX_LABEL,
@@ -313,31 +315,40 @@ def edge_fields(
     site: str | None,
     network_reason: str | None = None,
     country: str | None = None,
-) -> dict[str, Any]:
-    """The fields that come from the request rather than the event: the same for every event
-    of a batch, so they are worked out once per request. ``network_reason`` says the client's
-    address is a data centre's."""
+) -> EnrichedWebEvent:
+    """The fields that come from the request rather than the event, in an event whose own
+    fields are still empty: the same for every event of a batch, so they are worked out once
+    per request, and :func:`enrich` copies them (a copy costs half of making an event anew).
+    ``network_reason`` says the client's address is a data centre's."""
     reason = agent.bot_reason or network_reason
-    return {
-        "site": site,
-        "ip": ip,
-        "userAgent": user_agent,
-        "browser": agent.browser,
-        "os": agent.os,
-        "device": "bot" if reason else agent.device,
-        "bot": reason is not None,
-        "botReason": reason,
-        "country": country,
-    }
+    return EnrichedWebEvent(
+        eventId="",
+        eventType="Pageview",
+        timestamp=0,
+        receivedAt=0,
+        uiud="",
+        sessionId="",
+        pageUrl="",
+        site=site,
+        ip=ip,
+        userAgent=user_agent,
+        browser=agent.browser,
+        os=agent.os,
+        device="bot" if reason else agent.device,
+        bot=reason is not None,
+        botReason=reason,
+        country=country,
+    )
 
 
 def enrich(
     event: WebEvent,
-    edge: dict[str, Any],
+    edge: EnrichedWebEvent,
     received_at: int | None = None,
     max_future_ms: int | None = None,
 ) -> EnrichedWebEvent:
-    """``event`` with its id, kind, receive time, ``edge_fields`` and UTM parameters. An event
+    """``event`` with its id, kind, receive time, the request's fields (``edge``, from
+    :func:`edge_fields`) and UTM parameters. An event
     time more than ``max_future_ms`` after the receive time becomes the receive time (its id
     is still that of the event as sent, so a retry keeps it)."""
     if received_at is None:
@@ -356,15 +367,15 @@ def enrich(
         own = {"engagedMs": event.engagedMs}
     else:
         own = {"name": event.name, "props": event.props}
-    return EnrichedWebEvent(
+    return msgspec.structs.replace(
+        edge,
         eventId=event_id(event),
-        eventType=type(event).__name__,  # type: ignore[arg-type]
+        eventType=type(event).__name__,
         timestamp=timestamp,
         receivedAt=received_at,
         uiud=event.uiud,
         sessionId=str(event.sessionId),
         pageUrl=event.pageUrl,
         **own,
-        **edge,
         **utm_parameters(event.pageUrl),
     )
