@@ -98,13 +98,7 @@ class PlainPoster:
                         writer.write(request)
                         answer, keep = await _read_answer(reader)
                     break
-                except (
-                    OSError,
-                    EOFError,
-                    ValueError,
-                    TimeoutError,
-                    asyncio.LimitOverrunError,
-                ) as exc:
+                except FAILURES as exc:
                     if connection is not None:
                         connection[1].close()
                     connection = None
@@ -119,6 +113,10 @@ class PlainPoster:
                     elif isinstance(exc, ValueError | asyncio.LimitOverrunError):
                         error = httpx.RemoteProtocolError
                     raise error(f"{type(exc).__name__}: {exc}") from None
+                except BaseException:  # cancelled half-way: the connection's state is unknown
+                    if connection is not None:
+                        connection[1].close()
+                    raise
             if keep:
                 self.idle.append(connection)
             else:
