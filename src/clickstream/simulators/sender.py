@@ -77,38 +77,38 @@ async def simulate_web(
         if progress is not None:
             progress(stats)
 
+    if write_key:  # the same on every request
+        url = url.copy_merge_params({"key": write_key})
     client = poster(url, concurrency, timeout_s=10.0)
     try:
-        try:
-            for agent, batch in stream:
-                events = batch if count is None else batch[: count - stats.sent]
-                if rate and start + stats.sent / rate < loop.time() - 1.0:  # behind: no burst
-                    start = loop.time() - 1.0 - stats.sent / rate
-                due = start + stats.sent / rate if rate else loop.time()
-                if not events or due >= deadline:
-                    break
-                if due > loop.time():
-                    await asyncio.sleep(due - loop.time())
-                await slots.acquire()  # bounded: each request has a timeout
-                if loop.time() >= deadline:
-                    slots.release()
-                    break
-                stats.sent += len(events)
-                sessions.update(event["sessionId"] for event in events)
-                visitors.update(event["uiud"] for event in events)
-                stats.sessions, stats.visitors = len(sessions), len(visitors)
-                uiud = events[0]["uiud"]
-                after = last_of.get(uiud)  # a visitor's requests go one after the other
-                post = _post(client, url, write_key, agent, events, stats, after)
-                task = last_of[uiud] = loop.create_task(post, name=uiud)
-                tasks.add(task)
-                task.add_done_callback(finished)
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        for agent, batch in stream:
+            events = batch if count is None else batch[: count - stats.sent]
+            if rate and start + stats.sent / rate < loop.time() - 1.0:  # behind: no burst
+                start = loop.time() - 1.0 - stats.sent / rate
+            due = start + stats.sent / rate if rate else loop.time()
+            if not events or due >= deadline:
+                break
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            await slots.acquire()  # bounded: each request has a timeout
+            if loop.time() >= deadline:
+                slots.release()
+                break
+            stats.sent += len(events)
+            sessions.update(event["sessionId"] for event in events)
+            visitors.update(event["uiud"] for event in events)
+            stats.sessions, stats.visitors = len(sessions), len(visitors)
+            uiud = events[0]["uiud"]
+            after = last_of.get(uiud)  # a visitor's requests go one after the other
+            post = _post(client, url, agent, events, stats, after)
+            task = last_of[uiud] = loop.create_task(post, name=uiud)
+            tasks.add(task)
+            task.add_done_callback(finished)
+        await asyncio.gather(*tasks)
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await client.aclose()
     return stats
 
@@ -116,7 +116,6 @@ async def simulate_web(
 async def _post(
     client: Poster,
     url: httpx.URL,
-    key: str | None,
     agent: str,
     events: list[dict[str, Any]],
     stats: WebSimulationStats,
@@ -126,8 +125,6 @@ async def _post(
     if after is not None:
         await asyncio.wait([after])  # bounded: that request has a timeout
     n, body = len(events), msgspec.json.encode(events)
-    if key:
-        url = url.copy_merge_params({"key": key})
     headers = {
         "content-type": "application/json",
         "user-agent": agent,
