@@ -20,6 +20,7 @@ CASSANDRA_JARS = JarSet(
     folder=f"cassandra-{CASSANDRA_VERSION}",
     title=f"Apache Cassandra {CASSANDRA_VERSION}",
     artifacts=(Artifact("org.apache.cassandra", "cassandra-all", CASSANDRA_VERSION),),
+    lock=Path(__file__).with_name(f"cassandra-{CASSANDRA_VERSION}.jars.txt"),
 )
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 

@@ -1,6 +1,6 @@
 """A stop is heard at every stage of a start: `clickstream broker`, `jobs run` and `up`, sent
 SIGTERM or SIGINT while they fetch jars (an empty jar cache), while the broker starts, while
-Spark starts, end within 5 s with no process left; a SIGKILL during the jar download leaves no
+Spark starts, end within 5 s with no process left; a SIGKILL during a download by Ivy leaves no
 Ivy JVM. Each stage is seen in the process tree (or the process's threads), never waited for
 with a fixed sleep."""
 
@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from clickstream.broker.node import KAFKA_JARS, java_executable
 from clickstream.children import descendants, ended_on_failure
 from clickstream.maven import JarsUnavailableError, resolve
 from tests.conftest import alive, broker_settings, child_pids, cli_env, wait_for
+from tests.maven_repository import Repository, cache_jars, repository
 from tests.up.support import up_env
 
 pytestmark = pytest.mark.slow
@@ -104,8 +105,17 @@ class Command:
         assert took < STOP_WITHIN_S
 
 
-def in_jar_download(command: Command) -> None:
-    command.wait_stage(lambda: "(once)" in command.output and command.descendants("ivy-"))
+@pytest.fixture(scope="module")
+def slow_repository() -> Iterator[Repository]:
+    """The jars from a repository on loopback at 200 kB/s a file: a fetch lasts long enough."""
+    cache_jars()
+    with repository(bytes_per_s=200_000) as repo:
+        yield repo
+
+
+def in_jar_download(command: Command, repo: Repository) -> None:
+    before = repo.requests
+    command.wait_stage(lambda: "(once)" in command.output and repo.requests > before)
 
 
 def in_broker_start(command: Command) -> None:
@@ -135,8 +145,7 @@ def in_kafka_wait(command: Command) -> None:
     assert "starting jobs" not in command.output
 
 
-STAGES = {
-    "jars": in_jar_download,
+STAGES: dict[str, Callable[[Command], None]] = {
     "broker-start": in_broker_start,
     "spark-start": in_spark_start,
     "kafka-wait": in_kafka_wait,
@@ -154,34 +163,51 @@ CASES = [
 ]
 
 
-def command_env(name: str, stage: str, tmp_path: Path) -> dict[str, str]:
+def command_env(name: str, stage: str, tmp_path: Path, repo: Repository) -> dict[str, str]:
     env = up_env(tmp_path) if name == "up" else cli_env(CLICKSTREAM_DATA_DIR=str(tmp_path))
     env["CLICKSTREAM_BROKER_PORT"] = env["CLICKSTREAM_BROKER_CONTROLLER_PORT"] = "0"
     if name == "jobs":
         env["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{closed_port()}"
-    if stage == "jars":  # an empty jar cache (and Ivy cache): the download takes tens of seconds
+    if stage == "jars":  # an empty jar cache, and a slow repository
         env["CLICKSTREAM_JARS_DIR"] = str(tmp_path / "empty-jars")
+        env["CLICKSTREAM_JARS_REPOSITORY"] = repo.url
     return env
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize(("name", "stage"), CASES, ids=[f"{n}-{s}" for n, s in CASES])
 def test_a_stop_at_each_stage_ends_the_command_within_5_s(
-    name: str, stage: str, sig: signal.Signals, tmp_path: Path
+    name: str, stage: str, sig: signal.Signals, tmp_path: Path, slow_repository: Repository
 ) -> None:
-    command = Command(COMMANDS[name], command_env(name, stage, tmp_path))
-    STAGES[stage](command)
+    command = Command(COMMANDS[name], command_env(name, stage, tmp_path, slow_repository))
+    if stage == "jars":
+        in_jar_download(command, slow_repository)
+    else:
+        STAGES[stage](command)
     command.stop_now(sig)
 
 
-@pytest.mark.parametrize("name", ["broker", "jobs", "up"])
-def test_a_killed_parent_leaves_no_ivy_jvm(name: str, tmp_path: Path) -> None:
-    command = Command(COMMANDS[name], command_env(name, "jars", tmp_path))
-    in_jar_download(command)
-    ivy = command.descendants("ivy-")
-    command.process.kill()
-    command.process.wait(5)
-    assert ivy
+IVY_RESOLVES = """
+import sys
+from pathlib import Path
+from dataclasses import replace
+from clickstream.broker.node import KAFKA_JARS
+from clickstream.maven import resolve
+unlocked = replace(KAFKA_JARS, lock=Path(sys.argv[1]) / "no-lock.txt")
+resolve(unlocked, Path(sys.argv[1]), java=Path("java"), progress=print)
+"""
+
+
+def test_a_killed_parent_leaves_no_ivy_jvm(tmp_path: Path) -> None:
+    """A set without a lock file is resolved by Ivy in a JVM child: it dies with its parent."""
+    process = subprocess.Popen([sys.executable, "-c", IVY_RESOLVES, str(tmp_path)], env=cli_env())
+    try:
+        ivy = wait_for(
+            lambda: [pid for pid in child_pids(process.pid) if "ivy-" in cmdline(pid)], timeout=60
+        )
+    finally:
+        process.kill()
+        process.wait(5)
     wait_for(lambda: not any(alive(pid) for pid in ivy), timeout=5)
 
 
