@@ -15,8 +15,8 @@ for at most ``--web-per-process`` (``--shop-per-process``) events/s; `up`'s own 
 shop-sim take the first share, and more `clickstream simulate web|shop --endless` processes,
 started once `up` says it is up, take the rest. The hold starts ``--warmup-s`` after the first
 data point (the first micro-batch a query commits), and not before every query has committed a
-batch (the queries start one after another: every query of the earlier steps, and no new one
-for 10 s); a step that does not get there within ``--start-timeout`` did not hold. For
+batch (the queries start one after another; the jobs process says in its log when it has
+started them all); a step that does not get there within ``--start-timeout`` did not hold. For
 ``--hold-s`` seconds it reads every query's lag (records in Kafka it has not committed, as
 `clickstream status` does) every ``--sample-s``, and the CPU time of each part's process tree
 at the start and the end of the hold (bench/soak.py's sampling); then it stops `up` and the
@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -97,9 +98,8 @@ DELIVERED = 0.9
 SATURATED = 0.8
 """Cores of one generator process from which it counts as using its whole core."""
 STOP_GRACE_S = 120.0
-SETTLE_S = 10.0
-"""The stack counts as started once every query committed a batch and no new one for this
-long (each query starts when the one before committed its first batch)."""
+ALL_STARTED = re.compile(r"all (\d+) queries started")
+"""What the jobs process writes to its log once it has started its last query."""
 CORES = os.cpu_count() or 1
 """The machine's cores (those /proc/stat counts)."""
 HEADS = (
@@ -324,6 +324,8 @@ def measure(
     ready: float | None = None  # every query committed a batch
     is_up = False
     seen: dict[str, float] = dict.fromkeys(expected, started)  # query -> when first seen
+    jobs_log = data / "logs" / "jobs.log"
+    total = 0  # the queries the jobs process started, once it says it started them all
     lag: dict[str, int | None] = {}
     while ready is None or time.monotonic() < max(ready, (first or ready) + args.warmup_s):
         alive(up, log)
@@ -348,8 +350,11 @@ def measure(
             if first is None and any(v is not None for v in lag.values()):
                 first = now
                 console.print(f"  first data point after {now - started:.0f} s")
-            settled = now - max(seen.values(), default=now) >= SETTLE_S
-            if lag and settled and all(lag.get(q) is not None for q in seen):
+            said = jobs_log.read_text(errors="replace") if jobs_log.exists() else ""
+            started_all = ALL_STARTED.search(said)
+            if started_all:
+                total = int(started_all.group(1))
+            if lag and total and len(seen) >= total and all(lag.get(q) is not None for q in seen):
                 ready = now
                 console.print(
                     f"  all {len(seen)} queries committed a batch after {now - started:.0f} s;"

@@ -102,7 +102,11 @@ def quiet_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningUp]:
     """`up` without simulators, for this module's tests; sessions close after 60 s of
     inactivity."""
     data_dir = tmp_path_factory.mktemp("quiet-up")
-    up = RunningUp(up_env(data_dir, CLICKSTREAM_JOBS_SESSION_GAP_S="60"), "--no-demo")
+    up = RunningUp(
+        up_env(data_dir, CLICKSTREAM_JOBS_SESSION_GAP_S="60"),
+        "--no-demo",
+        "--jobs=shop,web-live,sessions",  # the jobs these tests count with
+    )
     try:
         yield up
     finally:

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from clickstream.errors import TerminalError
+from clickstream.errors import ConfigError, TerminalError
 from clickstream.kafka.admin import ensure_topics, standard_topics
 from clickstream.lock import checkpoints_lock, up_lock
 from clickstream.parts import BrokerPart, ExternalKafkaPart, Part
@@ -61,15 +61,27 @@ class PartSpec:
     """Defaults of this part alone, as environment variables (``up``'s own environment wins)."""
 
 
-def layout(settings: Settings, demo: bool = True, rates: Rates = Rates()) -> list[PartSpec]:
-    """The child processes of ``up``, in start order; the simulators (endless) with ``demo``."""
+def layout(
+    settings: Settings,
+    demo: bool = True,
+    rates: Rates = Rates(),
+    jobs: Sequence[str] = JOBS,
+) -> list[PartSpec]:
+    """The child processes of ``up``, in start order: the Spark ``jobs`` (in ``JOBS``' order)
+    first; the simulators (endless) with ``demo``."""
+    unknown = [name for name in jobs if name not in JOBS]
+    if unknown or not jobs:
+        raise ConfigError(
+            f"up runs the jobs {', '.join(JOBS)}: not {', '.join(unknown) or 'none of them'}"
+        )
+    jobs = [name for name in JOBS if name in jobs]
     collector = f"http://{settings.collector.host}:{settings.collector.port}"
     board = f"http://{settings.dashboard.host}:{settings.dashboard.port}"
     shop = f"http://{settings.bookstore.host}:{settings.bookstore.port}"
     wait = f"--wait-for-kafka={settings.broker.startup_timeout_s:g}"
-    jobs = f"Spark: {', '.join(JOBS)} -> {settings.duckdb_path} (clickstream sql)"
+    spark = f"Spark: {', '.join(jobs)} -> {settings.duckdb_path} (clickstream sql)"
     parts = [
-        PartSpec("jobs", ("jobs", "run", *JOBS, wait), jobs, before_kafka=True),
+        PartSpec("jobs", ("jobs", "run", *jobs, wait), spark, before_kafka=True),
         PartSpec(
             "collector",
             ("collector",),
@@ -168,6 +180,7 @@ class Stack:
         environ: Mapping[str, str],
         demo: bool = True,
         rates: Rates = Rates(),
+        jobs: Sequence[str] = JOBS,
         reset: bool = False,
         config_file: Path | None = None,
         say: Callable[[str], None] = print,
@@ -176,7 +189,7 @@ class Stack:
         """The stack of ``clickstream up`` (:func:`layout`). ``reset`` deletes the jobs'
         checkpoints first. The children get ``environ`` and ``config_file``, which the
         settings were read from (the CLI's: its process's environment and ``--config``)."""
-        plan = layout(settings, demo, rates)
+        plan = layout(settings, demo, rates, jobs)
         return cls(settings, plan, reset=reset, config_file=config_file, environ=environ,
                    say=say, warn=warn)  # fmt: skip
 

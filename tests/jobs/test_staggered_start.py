@@ -31,7 +31,9 @@ def test_queries_start_after_the_first_batch_of_the_one_before(
         start_jobs(spark, ours, pick(["sessions", "web-live"]), running, say=said.append)
         queries = {q.name: q for job in running for q in job.queries}
         foreground = ["sessions.sessions", "web-live.counts", "web-live.active-sessions"]
-        assert said == [f"query {name} started" for name in foreground]
+        assert said == [f"query {name} started" for name in foreground] + [
+            f"all {len(queries)} queries started"
+        ]
         for name in foreground:  # start_jobs waited for each one's first batch
             assert queries[name].lastProgress is not None, name
         first_batch = {name: _first_batch(queries[name]) for name in foreground}

@@ -46,6 +46,12 @@ def test_the_layout_runs_the_jobs_first_and_the_simulators_at_their_rates(tmp_pa
     sims = [name for name in specs if name.endswith("-sim")]
     assert all(specs[name].args[2] == "--endless" for name in sims)
     assert len(sims) == 6
+    # Some of the jobs only, in the order up starts them (the dashboard's first).
+    (some,) = [spec for spec in layout(settings, jobs=("sessions", "shop")) if spec.name == "jobs"]
+    assert some.args[:4] == ("jobs", "run", "shop", "sessions")
+    assert some.url.startswith("Spark: shop, sessions -> ")
+    with pytest.raises(ClickstreamError, match=r"up runs the jobs shop, .*: not shoop"):
+        layout(settings, jobs=("shoop",))
 
 
 def collector_stack(data_dir: Path, said: list[str], demo: bool = False) -> tuple[Settings, Stack]:

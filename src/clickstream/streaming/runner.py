@@ -158,7 +158,7 @@ def start_jobs(
     """Start long-running jobs (``builds``) into ``running`` (filled as queries start, so a caller
     interrupted half-way can stop what runs), staggered: each query starts once the one before
     finished its first micro-batch (at most ``jobs.staggered_start_s``), in the order of
-    ``builds``. Returns early when ``stop`` is set."""
+    ``builds``, then says ``all N queries started``. Returns early when ``stop`` is set."""
     to_build = list(builds)
     queue: list[tuple[RunningJob, QuerySpec]] = []
     stop = stop or threading.Event()
@@ -182,6 +182,8 @@ def start_jobs(
             build_next()
         if settings.jobs.staggered_start_s:
             _await_first_batch(started, settings.jobs.staggered_start_s, stop)
+    if say is not None and not stop.is_set():  # what bench/capacity.py waits for
+        say(f"all {sum(len(job.queries) for job in running)} queries started")
 
 
 def _await_first_batch(query: StreamingQuery, timeout: float, stop: threading.Event) -> None:
