@@ -77,7 +77,9 @@ class _Window:
 class ResultsTail:
     """Reads ``topics.results`` (no consumer group, nothing committed) from its end, or from its
     start with ``from_beginning``, and calls ``emit(window_start_ms, line)`` per settled
-    window of ``metric``."""
+    window of ``metric``. From the start, nothing is printed before every partition has been
+    read up to where it ended when the tail began: a window's keys may sit in several
+    partitions, and one answering later must not leave it printed half-counted."""
 
     def __init__(
         self,
@@ -94,6 +96,8 @@ class ResultsTail:
         self.settle_s = settle_s
         self.stats = TailStats()
         self._windows: dict[int, _Window] = {}
+        self._backlog: dict[int, int] = {}
+        """partition -> the offset it ended at when the tail began, until read that far."""
 
     def run(
         self,
@@ -135,9 +139,13 @@ class ResultsTail:
             info = metadata.topics.get(self.topic)
             if info is not None and info.error is None and info.partitions:
                 start = OFFSET_BEGINNING if self.from_beginning else OFFSET_END
-                consumer.assign(
-                    [TopicPartition(self.topic, p, start) for p in sorted(info.partitions)]
-                )
+                partitions = [TopicPartition(self.topic, p, start) for p in sorted(info.partitions)]
+                if self.from_beginning:
+                    for tp in partitions:
+                        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+                        if high > low:
+                            self._backlog[tp.partition] = high
+                consumer.assign(partitions)
                 return
             if not said and on_wait is not None:
                 on_wait(f"waiting for topic {self.topic} (the count jobs create it)")
@@ -156,6 +164,11 @@ class ResultsTail:
                 if value is not None:  # a tombstone has nothing to print
                     self._take(value)
             msg = consumer.poll(0)
+        if self._backlog:  # the consumer's position passes control records (transactions) too
+            read = consumer.position([TopicPartition(self.topic, p) for p in self._backlog])
+            for tp in read:
+                if tp.offset >= self._backlog[tp.partition]:
+                    del self._backlog[tp.partition]
 
     def _take(self, value: bytes) -> None:
         try:
@@ -173,6 +186,8 @@ class ResultsTail:
     def _emit(
         self, emit: Callable[[int, str], None], count: int | None, settled_only: bool
     ) -> None:
+        if settled_only and self._backlog:  # the history is not all read yet
+            return
         now = time.monotonic()
         for start in sorted(self._windows):
             if self._done(count):
