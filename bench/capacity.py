@@ -350,10 +350,9 @@ def measure(
             if first is None and any(v is not None for v in lag.values()):
                 first = now
                 console.print(f"  first data point after {now - started:.0f} s")
-            said = jobs_log.read_text(errors="replace") if jobs_log.exists() else ""
-            started_all = ALL_STARTED.search(said)
-            if started_all:
-                total = int(started_all.group(1))
+            if not total and jobs_log.exists():  # read until it says how many it started
+                started_all = ALL_STARTED.search(jobs_log.read_text(errors="replace"))
+                total = int(started_all.group(1)) if started_all else 0
             if lag and total and len(seen) >= total and all(lag.get(q) is not None for q in seen):
                 ready = now
                 console.print(

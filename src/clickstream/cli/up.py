@@ -25,8 +25,7 @@ from clickstream.cli.base import Context, cli, warn
     "--jobs",
     "job_names",
     metavar="NAME,...",
-    help="Run only these Spark jobs (default: all of them: "
-    "shop, web-live, bookstore, songs, joins, sessions).",
+    help="Run only these Spark jobs (default: all of them; `clickstream jobs list` names them).",
 )
 @click.option(
     "--reset",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,25 @@ class JarSet:
         """What a lock file was written for: the artifacts and the excludes."""
         excluded = ",".join(f"!{group}:{name}" for group, name in self.excludes)
         return " ".join(str(a) for a in self.artifacts) + (f" {excluded}" if excluded else "")
+
+
+class Clock:
+    """How long a fetch has run, and whether its next progress line is due (every 3 s)."""
+
+    EVERY_S = 3.0
+
+    def __init__(self) -> None:
+        self.started = self._last = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.EVERY_S:
+            return False
+        self._last = now
+        return True
 
 
 def cached(jar_set: JarSet, jars_dir: Path) -> list[Path] | None:

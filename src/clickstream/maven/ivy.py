@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from xml.sax.saxutils import quoteattr
 
 from clickstream.children import die_with_parent
 from clickstream.errors import TerminalError
-from clickstream.maven import JarSet, JarsUnavailableError, Progress, install
+from clickstream.maven import Clock, JarSet, JarsUnavailableError, Progress, install
 
 FLAT = "[artifact]-[revision](-[classifier]).[ext]"
 """A jar's name in a set's folder (and in the repository)."""
@@ -101,7 +100,7 @@ def _run_ivy(command: list[str], title: str, say: Progress, timeout_s: float) ->
     """Run Ivy, saying every few seconds how far the download is. Any exception on the way
     (a stop signal turned into :class:`~clickstream.signals.Stopped`) kills Ivy first."""
     lines: list[str] = []
-    started = last = time.monotonic()
+    clock = Clock()
     modules = downloads = 0
     process = subprocess.Popen(
         command,
@@ -122,14 +121,12 @@ def _run_ivy(command: list[str], title: str, say: Progress, timeout_s: float) ->
             match = _DOWNLOADING.match(line.strip())
             if match:
                 downloads += 1
-            now = time.monotonic()
-            if now - last >= 3.0:
-                last = now
+            if clock.due():
                 say(
                     f"  {title}: {modules} modules resolved, {downloads} files downloaded "
-                    f"({now - started:.0f} s)"
+                    f"({clock.elapsed():.0f} s)"
                 )
-            if now - started > timeout_s:
+            if clock.elapsed() > timeout_s:
                 process.kill()
                 lines.append(f"no answer within {timeout_s:g} s")
                 break

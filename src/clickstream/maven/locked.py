@@ -13,13 +13,12 @@ import hashlib
 import queue
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from clickstream.maven import JarSet, JarsUnavailableError, Progress, install
+from clickstream.maven import Clock, JarSet, JarsUnavailableError, Progress, install
 
 THREADS = 6
 """Files downloading at once."""
@@ -93,19 +92,17 @@ def download(
         retrieved = Path(scratch) / "jars"
         retrieved.mkdir()
         fetch = _Fetch(files, repository, retrieved)
-        started = last = time.monotonic()
+        clock = Clock()
         try:
             fetch.start()
             while not fetch.done.wait(0.25):
-                now = time.monotonic()
-                if now - last >= 3.0:
-                    last = now
+                if clock.due():
                     say(
                         f"  {jar_set.title}: {fetch.files_done} of {len(files)} files, "
                         f"{fetch.bytes_done / 1e6:.1f} of {total / 1e6:.1f} MB "
-                        f"({now - started:.0f} s)"
+                        f"({clock.elapsed():.0f} s)"
                     )
-                if now - started > timeout_s:
+                if clock.elapsed() > timeout_s:
                     fetch.fail(f"not done within {timeout_s:g} s")
         finally:
             fetch.stop.set()  # a stop (an exception here) ends the threads at their next chunk
@@ -125,7 +122,7 @@ class _Fetch:
         self.todo: queue.SimpleQueue[LockedFile] = queue.SimpleQueue()
         for file in files:
             self.todo.put(file)
-        self.left = len(files)
+        self.files = len(files)
         self.files_done = 0
         self.bytes_done = 0
         self.error: str | None = None
@@ -139,7 +136,7 @@ class _Fetch:
         )
 
     def start(self) -> None:
-        for n in range(min(THREADS, self.left)):
+        for n in range(min(THREADS, self.files)):
             threading.Thread(target=self._work, name=f"jars-{n}", daemon=True).start()
 
     def fail(self, reason: str) -> None:
@@ -176,8 +173,7 @@ class _Fetch:
                         return
             with self._lock:
                 self.files_done += 1
-                self.left -= 1
-                if self.left == 0:
+                if self.files_done == self.files:
                     self._client.close()
                     self.done.set()
 
