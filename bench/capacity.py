@@ -60,7 +60,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -77,7 +76,7 @@ from clickstream.errors import KafkaUnavailableError
 from clickstream.kafka.admin import describe_topics
 from clickstream.settings import Settings, load_settings
 from clickstream.stack import Rates
-from common import console, options, print_table
+from common import QueriesReady, console, options, print_table
 from sides import this_side
 from soak import PARTS, TICK, fresh_up_env, lag_grew, lags, part_usage, restarts
 
@@ -98,8 +97,6 @@ DELIVERED = 0.9
 SATURATED = 0.8
 """Cores of one generator process from which it counts as using its whole core."""
 STOP_GRACE_S = 120.0
-ALL_STARTED = re.compile(r"all (\d+) queries started")
-"""What the jobs process writes to its log once it has started its last query."""
 CORES = os.cpu_count() or 1
 """The machine's cores (those /proc/stat counts)."""
 HEADS = (
@@ -323,15 +320,13 @@ def measure(
     first: float | None = None  # the first data point
     ready: float | None = None  # every query committed a batch
     is_up = False
-    seen: dict[str, float] = dict.fromkeys(expected, started)  # query -> when first seen
-    jobs_log = data / "logs" / "jobs.log"
-    total = 0  # the queries the jobs process started, once it says it started them all
+    queries = QueriesReady(data, expected)
     lag: dict[str, int | None] = {}
     while ready is None or time.monotonic() < max(ready, (first or ready) + args.warmup_s):
         alive(up, log)
         now = time.monotonic()
         if ready is None and now - started > args.start_timeout:
-            waiting = sorted(q for q in seen if lag.get(q) is None)
+            waiting = queries.waiting(lag)
             step.notes.append(
                 f"not started within {args.start_timeout:g} s: {', '.join(waiting) or 'no query'}"
                 " committed no batch"
@@ -345,22 +340,18 @@ def measure(
                 lag = lags(env)
             except Exception:  # Kafka busy: the next try
                 lag = {}
-            for query in lag:
-                seen.setdefault(query, now)
             if first is None and any(v is not None for v in lag.values()):
                 first = now
                 console.print(f"  first data point after {now - started:.0f} s")
-            if not total and jobs_log.exists():  # read until it says how many it started
-                started_all = ALL_STARTED.search(jobs_log.read_text(errors="replace"))
-                total = int(started_all.group(1)) if started_all else 0
-            if lag and total and len(seen) >= total and all(lag.get(q) is not None for q in seen):
+            if queries.check(lag):
                 ready = now
                 console.print(
-                    f"  all {len(seen)} queries committed a batch after {now - started:.0f} s;"
+                    f"  all {len(queries.seen)} queries committed a batch after"
+                    f" {now - started:.0f} s;"
                     f" warm-up {args.warmup_s:g} s from the first data point"
                 )
         time.sleep(2)
-    expected.update(seen)
+    expected.update(queries.seen)
     roots = [up.pid, *(p.pid for p in extras)]
     ends0 = topic_ends(settings)
     t0, cpu0, busy0 = time.monotonic(), cpu_by_part(roots), machine_busy()

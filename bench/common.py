@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,35 @@ console = Console(stderr=True)
 
 Record = tuple[str, bytes | str | None, bytes | str]
 """(topic, key, value)"""
+
+
+ALL_STARTED = re.compile(r"all (\d+) queries started")
+"""What the jobs process writes to its log once it has started its last query."""
+
+
+class QueriesReady:
+    """Whether every streaming query of an `up` in the data folder ``data`` has committed a
+    batch: the jobs process says in ``logs/jobs.log`` how many queries it started, and each of
+    them must have been seen with a lag (`clickstream status`'s figure, None before its first
+    commit). ``seen``: queries known to be expected already (an earlier step's)."""
+
+    def __init__(self, data: Path, seen: Iterable[str] = ()) -> None:
+        self.jobs_log = data / "logs" / "jobs.log"
+        self.total = 0
+        self.seen = set(seen)
+
+    def waiting(self, lag: Mapping[str, int | None]) -> list[str]:
+        """The queries seen that have not committed a batch yet."""
+        return sorted(q for q in self.seen if lag.get(q) is None)
+
+    def check(self, lag: Mapping[str, int | None]) -> bool:
+        """Take in one sample of the lags; True once every started query has committed."""
+        self.seen.update(lag)
+        if not self.total and self.jobs_log.exists():  # read until it says how many it started
+            started_all = ALL_STARTED.search(self.jobs_log.read_text(errors="replace"))
+            self.total = int(started_all.group(1)) if started_all else 0
+        everyone = bool(self.total) and len(self.seen) >= self.total
+        return bool(lag) and everyone and not self.waiting(lag)
 
 
 def free_port() -> int:

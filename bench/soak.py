@@ -3,21 +3,24 @@ each query's lag, sampled as it runs, judged against the soak's targets.
 
     .venv/bin/python bench/soak.py [--rate 500] [--shop-rate 500] [--minutes 30]
         [--warmup-minutes 5] [--sample-s 15] [--max-growth-mb-h 50] [--max-lag N]
-        [--set CLICKSTREAM_NAME=VALUE]... [--markdown] [--smoke]
+        [--jobs NAME,...] [--start-timeout-s 600] [--set CLICKSTREAM_NAME=VALUE]...
+        [--markdown] [--smoke]
 
-Starts `clickstream up --rate R --shop-rate S` in a fresh data folder on free ports, then every
-``--sample-s`` seconds reads, for each part (broker, collector, jobs with Spark's JVM and
-Python workers, dashboard, web-sim, shop-sim), the CPU time and resident memory of its process
-tree from /proc, and each streaming query's lag (records in Kafka it has not committed yet,
-from its checkpoint and the topics' end offsets, as `clickstream status` does). Samples taken
-during the warm-up are not used for the figures. Printed: per part, average cores, memory at
-the end of the warm-up and at the end, and its growth in MB per hour (least squares over the
-samples after warm-up); per query, the largest and the last lag, and whether lag grew (the
-last third's median against the first third's). Then `up` is stopped with SIGINT, and the
-verdict printed: no part may grow more than ``--max-growth-mb-h`` after the warm-up, no query's
-lag may grow (nor exceed ``--max-lag`` when given), and no part may have been restarted by `up`
-(a restart resets a part's memory, so its growth would mean nothing); the exit code is 1 when
-a target is missed.
+Starts `clickstream up --rate R --shop-rate S` in a fresh data folder on free ports and waits
+until every streaming query has committed its first batch (the jobs process says how many it
+started; a query still without a batch after ``--start-timeout-s`` ends the run, named). From
+then on, for ``--minutes``, every ``--sample-s`` seconds it reads, for each part (broker,
+collector, jobs with Spark's JVM and Python workers, dashboard, web-sim, shop-sim), the CPU
+time and resident memory of its process tree from /proc, and each streaming query's lag
+(records in Kafka it has not committed yet, from its checkpoint and the topics' end offsets, as
+`clickstream status` does). Samples taken during the warm-up are not used for the figures.
+Printed: per part, average cores, memory at the end of the warm-up and at the end, and its
+growth in MB per hour (least squares over the samples after warm-up); per query, the largest
+and the last lag, and whether lag grew (the last third's median against the first third's).
+Then `up` is stopped with SIGINT, and the verdict printed: no part may grow more than ``--max-
+growth-mb-h`` after the warm-up, no query's lag may grow (nor exceed ``--max-lag`` when given),
+and no part may have been restarted by `up` (a restart resets a part's memory, so its growth
+would mean nothing); the exit code is 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -36,10 +39,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from common import JARS_DIR, console, free_port, options, print_table
+from common import JARS_DIR, QueriesReady, console, free_port, options, print_table
 from sides import Side, this_side
 
-SMOKE = {"rate": 20, "shop_rate": 20, "minutes": 0.75, "warmup_minutes": 0.4, "sample_s": 3}
+SMOKE = {
+    "rate": 20,
+    "shop_rate": 20,
+    "minutes": 0.6,
+    "warmup_minutes": 0.2,
+    "sample_s": 3,
+    "jobs": "shop",
+    "start_timeout_s": 300,
+}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 PARTS = {  # part: what its root process's command line holds
@@ -176,6 +187,10 @@ def main() -> int:
     parser.add_argument("--sample-s", type=float, default=15)
     parser.add_argument("--max-growth-mb-h", type=float, default=50.0)
     parser.add_argument("--max-lag", type=int, help="largest lag allowed after the warm-up")
+    parser.add_argument("--jobs", help="up --jobs: run only these jobs (default: all)")
+    parser.add_argument(
+        "--start-timeout-s", type=float, default=600, help="for every query's first batch"
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="CLICKSTREAM_NAME=VALUE", help="a setting"
     )
@@ -189,27 +204,49 @@ def main() -> int:
         env = fresh_up_env(side, data, settings)
         command = [side.python, "-m", "clickstream", "up", f"--rate={args.rate:g}"]
         command.append(f"--shop-rate={args.shop_rate:g}")
+        if args.jobs:
+            command.append(f"--jobs={args.jobs}")
         up_env = {k: v for k, v in env.items() if k != "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"}
         log = open(Path(data) / "up.log", "wb")  # noqa: SIM115 - closed below
         up = subprocess.Popen(command, env=up_env, stdout=log, stderr=log)
         started = time.monotonic()
+        queries = QueriesReady(Path(data))
+        ready: float | None = None  # when every query had committed a batch
+        lag: dict[str, int | None] = {}
         try:
-            deadline = started + args.minutes * 60
-            while time.monotonic() < deadline and up.poll() is None:
+            while up.poll() is None:
                 time.sleep(args.sample_s)
-                now = time.monotonic() - started
+                now = time.monotonic()
+                if ready is not None and now - ready > args.minutes * 60:
+                    break
+                if ready is None and now - started > args.start_timeout_s:
+                    waiting = ", ".join(queries.waiting(lag)) or "no query"
+                    console.print(
+                        f"[red]not started within {args.start_timeout_s:g} s:[/] {waiting}"
+                        " committed no batch"
+                    )
+                    break
                 try:
                     lag = lags(env)
                 except Exception as exc:  # Kafka not up yet
-                    console.print(f"{now:6.0f} s: no lag yet ({type(exc).__name__})")
+                    console.print(f"{now - started:6.0f} s: no lag yet ({type(exc).__name__})")
                     continue
+                if ready is None:
+                    if not queries.check(lag):
+                        console.print(f"{now - started:6.0f} s: starting; lag {lag}")
+                        continue
+                    ready = now
+                    console.print(
+                        f"{now - started:6.0f} s: all {len(queries.seen)} queries committed a"
+                        " batch: the warm-up starts"
+                    )
                 usage = part_usage(up.pid)
-                samples.times.append(now)
+                samples.times.append(now - ready)
                 samples.usage.append(usage)
                 samples.lags.append(lag)
                 samples.restarts = restarts(Path(data)) or samples.restarts
                 rss = ", ".join(f"{p} {m:.0f}" for p, (_, m) in sorted(usage.items()))
-                console.print(f"{now:6.0f} s: lag {lag}; MB {rss}")
+                console.print(f"{now - started:6.0f} s: lag {lag}; MB {rss}")
         finally:
             up.send_signal(signal.SIGINT)
             up.wait(120)
