@@ -6,8 +6,9 @@ one-key objects (``[{"0":12},{"1":9},{"2":3}]``: gender code to shoppers), and i
 printed each record's value. The count jobs here write one record per (metric, window, key),
 again each micro-batch that adds to the window (update mode). So the tail gathers a window's
 newest counts and prints the window once it has been quiet for ``settle_s`` (the count jobs
-write every ``jobs.count_trigger_s``); a count that comes later (a late event) prints the
-window again, with its new counts.
+write every ``jobs.count_trigger_s``), in window order: a window still settling holds back the
+later ones. A count that comes later (a late event) prints the window again, with its new
+counts.
 
 ``shop.gender`` keys are printed as the seed's codes (``female`` -> ``"0"``, ``male`` -> ``"1"``,
 ``unknown`` -> ``"2"``); other metrics' keys as they are.
@@ -196,7 +197,7 @@ class ResultsTail:
             if window.changed_at == 0.0:  # printed, nothing new since
                 continue
             if settled_only and now - window.changed_at < self.settle_s:
-                continue
+                break  # the windows after it wait: lines come in window order
             emit(start, seed_line(self.metric, window.counts))
             window.changed_at = 0.0
             self.stats.lines += 1
