@@ -4,7 +4,7 @@ up` keeps every streaming query's lag bounded for 5 minutes on this machine.
     .venv/bin/python bench/capacity.py [--start 1000] [--web-share 0.5] [--warmup-s 60]
         [--hold-s 300] [--sample-s 15] [--max-lag-s 30] [--precision 0.1] [--max-steps 10]
         [--web-per-process 600] [--shop-per-process 5000] [--start-timeout 300]
-        [--set CLICKSTREAM_NAME=VALUE]... [--markdown] [--smoke]
+        [--jobs NAME,...] [--set CLICKSTREAM_NAME=VALUE]... [--markdown] [--smoke]
 
 **A step** runs `clickstream up` in a fresh data folder on free ports (as bench/soak.py) at a
 total rate R: ``--web-share`` of R from the web simulator (through the collector, over HTTP),
@@ -13,14 +13,15 @@ their demo rates (bookstore 5/s, songs 5/s, users 2/s with 1-10 page events each
 rate for them). The load generators are processes of their own: a simulator process is asked
 for at most ``--web-per-process`` (``--shop-per-process``) events/s; `up`'s own web-sim and
 shop-sim take the first share, and more `clickstream simulate web|shop --endless` processes,
-started once `up` says it is up, take the rest. The hold starts ``--warmup-s`` after the first
-data point (the first micro-batch a query commits), and not before every query has committed a
-batch (the queries start one after another; the jobs process says in its log when it has
-started them all); a step that does not get there within ``--start-timeout`` did not hold. For
-``--hold-s`` seconds it reads every query's lag (records in Kafka it has not committed, as
-`clickstream status` does) every ``--sample-s``, and the CPU time of each part's process tree
-at the start and the end of the hold (bench/soak.py's sampling); then it stops `up` and the
-extra generators.
+started once `up` says it is up, take the rest (``--jobs`` runs only those Spark jobs, `up
+--jobs`: a capacity for them alone, which the capacity line names). The hold starts
+``--warmup-s`` after the first data point (the first micro-batch a query commits), and not
+before every query has committed a batch (the queries start one after another; the jobs process
+says in its log when it has started them all); a step that does not get there within
+``--start-timeout`` did not hold. For ``--hold-s`` seconds it reads every query's lag (records
+in Kafka it has not committed, as `clickstream status` does) every ``--sample-s``, and the CPU
+time of each part's process tree at the start and the end of the hold (bench/soak.py's
+sampling); then it stops `up` and the extra generators.
 
 **Held** means, over the hold:
 
@@ -80,8 +81,10 @@ from common import QueriesReady, console, options, print_table
 from sides import this_side
 from soak import PARTS, TICK, fresh_up_env, lag_grew, lags, part_usage, restarts
 
-SMOKE = {"start": 200, "warmup_s": 2, "hold_s": 9, "sample_s": 3, "max_steps": 1}
+SMOKE: dict[str, object] = {"start": 200, "warmup_s": 2, "hold_s": 9, "sample_s": 3}
+SMOKE |= {"max_steps": 1}
 SMOKE |= {"web_per_process": 60}  # the step runs an extra web simulator beside up's
+SMOKE |= {"jobs": "shop"}  # one query to start: the smoke checks the bench, not the stack
 STACK = ("broker", "collector", "jobs", "dashboard", "bookstore")
 WEB, SHOP = "web-sim", "shop-sim"
 OTHER_SIMS = ("bookstore-sim", "songs-sim", "users-sim", "page-events-sim")
@@ -265,6 +268,8 @@ def run_step(
             f"--rate={step.web[0]:g}",
             f"--shop-rate={step.shop[0]:g}",
         ]
+        if args.jobs:
+            command.append(f"--jobs={args.jobs}")
         log = Path(data) / "up.log"
         # Under a watchdog, in its own session: stopped below on every way out, and by the
         # watchdog should this process die without a word (SIGKILL included).
@@ -534,6 +539,8 @@ def search(args: argparse.Namespace, sets: dict[str, str], steps: list[Step]) ->
 def summary(steps: list[Step], args: argparse.Namespace) -> list[str]:
     """The capacity line, the cores at that rate, and the note on the generators."""
     mix = f"web:shop = {ratio(args.web_share)}"
+    if args.jobs:
+        mix += f"; jobs {args.jobs} only"
     held = [s for s in steps if s.held]
     failed = [s for s in steps if not s.held]
     good = max(held, key=lambda s: s.rate) if held else None
@@ -606,6 +613,9 @@ def main() -> int:
         "--start-timeout", type=float, default=300.0, help="seconds to every query's first batch"
     )
     parser.add_argument(
+        "--jobs", help="up --jobs: run only these jobs (a capacity for them alone; default: all)"
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="CLICKSTREAM_NAME=VALUE", help="a setting"
     )
     args = options(parser, SMOKE)
@@ -641,6 +651,8 @@ def main() -> int:
         f"{args.warmup_s:g} s of warm-up, lag bound {args.max_lag_s:g} s of the rate; cores "
         "averaged over the hold"
     )
+    if args.jobs:
+        title += f"; jobs {args.jobs} only"
     print_table(
         HEADS,
         [row(s) for s in done],

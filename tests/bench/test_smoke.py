@@ -95,7 +95,8 @@ EXPECT: dict[str, list[Expect]] = {
                 "generator cores", "web-sim", "shop-sim", "other sims", "machine", "note"),
                ("events/s asked", "delivered", "stack cores", "broker", "collector", "jobs",
                 "generator cores", "web-sim", "shop-sim", "machine"),
-               lines=(r"^capacity: (at least |below )?[\d,]+ events/s \(web:shop = 1:1\)",
+               lines=(r"^capacity: (at least |below )?[\d,]+ events/s \(web:shop = 1:1; jobs shop "
+                      r"only\)",
                       r"^at [\d,]+ events/s: the stack [\d.]+ cores \(broker [\d.]+, .*the load "
                       r"generators [\d.]+ cores \(web-sim [\d.]+ in \d process\(es\), "
                       r"[\d.]+ per 1,000 events/s"))
