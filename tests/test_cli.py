@@ -96,6 +96,21 @@ def test_jobs_run_refuses_an_unknown_job_before_starting_spark() -> None:
     )
 
 
+def test_jobs_run_refuses_a_master_spark_would_refuse_before_starting_spark() -> None:
+    for args, env in (
+        (("--master", "spork://x:7077"), {}),
+        ((), {"CLICKSTREAM_SPARK_MASTER": "yran"}),
+    ):
+        result = run("jobs", "run", "shop", *args, **env)
+        assert result.returncode == 1
+        wrong = args[1] if args else "yran"
+        assert result.stderr.startswith(
+            f"error: spark.master = '{wrong}': Master must either be yarn or start with spark, "
+            "k8s, or local"
+        ), result.stderr
+        assert "java" not in result.stderr.lower()
+
+
 def test_simulate_web_through_a_real_collector(start_collector: Callable[..., Any]) -> None:
     from tests.conftest import read_topic
 

@@ -47,6 +47,9 @@ def test_up_serves_both_scenarios_on_the_dashboard_and_stops_on_sigint(tmp_path:
     }
     env = cli_env(
         CLICKSTREAM_DATA_DIR=str(tmp_path),
+        # Sessions close 5 simulated minutes after a visitor's last hit (30 by default): at the
+        # web simulator's 60x, seconds after the sessions query starts instead of half a minute.
+        CLICKSTREAM_JOBS_SESSION_GAP_S="300",
         **{f"CLICKSTREAM_{name}_PORT": str(port) for name, port in ports.items()},
     )
     board = f"http://127.0.0.1:{ports['DASHBOARD']}"

@@ -81,9 +81,11 @@ def jobs_run(
     --available-now). `clickstream jobs run sessions shop web-live` runs them all. One jobs
     process at a time may use a checkpoint folder."""
     from clickstream.jobs import pick
+    from clickstream.spark.session import check_master
     from clickstream.streaming.runner import lock_checkpoints, run_jobs
 
     builds = pick(names)  # before Spark starts
+    check_master(master or ctx.settings.spark.master)
     lock_checkpoints(ctx.settings)
     run_jobs(
         ctx.client_settings(),

@@ -100,6 +100,16 @@ def default_shuffle_partitions(master: str) -> int:
     return int(cores)
 
 
+def check_master(master: str) -> None:
+    """Spark's own rule for a master URL (spark-submit's), checked before a JVM is started for
+    it: a wrong ``spark.master`` fails in a fraction of a second, not after the JVM's start."""
+    if master != "yarn" and not master.startswith(("spark", "k8s", "local")):
+        raise ConfigError(
+            f"spark.master = {master!r}: Master must either be yarn or start with spark, k8s, "
+            "or local (local[*], spark://HOST:7077, k8s://https://HOST:443)"
+        )
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Spark configuration derived from the settings (also usable with ``spark-submit``)."""
     spark = settings.spark
@@ -182,6 +192,8 @@ def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSess
     source is registered on the session. An exception while the session is built (a stop:
     :class:`clickstream.signals.Stopped`) kills the JVM it started.
     """
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit's --master decides otherwise
+        check_master(settings.spark.master)
     java_home = find_java_home(settings.spark.java_home, os.environ)
     if java_home is not None:
         os.environ["JAVA_HOME"] = str(java_home)
