@@ -137,22 +137,23 @@ def test_the_sessions_job_loads_its_own_output_from_gs_into_bigquery(
     files = bigquery_emulator.gcs_root / fake_gcs.bucket / "runs" / tag / "sessions"
 
     # Two sessions, one of them with pageviews that lack a referrer and a landing code (sent
-    # straight to Kafka): no session is closed yet, so the micro-batch loads nothing.
+    # straight to Kafka), then a later pageview that moves the watermark. Four records a
+    # micro-batch: the first closes no session, so it loads nothing (a load of no file would
+    # fail the job); the batches after the watermark moved close both sessions and load them.
     send(s, [
         hit("a", "1", T0, "/", referrer="https://www.google.com/", landingPage=1, country="BR"),
         hit("a", "1", T0 + MIN, "/pricing"),
         hit("a", "1", T0 + 2 * MIN, "/signup", referrer=None, landingPage=None),
         hit("b", "7", T0 + 30_000, "/blog", landingPage=1, bot=True, botReason="crawler: ^curl"),
+        hit("c", "9", T0 + 60 * MIN, "/"),
     ])  # fmt: skip
-    run_sessions(env)
-    assert not files.exists() or not list(files.rglob("*.avro"))
-    assert not s.duckdb_path.exists() or sessions(s) == []
-
-    # A later pageview moves the watermark: both sessions close and load.
-    send(s, [hit("c", "9", T0 + 60 * MIN, "/")])
-    run_sessions(env)
+    run_sessions({**env, "CLICKSTREAM_SPARK_MAX_OFFSETS_PER_TRIGGER": "4"})
     assert read_topic(s, dead) == []
-    assert len(list(files.rglob("*.avro"))) >= 1  # written through gs://, not to the folder
+    written = {path.parent.name for path in files.rglob("*.avro")}  # through gs://, not a folder
+    assert written, "no session file written"
+    assert "batch=0000000000" not in written  # the first batch closed no session
+    location = Path(query_location(s, "sessions", "sessions"))
+    assert (location / "commits" / "1").exists()  # it was more than one batch
 
     bq = client.get_table(table)
     assert {f.name: (f.field_type, f.mode) for f in bq.schema} == COLUMNS
@@ -169,7 +170,6 @@ def test_the_sessions_job_loads_its_own_output_from_gs_into_bigquery(
 
     # As if the process died after the load but before Spark committed the batch: Spark runs
     # it again, and the MERGE replaces what the first run loaded.
-    location = Path(query_location(s, "sessions", "sessions"))
     last = max(int(p.name) for p in (location / "commits").iterdir() if p.name.isdigit())
     undo_batches(location, last)
     run_sessions(env)
