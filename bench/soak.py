@@ -45,8 +45,8 @@ from sides import Side, this_side
 SMOKE = {
     "rate": 20,
     "shop_rate": 20,
-    "minutes": 0.6,
-    "warmup_minutes": 0.2,
+    "minutes": 0.45,
+    "warmup_minutes": 0.15,
     "sample_s": 3,
     "jobs": "shop",
     "start_timeout_s": 300,
