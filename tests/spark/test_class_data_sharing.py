@@ -105,3 +105,32 @@ def test_jobs_run_writes_spark_archive_while_it_runs_and_leaves_no_jvm(
     (archive,) = (jars / "cds").glob("spark-*.jsa")
     assert archive.stat().st_size > 10_000_000
     assert not list((jars / "cds").glob(".*partial"))
+
+
+def test_a_second_jvm_leaves_the_archive_to_the_one_writing_it(
+    spark: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Several JVMs started before the archive existed (jobs processes, tests on a first run):
+    while one writes it (holds its lock), another does not pause to write the same file."""
+    import fcntl
+    import logging
+
+    from clickstream.spark.session import CLASS_ARCHIVE_CONF, write_class_archive
+
+    target = tmp_path / "cds" / "spark-test.jsa"
+    spark.conf.set(CLASS_ARCHIVE_CONF, str(target))
+    try:
+        target.parent.mkdir()
+        with (tmp_path / "cds" / ".spark-test.jsa.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process is writing it
+            with caplog.at_level(logging.INFO, logger="clickstream.spark.session"):
+                assert write_class_archive(spark) is False
+            assert "being written by another process" in caplog.text
+        caplog.clear()
+        # Free, it tries (this session's JVM was not started to record classes: it says so).
+        with caplog.at_level(logging.INFO, logger="clickstream.spark.session"):
+            assert write_class_archive(spark) is False
+        assert "was not written" in caplog.text
+        assert not target.exists()
+    finally:
+        spark.conf.unset(CLASS_ARCHIVE_CONF)

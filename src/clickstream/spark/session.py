@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -173,11 +174,22 @@ def write_class_archive(spark: SparkSession) -> bool:
     if not target or Path(target).exists():
         return False
     context = spark.sparkContext
-    try:
-        write_java_class_archive(context._jvm, context._gateway, Path(target))
-    except Exception as exc:
-        log.warning("Spark's class-data archive was not written: %s", str(exc).splitlines()[0])
-        return False
+    # One JVM writes it: others started before it existed (several jobs processes, or tests, on
+    # a first run) leave it to the one writing, instead of each pausing to write the same file.
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    with Path(target).with_name(f".{Path(target).name}.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("Spark's class-data archive is being written by another process")
+            return False
+        if Path(target).exists():
+            return False
+        try:
+            write_java_class_archive(context._jvm, context._gateway, Path(target))
+        except Exception as exc:
+            log.warning("Spark's class-data archive was not written: %s", str(exc).splitlines()[0])
+            return False
     log.info("Spark's class-data archive written: %s", target)
     return True
 
