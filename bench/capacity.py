@@ -81,10 +81,15 @@ from common import QueriesReady, console, options, print_table
 from sides import this_side
 from soak import PARTS, TICK, fresh_up_env, lag_grew, lags, part_usage, restarts
 
-SMOKE: dict[str, object] = {"start": 200, "warmup_s": 2, "hold_s": 9, "sample_s": 3}
-SMOKE |= {"max_steps": 1}
-SMOKE |= {"web_per_process": 60}  # the step runs an extra web simulator beside up's
-SMOKE |= {"jobs": "shop"}  # one query to start: the smoke checks the bench, not the stack
+SMOKE: dict[str, object] = {
+    "start": 200,
+    "warmup_s": 2,
+    "hold_s": 9,
+    "sample_s": 3,
+    "max_steps": 1,
+    "web_per_process": 60,  # the step runs an extra web simulator beside up's
+    "jobs": "shop",  # one query to start: the smoke checks the bench, not the stack
+}
 STACK = ("broker", "collector", "jobs", "dashboard", "bookstore")
 WEB, SHOP = "web-sim", "shop-sim"
 OTHER_SIMS = ("bookstore-sim", "songs-sim", "users-sim", "page-events-sim")

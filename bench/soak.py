@@ -17,10 +17,10 @@ time and resident memory of its process tree from /proc, and each streaming quer
 Printed: per part, average cores, memory at the end of the warm-up and at the end, and its
 growth in MB per hour (least squares over the samples after warm-up); per query, the largest
 and the last lag, and whether lag grew (the last third's median against the first third's).
-Then `up` is stopped with SIGINT, and the verdict printed: no part may grow more than ``--max-
-growth-mb-h`` after the warm-up, no query's lag may grow (nor exceed ``--max-lag`` when given),
-and no part may have been restarted by `up` (a restart resets a part's memory, so its growth
-would mean nothing); the exit code is 1 when a target is missed.
+Then `up` is stopped with SIGINT, and the verdict printed: no part may grow more than
+``--max-growth-mb-h`` after the warm-up, no query's lag may grow (nor exceed ``--max-lag`` when
+given), and no part may have been restarted by `up` (a restart resets a part's memory, so its
+growth would mean nothing); the exit code is 1 when a target is missed.
 """
 
 from __future__ import annotations

@@ -102,8 +102,9 @@ def default_shuffle_partitions(master: str) -> int:
 
 
 def check_master(master: str) -> None:
-    """Spark's own rule for a master URL (spark-submit's), checked before a JVM is started for
-    it: a wrong ``spark.master`` fails in a fraction of a second, not after the JVM's start."""
+    """Spark's own rule for a master URL (spark-submit's), checked by `jobs run` before it
+    starts a JVM: a wrong ``spark.master`` fails in a fraction of a second, not after the JVM's
+    start."""
     if master != "yarn" and not master.startswith(("spark", "k8s", "local")):
         raise ConfigError(
             f"spark.master = {master!r}: Master must either be yarn or start with spark, k8s, "
@@ -171,22 +172,23 @@ def write_class_archive(spark: SparkSession) -> bool:
     loaded what a run loads. Once; the JVM pauses for a few seconds. False (logged) when it
     cannot."""
     target = spark.conf.get(CLASS_ARCHIVE_CONF, None)
-    if not target or Path(target).exists():
+    archive = Path(target) if target else None
+    if archive is None or archive.exists():
         return False
     context = spark.sparkContext
     # One JVM writes it: others started before it existed (several jobs processes, or tests, on
     # a first run) leave it to the one writing, instead of each pausing to write the same file.
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    with Path(target).with_name(f".{Path(target).name}.lock").open("w") as lock:
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with archive.with_name(f".{archive.name}.lock").open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.info("Spark's class-data archive is being written by another process")
             return False
-        if Path(target).exists():
+        if archive.exists():  # written while this one waited for its first batches
             return False
         try:
-            write_java_class_archive(context._jvm, context._gateway, Path(target))
+            write_java_class_archive(context._jvm, context._gateway, archive)
         except Exception as exc:
             log.warning("Spark's class-data archive was not written: %s", str(exc).splitlines()[0])
             return False
@@ -204,8 +206,6 @@ def get_spark(settings: Settings, progress: Progress | None = None) -> SparkSess
     source is registered on the session. An exception while the session is built (a stop:
     :class:`clickstream.signals.Stopped`) kills the JVM it started.
     """
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit's --master decides otherwise
-        check_master(settings.spark.master)
     java_home = find_java_home(settings.spark.java_home, os.environ)
     if java_home is not None:
         os.environ["JAVA_HOME"] = str(java_home)
